@@ -1,0 +1,101 @@
+"""The ``medsyn`` command line: ``medsyn info`` here, engine sub-commands registered by the engines.
+
+Each engine module listed in :data:`ENGINE_CLIS` exposes ``register(subparsers)`` and keeps its heavy
+imports inside the command handlers, so ``medsyn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Sequence
+
+from medsyn_core import __version__
+
+#: Engine modules that add sub-commands (each has ``register(subparsers)``).
+ENGINE_CLIS: tuple[str, ...] = ()
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print versions, the device, the home folder and the bundled datasets."""
+    from medsyn_core import settings
+    from medsyn_core.catalog import BUNDLED
+    from medsyn_core.device import device_info
+    from medsyn_core.storage import Store
+
+    print(f"MedSyn {__version__} (Python {platform.python_version()}, {platform.system()})")
+    for pkg in ("torch", "torchvision", "monai", "opacus", "pydicom", "nibabel", "torchmetrics",
+                "streamlit", "pandas", "scikit-learn"):
+        print(f"  {pkg:<13} {_package_version(pkg)}")
+    print(f"Device:      {device_info().summary()}")
+    home = settings.home_dir()
+    with Store() as store:
+        print(f"Home folder: {home} (database schema v{store.schema_version})")
+    print("Bundled datasets:")
+    for item in BUNDLED:
+        status = "ok" if item.path.exists() else "MISSING"
+        print(f"  {item.name:<16} {item.kind:<8} {item.shape}  [{status}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medsyn",
+        description="MedSyn: synthetic medical tables and images that are safe to share.",
+    )
+    parser.add_argument("--version", action="version", version=f"MedSyn {__version__}")
+    parser.add_argument(
+        "--device", default=None,
+        help="compute device: auto (default: CUDA, then Apple MPS, then CPU), cuda, cuda:N, mps or "
+             "cpu; overrides $MEDSYN_DEVICE",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    info = sub.add_parser("info", help="versions, device, home folder and bundled datasets")
+    info.set_defaults(func=cmd_info)
+    for module_name in ENGINE_CLIS:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.device is not None:
+        os.environ["MEDSYN_DEVICE"] = args.device
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from medsyn_core.device import DeviceError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, DeviceError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        if os.environ.get("MEDSYN_DEBUG"):
+            traceback.print_exc()
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"medsyn: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medsyn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

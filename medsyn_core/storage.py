@@ -1,0 +1,255 @@
+"""The embedded SQLite store: datasets, training runs, models and audit events.
+
+One database file in the MedSyn home folder (``medsyn.sqlite3``), opened in WAL mode so that the app,
+a background worker and the CLI can use it at the same time. The schema is versioned with SQLite's
+``user_version``; :data:`MIGRATIONS` lists the steps from one version to the next, so later releases add
+a step instead of editing an old one.
+
+Every audit event is chained to the previous one with SHA-256 (``hash = sha256(prev_hash + payload)``),
+so an edited, deleted or reordered row breaks the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medsyn_core import settings
+
+#: Schema steps; ``MIGRATIONS[i]`` upgrades a database from version ``i`` to ``i + 1``.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('tabular', 'imaging')),
+        path TEXT NOT NULL,
+        source TEXT NOT NULL,            -- 'bundled' or 'upload' or a description
+        n_rows INTEGER,                  -- rows (tabular) or images/slices (imaging)
+        sha256 TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (name, kind)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,              -- e.g. 'tabular-fit', 'imaging-train', 'evaluate'
+        dataset_id INTEGER REFERENCES datasets(id),
+        params_json TEXT NOT NULL DEFAULT '{}',
+        metrics_json TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'running'
+            CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled')),
+        model_id INTEGER REFERENCES models(id),
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        engine TEXT NOT NULL,            -- e.g. 'ctgan', 'tvae', 'stylegan2', 'resnet9'
+        path TEXT NOT NULL,
+        card_json TEXT NOT NULL DEFAULT '{}',
+        dp_epsilon REAL,                 -- NULL when trained without differential privacy
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        details_json TEXT NOT NULL DEFAULT '{}',
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+GENESIS_HASH = "0" * 64
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or is newer than this MedSyn."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    name: str
+    engine: str
+    path: str
+    card: dict[str, Any]
+    dp_epsilon: float | None
+    created_at: float
+
+
+def _event_hash(prev_hash: str, ts: float, actor: str, action: str, details_json: str) -> str:
+    payload = json.dumps([prev_hash, repr(ts), actor, action, details_json], separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """Handle on the MedSyn SQLite database; cheap to create, one connection per instance."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else settings.database_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the MedSyn database {self.path}: {exc}") from exc
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"The database {self.path} has schema version {version}, newer than this MedSyn "
+                    f"({SCHEMA_VERSION}). Upgrade MedSyn or point MEDSYN_HOME elsewhere."
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {step + 1}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- datasets -----------------------------------------------------------------------------
+    def register_dataset(
+        self, name: str, kind: str, path: str | Path, source: str,
+        n_rows: int | None = None, sha256: str | None = None,
+    ) -> int:
+        """Insert or update a dataset by (name, kind); returns its id."""
+        self._conn.execute(
+            """INSERT INTO datasets (name, kind, path, source, n_rows, sha256, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (name, kind) DO UPDATE SET path=excluded.path, source=excluded.source,
+                   n_rows=excluded.n_rows, sha256=excluded.sha256""",
+            (name, kind, str(path), source, n_rows, sha256, time.time()),
+        )
+        row = self._conn.execute(
+            "SELECT id FROM datasets WHERE name=? AND kind=?", (name, kind)
+        ).fetchone()
+        return int(row["id"])
+
+    def list_datasets(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM datasets" + (" WHERE kind=?" if kind else "") + " ORDER BY name"
+        return [dict(r) for r in self._conn.execute(sql, (kind,) if kind else ())]
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, kind: str, params: dict[str, Any], dataset_id: int | None = None) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO runs (kind, dataset_id, params_json, started_at) VALUES (?, ?, ?, ?)",
+            (kind, dataset_id, json.dumps(params, default=str), time.time()),
+        )
+        return int(cur.lastrowid)
+
+    def finish_run(
+        self, run_id: int, status: str = "finished", metrics: dict[str, Any] | None = None,
+        model_id: int | None = None,
+    ) -> None:
+        self._conn.execute(
+            "UPDATE runs SET status=?, metrics_json=?, model_id=COALESCE(?, model_id), finished_at=? "
+            "WHERE id=?",
+            (status, json.dumps(metrics or {}, default=str), model_id, time.time(), run_id),
+        )
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["params"] = json.loads(out.pop("params_json"))
+        out["metrics"] = json.loads(out.pop("metrics_json"))
+        return out
+
+    # -- models -------------------------------------------------------------------------------
+    def register_model(
+        self, name: str, engine: str, path: str | Path, card: dict[str, Any],
+        dp_epsilon: float | None = None,
+    ) -> int:
+        """Insert or replace the model called ``name``; returns its id."""
+        self._conn.execute(
+            """INSERT INTO models (name, engine, path, card_json, dp_epsilon, created_at)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT (name) DO UPDATE SET engine=excluded.engine, path=excluded.path,
+                   card_json=excluded.card_json, dp_epsilon=excluded.dp_epsilon""",
+            (name, engine, str(path), json.dumps(card, default=str), dp_epsilon, time.time()),
+        )
+        return int(self._conn.execute("SELECT id FROM models WHERE name=?", (name,)).fetchone()[0])
+
+    def list_models(self, engine: str | None = None) -> list[ModelRecord]:
+        sql = "SELECT * FROM models" + (" WHERE engine=?" if engine else "") + " ORDER BY created_at"
+        rows = self._conn.execute(sql, (engine,) if engine else ())
+        return [
+            ModelRecord(r["id"], r["name"], r["engine"], r["path"], json.loads(r["card_json"]),
+                        r["dp_epsilon"], r["created_at"])
+            for r in rows
+        ]
+
+    def delete_model(self, name: str) -> bool:
+        """Remove the model's row (not its files); True if it existed."""
+        cur = self._conn.execute("DELETE FROM models WHERE name=?", (name,))
+        return cur.rowcount > 0
+
+    # -- audit --------------------------------------------------------------------------------
+    def append_event(self, actor: str, action: str, details: dict[str, Any] | None = None) -> int:
+        """Append a hash-chained audit event; never pass real patient identifiers in ``details``."""
+        details_json = json.dumps(details or {}, sort_keys=True, default=str)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = self._conn.execute(
+                "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            prev = last["hash"] if last else GENESIS_HASH
+            ts = time.time()
+            digest = _event_hash(prev, ts, actor, action, details_json)
+            cur = self._conn.execute(
+                "INSERT INTO audit_events (ts, actor, action, details_json, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ts, actor, action, details_json, prev, digest),
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn.execute("SELECT * FROM audit_events ORDER BY id")]
+
+    def verify_audit_chain(self) -> int | None:
+        """Return the id of the first event whose chain link is broken, or None if intact."""
+        prev = GENESIS_HASH
+        for row in self._conn.execute("SELECT * FROM audit_events ORDER BY id"):
+            expected = _event_hash(prev, row["ts"], row["actor"], row["action"], row["details_json"])
+            if row["prev_hash"] != prev or row["hash"] != expected:
+                return int(row["id"])
+            prev = row["hash"]
+        return None

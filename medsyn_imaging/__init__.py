@@ -1,0 +1,1 @@
+"""MedSyn imaging engine: medical image I/O and generators (no Streamlit imports here)."""

@@ -1,0 +1,1 @@
+"""MedSyn tabular engine: synthetic EHR-like tables (no Streamlit imports here)."""

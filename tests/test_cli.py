@@ -1,0 +1,37 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from medsyn_core import __version__
+from medsyn_core.cli import main
+
+
+def test_help_and_version(capsys):
+    assert main([]) == 0
+    assert "medsyn" in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "medsyn_core.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "info" in out and "--device" in out
+
+
+def test_info_reports_versions_device_home_and_data(medsyn_home, capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"MedSyn {__version__}" in out
+    assert "torch" in out and "Device:" in out
+    assert str(medsyn_home.resolve()) in out
+    for name in ("heart_cleveland", "pneumoniamnist", "breastmnist", "ge_mr_fmri"):
+        assert name in out
+    assert "MISSING" not in out
+
+
+def test_bad_device_flag_is_a_readable_error(capsys):
+    assert main(["--device", "gpu", "info"]) == 2
+    assert "Unknown device" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("medsyn")
+    assert script.exists(), "run `make test` (it installs the package) before the tests"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in out.stdout
