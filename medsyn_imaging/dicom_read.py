@@ -350,9 +350,9 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
         series[_series_key(ds)].append((path, ds))
     for index, (_, members) in enumerate(series.items(), start=1):
         first_path, first = members[0]
-        description = str(first.get("SeriesDescription", "") or "").strip()
-        label = (f"{name + ': ' if name else ''}series {index}"
-                 f"{f' ({description})' if description else ''}")
+        # SeriesDescription is free text that de-identification removes, so it is not used in labels.
+        modality = str(first.get("Modality", "") or "").strip()
+        label = f"{name + ': ' if name else ''}series {index}{f' ({modality})' if modality else ''}"
         multi = [m for m in members if int(m[1].get("NumberOfFrames", 1) or 1) > 1]
         groups = [[m] for m in multi] + ([[m for m in members if m not in multi]]
                                          if len(multi) < len(members) else [])

@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import secrets
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,17 @@ def _file_bytes(ds: Dataset) -> bytes:
 def write_dicom_series(volume: Volume, out: str | Path, *, description: str = "",
                        provenance: dict[str, Any] | None = None, bits: int | None = None,
                        study: SyntheticStudy | None = None, geometry: bool | None = None,
-                       overwrite: bool = False) -> Path:
+                       per_image: Sequence[dict[str, Any]] | None = None,
+                       sidecar: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write a synthetic ``volume`` as one DICOM series in the new folder ``out`` (``IMG00001.dcm`` …).
 
     ``volume.pixels``: ``(Z, Y, X)`` grey or ``(Z, Y, X, 3)`` RGB (uint8); 4D volumes are refused.
     ``bits``: 8 or 16 for grey (default: 8 for uint8 input, else 16); RGB is always 8-bit.
     ``geometry``: write ImagePositionPatient etc. from ``volume.affine`` (default: when Z > 1 and the
     affine is not the identity, i.e. for volumes; a stack of independent 2D samples has none).
-    Returns ``out``.
+    ``provenance`` (model, seed …) goes into every file's ImageComments; ``per_image[i]`` adds entries
+    for image ``i`` only (e.g. its class label). ``sidecar`` is written as ``provenance.json`` in the
+    same folder. Returns ``out``.
     """
     if volume.is_4d:
         raise ValueError("4D volumes cannot be written as one DICOM series; write each time point "
@@ -193,6 +197,8 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
     else:
         bits = bits or (8 if pixels.dtype == np.uint8 else 16)
         q = quantize(pixels, bits)
+    if per_image is not None and len(per_image) != pixels.shape[0]:
+        raise ValueError(f"per_image has {len(per_image)} entries for {pixels.shape[0]} images.")
     if geometry is None:
         geometry = not np.allclose(volume.affine, np.eye(4))
     study = study or SyntheticStudy()
@@ -204,7 +210,9 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
     z_spacing, row_spacing, column_spacing = volume.spacing
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for index in range(pixels.shape[0]):
-            ds = _base_dataset(study, series_uid, study.series_count, description or "images", provenance)
+            image_provenance = {**(provenance or {}), **(per_image[index] if per_image else {})}
+            ds = _base_dataset(study, series_uid, study.series_count, description or "images",
+                               image_provenance)
             ds.SOPInstanceUID = generate_uid()
             ds.InstanceNumber = index + 1
             _pixel_module(ds, q.stored[index], volume.rgb)
@@ -223,6 +231,9 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
                 ds.SpacingBetweenSlices = _ds_str(z_spacing)
                 ds.SliceLocation = _ds_str(float(np.dot(position[:3], np.cross(rows_dir, cols_dir))))
             (tmp / f"IMG{index + 1:05d}.dcm").write_bytes(_file_bytes(ds))
+        if sidecar is not None:
+            (tmp / "provenance.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str)
+                                                 + "\n", encoding="utf-8")
     return Path(out)
 
 

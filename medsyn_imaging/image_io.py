@@ -20,26 +20,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _load_pixels(path: Path) -> tuple[np.ndarray, bool]:
+    """(pixels, is_rgb): grey modes give (Y, X) uint8/uint16, everything else (Y, X, 3) uint8; a palette
+    image whose colours are all grey counts as grey."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img).astype(np.uint16 if img.mode.startswith("I;16") else np.int32)
-                return arr, False
-            if img.mode in ("L", "1", "P") and not (img.mode == "P" and "transparency" not in img.info
-                                                     and img.getpalette() and _palette_is_colour(img)):
+            if img.mode.startswith("I;16"):
+                return np.asarray(img).astype(np.uint16), False
+            if img.mode == "I":
+                return np.asarray(img).astype(np.int32), False
+            if img.mode in ("L", "LA", "1"):
                 return np.asarray(img.convert("L")), False
-            return np.asarray(img.convert("RGB")), True
+            rgb = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path.name} is not a readable PNG/JPEG image ({exc}); check that the file is "
                          "complete and really an image.") from exc
-
-
-def _palette_is_colour(img) -> bool:
-    rgb = np.asarray(img.convert("RGB"))
-    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    if img.mode == "P" and np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1],
+                                                                                      rgb[..., 2]):
+        return np.ascontiguousarray(rgb[..., 0]), False
+    return rgb, True
 
 
 def read_image(path: str | Path) -> Volume:
@@ -101,7 +102,8 @@ def png_bytes(image: np.ndarray) -> bytes:
     elif image.ndim == 2 and image.dtype == np.uint16:
         img = Image.fromarray(image.astype(np.uint16))
     else:
-        raise ValueError(f"PNG needs (Y, X) uint8/uint16 or (Y, X, 3) uint8, got {image.shape} {image.dtype}.")
+        raise ValueError(f"PNG needs (Y, X) uint8/uint16 or (Y, X, 3) uint8; got {image.shape} "
+                         f"{image.dtype}.")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
