@@ -83,9 +83,14 @@ def read_dataset(path: Path, stop_before_pixels: bool = False) -> Dataset:
 def _pixel_array(ds: Dataset, name: str) -> np.ndarray:
     """Decoded stored values, colour converted to RGB; clear errors for the usual failures."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        sop_class = getattr(ds.get("SOPClassUID"), "name", "unknown")
+        if "Image Storage" in sop_class:
+            raise DicomReadError(
+                f"{name} has no pixel data although its SOP class ({sop_class}) is an image: the file is "
+                "truncated or its pixel data was removed; it was skipped. Copy it again from the source.")
         raise DicomReadError(
-            f"{name} has no pixel data (SOP class {getattr(ds.get('SOPClassUID'), 'name', 'unknown')}: "
-            "e.g. a report, presentation state or waveform); it was skipped. Only images can be viewed.")
+            f"{name} has no pixel data (SOP class {sop_class}: e.g. a report, presentation state or "
+            "waveform); it was skipped. Only images can be viewed.")
     syntax = ds.file_meta.TransferSyntaxUID
     try:
         with warnings.catch_warnings():
@@ -205,17 +210,17 @@ def _assemble(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifie
                              "files of each size separately.")
     geometric = all(f.position is not None and f.orientation is not None for f in frames)
     orientation = frames[0].orientation if geometric else np.array([1.0, 0, 0, 0, 1.0, 0])
-    if geometric and any(not np.allclose(f.orientation, orientation, atol=1e-3) for f in frames):
-        notes.append(f"{name}: images have different orientations; they are stacked in position order and "
-                     "the geometry is that of the first image only.")
+    if len(frames) > 1 and not geometric:
+        notes.append(f"{name}: no ImagePositionPatient/ImageOrientationPatient; images are stacked by "
+                     "InstanceNumber with 1 mm nominal slice spacing.")
+    elif geometric and any(not np.allclose(f.orientation, orientation, atol=1e-3) for f in frames):
+        geometric = False
+        notes.append(f"{name}: images have different orientations (e.g. a localizer or radial series), so "
+                     "they do not form a volume; they are shown one by one in InstanceNumber order and the "
+                     "geometry is that of the first image only.")
     normal = np.cross(orientation[:3], orientation[3:])
-    if geometric:
-        distance = [round(float(np.dot(f.position, normal)), _POSITION_DECIMALS) for f in frames]
-    else:
-        distance = [0.0] * len(frames)
-        if len(frames) > 1:
-            notes.append(f"{name}: no ImagePositionPatient/ImageOrientationPatient; images are stacked by "
-                         "InstanceNumber with 1 mm nominal slice spacing.")
+    distance = ([round(float(np.dot(f.position, normal)), _POSITION_DECIMALS) for f in frames]
+                if geometric else [0.0] * len(frames))
     by_position: dict[float, list[_Frame]] = defaultdict(list)
     for d, f in zip(distance, frames, strict=True):
         by_position[d].append(f)
@@ -263,7 +268,7 @@ def _assemble(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifie
     else:
         thickness = frames[0].thickness or 1.0
         step = normal * thickness
-        origin = frames[0].position if geometric else np.zeros(3)
+        origin = frames[0].position if frames[0].position is not None else np.zeros(3)
     affine = affine_from_dicom(orientation, origin, row_spacing, column_spacing, step)
 
     # de-identified metadata (the raw header is not kept)
