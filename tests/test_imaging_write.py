@@ -64,7 +64,8 @@ def test_16bit_volume_series_keeps_pixels_and_geometry(mr_volume, tmp_path):
     datasets = assert_synthetic_and_valid(out)
     first = datasets[0]
     # MR magnitudes are >= 0: unsigned 16-bit, no rescale needed
-    assert (first.BitsAllocated, first.BitsStored, first.HighBit, first.PixelRepresentation) == (16, 16, 15, 0)
+    bits = (first.BitsAllocated, first.BitsStored, first.HighBit, first.PixelRepresentation)
+    assert bits == (16, 16, 15, 0)
     assert float(first.RescaleSlope) == 1.0 and float(first.RescaleIntercept) == 0.0
     assert float(first.SliceThickness) == pytest.approx(5.0)
     assert [float(v) for v in first.PixelSpacing] == pytest.approx([3.75, 3.75])
