@@ -45,7 +45,7 @@ def assert_synthetic_and_valid(folder: Path) -> list[pydicom.Dataset]:
         assert ds.PatientIdentityRemoved == "YES" and ds.Manufacturer == "MedSyn"
         assert ds.SeriesDescription.startswith("SYNTHETIC")
         assert str(ds.PatientName) == "SYNTHETIC^MEDSYN" and ds.PatientID.startswith("MEDSYN-SYN-")
-        assert ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage
+        assert ds.SOPClassUID.startswith(pydicom.uid.SecondaryCaptureImageStorage)  # SC or multi-frame SC
         datasets.append(ds)
     assert len({d.SeriesInstanceUID for d in datasets}) == 1
     assert len({d.StudyInstanceUID for d in datasets}) == 1
@@ -124,6 +124,24 @@ def test_8bit_samples_and_rgb(tmp_path):
     second = pydicom.dcmread(next((tmp_path / "grey2").glob("*.dcm")))
     assert second.StudyInstanceUID == datasets_rgb[0].StudyInstanceUID
     assert second.SeriesInstanceUID != datasets_rgb[0].SeriesInstanceUID and second.SeriesNumber == 2
+
+
+@pytest.mark.parametrize("kind", ["byte", "word", "signed word", "rgb"])
+def test_multiframe_secondary_capture(tmp_path, kind):
+    rng = np.random.default_rng(5)
+    pixels = {"byte": rng.integers(0, 256, (3, 12, 10), dtype=np.uint8),
+              "word": rng.integers(0, 4096, (3, 12, 10), dtype=np.uint16),
+              "signed word": rng.integers(-1000, 3000, (3, 12, 10)).astype(np.int16),
+              "rgb": rng.integers(0, 256, (3, 12, 10, 3), dtype=np.uint8)}[kind]
+    volume = Volume(pixels, rgb=kind == "rgb")
+    out = write_dicom_series(volume, tmp_path / "mf", multiframe=True, provenance=PROVENANCE,
+                             per_image=[{"label": i % 2} for i in range(3)])
+    (ds,) = assert_synthetic_and_valid(out)
+    assert ds.NumberOfFrames == 3 and "MultiFrame" in ds.SOPClassUID.keyword
+    assert json.loads(ds.ImageComments.split("Provenance: ", 1)[1])["frames"][1] == {"label": 1}
+    np.testing.assert_array_equal(read_dicom(out / "IMG00001.dcm").pixels, pixels)
+    with pytest.raises(ValueError, match="no slice positions"):
+        write_dicom_series(volume, tmp_path / "mf2", multiframe=True, geometry=True)
 
 
 def test_write_is_atomic_and_refuses_overwrite(tmp_path):
