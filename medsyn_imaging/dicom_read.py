@@ -190,7 +190,7 @@ def _frames_of(ds: Dataset, name: str) -> list[_Frame]:
                 break
         frames.append(_Frame(
             pixels=arr[i], position=position, orientation=orientation,
-            pixel_spacing=_pixel_measures(ds, *[m for m in (measures,) if m is not None]),
+            pixel_spacing=_pixel_measures(ds, measures) if measures is not None else _pixel_measures(ds),
             thickness=thickness,
             slope=float(value_tf.get("RescaleSlope", 1) or 1),
             intercept=float(value_tf.get("RescaleIntercept", 0) or 0),
