@@ -29,7 +29,7 @@ from medsyn_imaging.volume import Volume, affine_from_dicom
 
 #: Header fields never shown even after de-identification (bulky or binary).
 _HIDDEN_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ"})
-_POSITION_DECIMALS = 2  # images closer than 0.01 mm along the normal share a slice position
+_SAME_POSITION_MM = 0.01  # images closer than this along the slice normal share a slice position
 
 
 class DicomReadError(ValueError):
@@ -219,14 +219,17 @@ def _assemble(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifie
                      "they do not form a volume; they are shown one by one in InstanceNumber order and the "
                      "geometry is that of the first image only.")
     normal = np.cross(orientation[:3], orientation[3:])
-    distance = ([round(float(np.dot(f.position, normal)), _POSITION_DECIMALS) for f in frames]
-                if geometric else [0.0] * len(frames))
     by_position: dict[float, list[_Frame]] = defaultdict(list)
-    for d, f in zip(distance, frames, strict=True):
-        by_position[d].append(f)
-    if not geometric:  # every image is its own slice, ordered by instance
-        ordered = sorted(frames, key=lambda f: f.order)
-        by_position = {float(i): [f] for i, f in enumerate(ordered)}
+    if geometric:  # cluster distances along the normal: within _SAME_POSITION_MM is one slice position
+        ranked = sorted(((float(np.dot(f.position, normal)), f) for f in frames), key=lambda x: x[0])
+        key = ranked[0][0]
+        for d, f in ranked:
+            if d - key > _SAME_POSITION_MM:
+                key = d
+            by_position[key].append(f)
+    else:  # every image is its own slice, ordered by instance
+        for i, f in enumerate(sorted(frames, key=lambda f: f.order)):
+            by_position[float(i)].append(f)
     positions = sorted(by_position)
     counts = {len(v) for v in by_position.values()}
     if len(counts) > 1:
@@ -261,7 +264,7 @@ def _assemble(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifie
         if gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
             step = normal * float(np.median(gaps))
             notes.append(
-                f"{name}: slice spacing is not uniform ({gaps.min():g} to {gaps.max():g} mm between "
+                f"{name}: slice spacing is not uniform ({gaps.min():.3g} to {gaps.max():.3g} mm between "
                 "slices): a slice may be missing. The slices are shown in order, but distances along the "
                 "slice axis (and any NIfTI written from them) are only approximate.")
         origin = starts[0]
