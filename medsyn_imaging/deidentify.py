@@ -3,10 +3,11 @@
 Every DICOM dataset MedSyn reads goes through :meth:`Deidentifier.dataset` before any of its header is
 stored or shown. What it does (PS3.15 Annex E, Table E.1-1, Basic Profile, no options retained):
 
-* patient, study, institution, physician and operator attributes are emptied (``Z``: type 2 attributes
-  that must stay present) or removed (``X``);
-* every date (``DA``/``DT``) that the table does not empty is removed, every person name (``PN``) is
-  emptied, private tags, overlays and curves (groups 50xx/60xx) and group lengths are removed, also inside
+* patient and study identifiers are emptied (``Z``: type 2 attributes that must stay present);
+  institution, device, request and free-text attributes are removed (``X``);
+* every other person name, date and time gets a dummy value (``D``: ``ANONYMIZED``, ``19000101``,
+  ``000000``), so attributes that an IOD requires (type 1) stay valid while saying nothing;
+* private tags, overlays and curves (groups 50xx/60xx) and group lengths are removed, also inside
   sequences;
 * every non-standard UID (study, series, instance, frame of reference, referenced instances …) is replaced
   by a new one derived from the old one and a random per-run key, so the same study keeps consistent
@@ -35,14 +36,15 @@ from medsyn_core.files import atomic_directory
 #: DeidentificationMethod (LO, at most 64 characters); the code sequence names the profile (DCM 113100).
 METHOD = "MedSyn PS3.15 Basic Profile; private tags removed, UIDs replaced"
 
-#: Attributes emptied (kept with zero length): type-2 attributes of common IODs.
+#: Attributes emptied (kept with zero length, action Z): type-2 attributes of common IODs.
 EMPTY = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ContentDate",
-    "ContentTime", "AccessionNumber", "ReferringPhysicianName", "StudyID", "ContentCreatorName",
-    "VerifyingObserverName", "ConsultingPhysicianName",
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber",
+    "ReferringPhysicianName", "StudyID",
 )
+# Reference sequences (Referenced Study/Performed Procedure Step …) are kept with their UIDs replaced:
+# some IODs require them (type 2), others forbid them empty (type 3), and new UIDs identify nobody.
 
-#: Attributes removed (Basic Profile actions X, X/Z, X/D and the ones with no structural role).
+#: Attributes removed (Basic Profile actions X, X/Z, X/D where no common IOD requires them).
 REMOVE = (
     # patient
     "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
@@ -53,38 +55,38 @@ REMOVE = (
     "CountryOfResidence", "RegionOfResidence", "PatientReligiousPreference", "SmokingStatus",
     "PregnancyStatus", "LastMenstrualDate", "Allergies", "SpecialNeeds", "PatientState",
     "CurrentPatientLocation", "PatientInstitutionResidence", "ReferencedPatientSequence",
-    "ReferencedPatientPhotoSequence", "ResponsiblePerson", "ResponsiblePersonRole",
-    "ResponsibleOrganization", "MedicalAlerts", "PatientTransportArrangements",
-    "AdmissionID", "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence",
-    "ServiceEpisodeID", "ServiceEpisodeDescription", "IssuerOfAdmissionIDSequence",
-    # institution, devices, people
+    "ReferencedPatientPhotoSequence", "ResponsiblePersonRole", "ResponsibleOrganization",
+    "MedicalAlerts", "PatientTransportArrangements", "AdmissionID", "AdmittingDiagnosesDescription",
+    "AdmittingDiagnosesCodeSequence", "ServiceEpisodeID", "ServiceEpisodeDescription",
+    "IssuerOfAdmissionIDSequence",
+    # institution, devices, people's contact details
     "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
-    "StationName", "DeviceSerialNumber", "DeviceUID", "DetectorID", "PlateID", "GantryID", "CassetteID",
+    "StationName", "DeviceUID", "DetectorID", "PlateID", "GantryID", "CassetteID",
     "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-    "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecord",
-    "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianName",
-    "PerformingPhysicianIdentificationSequence", "NameOfPhysiciansReadingStudy",
-    "PhysiciansReadingStudyIdentificationSequence", "OperatorsName", "OperatorIdentificationSequence",
-    "RequestingPhysician", "RequestingService", "ScheduledPerformingPhysicianName",
-    "ScheduledStationName", "ScheduledStationAETitle", "PerformedStationName", "PerformedStationAETitle",
-    "PerformedLocation", "OrderEnteredBy", "OrderEntererLocation", "OrderCallbackPhoneNumber",
-    "SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
-    "StorageMediaFileSetID", "PersonName", "PersonAddress", "PersonTelephoneNumbers",
+    "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecordIdentificationSequence",
+    "PerformingPhysicianIdentificationSequence", "PhysiciansReadingStudyIdentificationSequence",
+    "OperatorIdentificationSequence", "RequestingService", "ScheduledStationName",
+    "ScheduledStationAETitle", "PerformedStationName", "PerformedStationAETitle", "PerformedLocation",
+    "OrderEntererLocation", "OrderCallbackPhoneNumber", "SourceApplicationEntityTitle",
+    "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle", "StorageMediaFileSetID",
+    "PersonAddress", "PersonTelephoneNumbers",
     # study, request, procedure, free text
     "StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments", "StudyComments",
     "AcquisitionComments", "DerivationDescription", "FrameComments", "TextComments", "TextString",
     "RequestAttributesSequence", "RequestedProcedureID", "RequestedProcedureDescription",
     "RequestedProcedureComments", "ReasonForTheRequestedProcedure", "ReasonForStudy",
     "ScheduledProcedureStepID", "ScheduledProcedureStepDescription", "PerformedProcedureStepID",
-    "PerformedProcedureStepDescription", "PerformedProcedureStepStartTime",
-    "PerformedProcedureStepEndTime", "CommentsOnThePerformedProcedureStep",
+    "PerformedProcedureStepDescription", "CommentsOnThePerformedProcedureStep",
     "PlacerOrderNumberImagingServiceRequest", "FillerOrderNumberImagingServiceRequest",
-    "ImagingServiceRequestComments", "InterpretationAuthor", "InterpretationText",
-    "InterpretationDiagnosisDescription", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "AcquisitionDeviceProcessingDescription",
-    "ModifiedAttributesSequence", "OriginalAttributesSequence", "DigitalSignaturesSequence",
-    "SeriesTime", "AcquisitionTime", "AcquisitionDateTime",
+    "ImagingServiceRequestComments", "InterpretationText", "InterpretationDiagnosisDescription",
+    "AcquisitionDeviceProcessingDescription", "ModifiedAttributesSequence", "OriginalAttributesSequence",
+    "DigitalSignaturesSequence",
 )
+
+#: Attributes given a dummy value (action D) because some IODs require them (type 1).
+DUMMY = ("DeviceSerialNumber",)
+DUMMY_TEXT = "ANONYMIZED"
+DUMMY_BY_VR = {"DA": "19000101", "DT": "19000101000000", "TM": "000000", "PN": DUMMY_TEXT}
 
 #: Modalities where text (names, dates, annotations) is often burned into the pixels.
 BURNED_IN_MODALITIES = frozenset({"US", "SC", "OT", "XA", "RF", "ES", "XC", "GM", "SM", "DX", "CR",
@@ -93,6 +95,7 @@ STANDARD_UID_ROOT = "1.2.840.10008."  # DICOM-defined UIDs (SOP classes, transfe
 
 _EMPTY_TAGS = frozenset(tag_for_keyword(k) for k in EMPTY)
 _REMOVE_TAGS = frozenset(tag_for_keyword(k) for k in REMOVE)
+_DUMMY_TAGS = frozenset(tag_for_keyword(k) for k in DUMMY)
 
 
 def _is_curve_or_overlay(tag) -> bool:
@@ -150,10 +153,11 @@ class Deidentifier:
             elif elem.VR == "SQ":
                 for item in elem.value:
                     self._clean(item)
-            elif elem.VR == "PN":
-                elem.value = None
-            elif elem.VR in ("DA", "DT"):
-                del ds[tag]
+            elif tag in _DUMMY_TAGS and elem.value not in (None, ""):
+                elem.value = DUMMY_BY_VR.get(elem.VR, DUMMY_TEXT)
+            elif elem.VR in ("PN", "DA", "DT", "TM") and elem.value not in (None, ""):
+                # every other person name, date and time: a dummy value (D); type-1 attributes stay valid
+                elem.value = DUMMY_BY_VR[elem.VR] if elem.VM <= 1 else [DUMMY_BY_VR[elem.VR]] * elem.VM
             elif elem.VR == "UI" and elem.value:
                 values = elem.value if elem.VM > 1 else [elem.value]
                 new = [v if str(v).startswith(STANDARD_UID_ROOT) else self.new_uid(v) for v in values]
@@ -220,7 +224,7 @@ def deidentify_folder(source: str | Path, out: str | Path, overwrite: bool = Fal
     counts: dict[int, int] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for path in _dicom_files(source):
-            if path.name == "DICOMDIR":
+            if path.name == "DICOMDIR" or path.name.startswith("DICOMDIR-"):
                 report.problems.append((str(path), "DICOMDIR index skipped (it lists file paths only)."))
                 continue
             try:
@@ -228,14 +232,22 @@ def deidentify_folder(source: str | Path, out: str | Path, overwrite: bool = Fal
             except DicomReadError as exc:
                 report.problems.append((str(path), str(exc)))
                 continue
+            old_series = str(ds.get("SeriesInstanceUID", ""))
             warning = burned_in_warning(ds, path.name)
+            try:
+                data = deidentify_bytes(ds, deid)
+            except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+                report.problems.append((str(path), f"{path.name} could not be rewritten after "
+                                        f"de-identification ({exc}); it was skipped. If it is an image, "
+                                        "export it again from the source as standard DICOM."))
+                continue
             if warning:
                 report.warnings.append(warning)
-            series = series_index.setdefault(str(ds.get("SeriesInstanceUID", "")), len(series_index) + 1)
+            series = series_index.setdefault(old_series, len(series_index) + 1)
             counts[series] = counts.get(series, 0) + 1
             target = tmp / f"series-{series:03d}" / f"image-{counts[series]:05d}.dcm"
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(deidentify_bytes(ds, deid))
+            target.write_bytes(data)
             report.written.append(out / target.relative_to(tmp))
         if not report.written:
             raise ValueError(f"No readable DICOM file in {source}; nothing was written. "

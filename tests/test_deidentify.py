@@ -147,13 +147,23 @@ def _dciodvfy_errors(path: Path) -> list[str]:
     return sorted({line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")})
 
 
-def test_deidentified_files_pass_dciodvfy_as_well_as_their_source(tmp_path, shared_data):
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+# CT, MR, enhanced multi-frame CT, RGB multi-frame SC, an image with overlays, RT dose and structure set,
+# an ECG waveform: the kinds of file a user may bring.
+VALIDATED_KINDS = ["CT_small.dcm", "MR_small.dcm", "liver_1frame.dcm", "SC_rgb_rle_2frame.dcm",
+                   "examples_overlay.dcm", "rtdose.dcm", "rtstruct.dcm", "waveform_ecg.dcm"]
+
+
+@pytest.mark.parametrize("name", ["ge_mr", "tcia_ct", *VALIDATED_KINDS])
+def test_deidentified_files_pass_dciodvfy_as_well_as_their_source(tmp_path, shared_data, name):
     """De-identification must not break a file: dciodvfy finds no error that the input did not have
     (the real inputs have their own, e.g. a GE Laterality quirk, which MedSyn leaves as it is)."""
-    ct = sorted((shared_data / "dicom" / "tcia_covid19_ny_sbu_ct_slices").glob("*.dcm"))[0]
-    for source in (GE_FILES[0], ct):
-        out = tmp_path / source.stem
-        deidentify_folder(source, out)
-        written = next(out.rglob("*.dcm"))
-        new_errors = set(_dciodvfy_errors(written)) - set(_dciodvfy_errors(source))
-        assert new_errors == set(), f"de-identifying {source.name} introduced {new_errors}"
+    source = {"ge_mr": GE_FILES[0],
+              "tcia_ct": sorted((shared_data / "dicom" / "tcia_covid19_ny_sbu_ct_slices").glob("*.dcm"))[0],
+              }.get(name, PYDICOM_FILES / name)
+    out = tmp_path / "out"
+    deidentify_folder(source, out)
+    written = next(out.rglob("*.dcm"))
+    new_errors = set(_dciodvfy_errors(written)) - set(_dciodvfy_errors(source))
+    assert new_errors == set(), f"de-identifying {source.name} introduced {new_errors}"
+    assert pydicom.dcmread(written).PatientIdentityRemoved == "YES"
