@@ -144,8 +144,13 @@ def write_nifti(volume: Volume, path: str | Path, synthetic: bool = False,
     path = Path(path)
     if not is_nifti(path):
         raise ValueError(f"{path.name}: a NIfTI file name must end in .nii or .nii.gz.")
-    img = volume_to_nifti(volume, synthetic=synthetic, dtype=dtype, description=description)
-    data = img.to_bytes()
-    if path.name.lower().endswith(".gz"):
-        data = gzip.compress(data, compresslevel=6, mtime=0)
+    data = nifti_bytes(volume, compressed=path.name.lower().endswith(".gz"), synthetic=synthetic,
+                       dtype=dtype, description=description)
     return atomic_write_bytes(path, data)
+
+
+def nifti_bytes(volume: Volume, compressed: bool = True, synthetic: bool = False,
+                dtype: np.dtype | str | None = None, description: str = "") -> bytes:
+    """The bytes of a ``.nii.gz`` (or ``.nii`` when ``compressed`` is False) file for ``volume``."""
+    data = volume_to_nifti(volume, synthetic=synthetic, dtype=dtype, description=description).to_bytes()
+    return gzip.compress(data, compresslevel=6, mtime=0) if compressed else data

@@ -96,6 +96,12 @@ with right:
     labels_meta = volume.metadata.get("labels")
     if labels_meta is not None:
         st.markdown(f"**Label of this image:** {labels_meta[index]}")
+    if not volume.rgb:
+        from medsyn_imaging.nifti_io import nifti_bytes
+
+        st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
+                           file_name="volume.nii.gz", mime="application/gzip",
+                           help="Pixels and geometry only: NIfTI carries no patient header.")
     st.subheader("De-identified header")
     rows = [{"attribute": k, "value": v} for k, v in volume.metadata.items() if k != "labels"]
     if rows:
