@@ -113,8 +113,8 @@ class Volume:
 
     def with_pixels(self, pixels: np.ndarray, **changes: Any) -> Volume:
         """A copy with new pixels (same geometry and metadata unless ``changes`` says otherwise)."""
-        return replace(self, pixels=pixels, metadata=dict(self.metadata), warnings=list(self.warnings),
-                       **changes)
+        fields = {"metadata": dict(self.metadata), "warnings": list(self.warnings), **changes}
+        return replace(self, pixels=pixels, **fields)
 
     def describe(self) -> str:
         """One line for people: shape, spacing and units."""
