@@ -1,0 +1,34 @@
+"""The Imaging page with Streamlit's AppTest: bundled datasets, sliders, window presets, header."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "imaging.py")
+
+
+def test_bundled_fmri_series_has_time_and_slice_sliders_and_deidentified_header():
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    at.selectbox[0].set_value("ge_mr_fmri").run()
+    assert not at.exception, at.exception
+    sliders = {s.label: s for s in at.slider}
+    assert sliders["Time point"].max == 10 and sliders["Slice"].max == 15
+    sliders["Slice"].set_value(3).run()
+    sliders = {s.label: s for s in at.slider}
+    assert sliders["Slice"].value == 3
+    header = at.dataframe[0].value
+    values = dict(zip(header["attribute"], header["value"], strict=True))
+    assert values["PatientIdentityRemoved"] == "YES" and values["PatientName"] == ""
+    assert "InstitutionName" not in values
+    assert any("Voxel size:** 5 x 3.75 x 3.75 mm" in m.value for m in at.markdown)
+
+
+def test_medmnist_preview_and_window_selector():
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.selectbox[0].set_value("pneumoniamnist").run()
+    assert not at.exception, at.exception
+    assert [s.label for s in at.slider] == ["Image"]
+    window = next(s for s in at.selectbox if s.label == "Window")
+    assert window.options == ["auto"]
+    assert any("Label of this image" in m.value for m in at.markdown)
