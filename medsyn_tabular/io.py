@@ -123,6 +123,9 @@ def _clean(df: pd.DataFrame, label: str) -> pd.DataFrame:
             s = df[col].astype("string").str.strip()
             s = s.mask(s.isin(tokens))
             df[col] = s.astype(object).where(s.notna(), np.nan)
+            numbers = pd.to_numeric(df[col], errors="coerce")
+            if numbers.notna().sum() == s.notna().sum() and s.notna().any():
+                df[col] = numbers  # numbers that pandas kept as text because of a padded missing token
     if df.shape[1] == 0:
         raise TableReadError(f"{label}: no columns found; is this a table with a header row?")
     if df.shape[0] == 0:

@@ -161,12 +161,14 @@ class TabularSynthesizer:
         return TVAEModel(self.transformer, params, device, seed=self.seed)
 
     # -- sampling --------------------------------------------------------------------------------
-    def sample(self, n: int, conditions=None, seed: int | None = None) -> pd.DataFrame:
+    def sample(self, n: int, conditions=None, seed: int | None = None, max_tries: int | None = None
+               ) -> pd.DataFrame:
         """``n`` synthetic rows; every row satisfies all ``conditions`` (see :mod:`~.conditions`).
 
         The same ``seed`` (default: the training seed) gives the same rows. Raises
         :class:`~medsyn_tabular.conditions.ConditionError` for unknown columns/values or conditions
-        too rare to meet within a bounded number of generated rows.
+        too rare to meet within ``max_tries`` generated rows (default: 200 per row asked, at least
+        200,000).
         """
         if self.model is None:
             raise RuntimeError("Fit the synthesizer (or load a fitted one) before sampling.")
@@ -177,7 +179,9 @@ class TabularSynthesizer:
         steer = self._steering_condition(conds)
         if not conds:
             return self._decode(self.model.generate(n, rng), rng).reset_index(drop=True)
-        kept, tried, limit = [], 0, max(MIN_TRIES, MAX_TRIES_PER_ROW * n)
+        self._check_reachable(conds)
+        kept, tried = [], 0
+        limit = max_tries if max_tries is not None else max(MIN_TRIES, MAX_TRIES_PER_ROW * n)
         have, batch = 0, max(2 * n, 1000)
         while have < n and tried < limit:
             rows = self._decode(self.model.generate(batch, rng, condition=steer), rng)
@@ -186,13 +190,27 @@ class TabularSynthesizer:
             kept.append(ok)
             have += len(ok)
             rate = max(have, 1) / tried
-            batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000))
+            batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000, max(1, limit - tried)))
         if have < n:
             raise ConditionError(
                 f"Only {have} of {tried:,} generated rows met {' and '.join(map(str, conds))} "
                 f"(needed {n}). The condition is too rare for this model: relax it, ask for fewer rows, "
                 "or train longer.")
         return pd.concat(kept).iloc[:n].reset_index(drop=True)
+
+    def _check_reachable(self, conds) -> None:
+        """Range conditions outside the learned bounds of a column can never hold: say so at once."""
+        for c in conds:
+            enc = next(e for e in self.transformer.columns if e.name == c.column)
+            if not enc.is_numeric or c.op in ("==", "!="):
+                continue
+            value = c.value.value / 1e9 if isinstance(c.value, pd.Timestamp) else float(c.value)
+            if (c.op in (">", ">=") and value > enc.high) or (c.op in ("<", "<=") and value < enc.low) \
+                    or (c.op == ">" and value == enc.high) or (c.op == "<" and value == enc.low):
+                lo, hi = (pd.Timestamp(enc.low * 1e9), pd.Timestamp(enc.high * 1e9)) \
+                    if enc.kind == "datetime" else (round(enc.low, 6), round(enc.high, 6))
+                raise ConditionError(f"Condition {c} cannot be met: {c.column} is generated within "
+                                     f"[{lo}, {hi}].")
 
     def _steering_condition(self, conds) -> tuple[int, int] | None:
         """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
