@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 
-def _progress_bar(stream=sys.stderr):
-    """A text progress bar for training: one line rewritten per epoch."""
+def _progress_bar():
+    """A text progress bar for training (on stderr): one line rewritten per epoch."""
 
     def show(record: dict) -> None:
+        stream = sys.stderr
         done, total = record["epoch"], record["epochs"]
         width = 30
         filled = int(width * done / total)
