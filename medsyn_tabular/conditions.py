@@ -38,12 +38,23 @@ class Condition:
                 and (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)):
             res = _OPS[self.op](s, self.value)
             return np.asarray(res.fillna(False), dtype=bool) & s.notna().to_numpy()
+        if pd.api.types.is_numeric_dtype(s) and not isinstance(self.value, str):
+            res = _OPS[self.op](s.astype(float), float(self.value))
+            return np.asarray(res.fillna(False), dtype=bool) & s.notna().to_numpy()
         keys = s.astype(object).map(lambda v: str(v) if pd.notna(v) else None)
         res = _OPS[self.op](keys, str(self.value))
         return np.asarray(res, dtype=bool) & s.notna().to_numpy()
 
     def __str__(self) -> str:
         return f"{self.column}{self.op}{self.value}"
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """True when both read as the same number ('0' matches the category 0.0)."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _parse_one(text: str) -> tuple[str, str, str]:
@@ -89,7 +100,7 @@ def parse_conditions(conditions, columns: list[ColumnEncoding], dropped: dict[st
             if op not in ("==", "!="):
                 raise ConditionError(f"Column {column!r} is categorical: use = or != (not {op}).")
             real = [v for v in enc.slots if v not in (OTHER, MISSING)] + list(enc.other_values)
-            match = [v for v in real if str(v) == str(value)]
+            match = [v for v in real if str(v) == str(value)] or [v for v in real if _same_number(v, value)]
             if not match:
                 shown = ", ".join(str(v) for v in real[:15]) + (" ..." if len(real) > 15 else "")
                 raise ConditionError(f"Unknown value {value!r} for column {column!r}. Values: {shown}.")
