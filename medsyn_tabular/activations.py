@@ -15,12 +15,20 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator 
 
 
 def apply_activations(raw: torch.Tensor, spans: list[Span], tau: float = 0.2,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """``tanh`` on scalar spans, Gumbel-softmax on one-hot spans; (n, dim) -> (n, dim)."""
+                      generator: torch.Generator | None = None, hard: bool = False) -> torch.Tensor:
+    """``tanh`` on scalar spans, Gumbel-softmax on one-hot spans; (n, dim) -> (n, dim).
+
+    ``hard=True`` (sampling) returns exact one-hots of the Gumbel-max sample instead of soft vectors.
+    """
     parts = []
     for span in spans:
         block = raw[:, span.start:span.start + span.size]
-        parts.append(torch.tanh(block) if span.activation == "tanh" else gumbel_softmax(block, tau, generator))
+        if span.activation == "tanh":
+            parts.append(torch.tanh(block))
+        elif hard:
+            parts.append(sample_categorical(block, generator))
+        else:
+            parts.append(gumbel_softmax(block, tau, generator))
     return torch.cat(parts, dim=1)
 
 

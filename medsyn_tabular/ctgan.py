@@ -256,14 +256,17 @@ class CTGANModel:
         for epoch in range(p.epochs):
             t0 = time.perf_counter()
             for real, real_cond in self.real_batches(real_all, steps * p.discriminator_steps, rng):
-                fake, _, cond, _ = self._fake(p.batch_size, rng)
+                with torch.no_grad():  # the critic step needs no gradient through the generator
+                    fake, _, cond, _ = self._fake(p.batch_size, rng)
                 if cond is not None:
                     # the critic compares fakes for one set of conditions with real rows of another
                     fake_in, real_in = torch.cat([fake, cond], 1), torch.cat([real, real_cond], 1)
                 else:
                     fake_in, real_in = fake, real
-                loss_d = self.critic(fake_in.detach()).mean() - self.critic(real_in).mean()
-                penalty = self.critic.gradient_penalty(real_in, fake_in.detach())
+                scores = self.critic(torch.cat([fake_in, real_in], 0))  # one pass; pac groups stay apart
+                half = scores.shape[0] // 2
+                loss_d = scores[:half].mean() - scores[half:].mean()
+                penalty = self.critic.gradient_penalty(real_in, fake_in)
                 opt_d.zero_grad(set_to_none=True)
                 (loss_d + p.gp_lambda * penalty).backward()
                 opt_d.step()
@@ -301,7 +304,8 @@ class CTGANModel:
                 cond, _ = self.sampler.cond_vectors(col, slot)
                 z = torch.cat([z, torch.as_tensor(cond, device=self.device)], dim=1)
             raw = self.generator(z)  # BatchNorm on batch statistics, as during training
-            chunks.append(apply_activations(raw, self.spans, self.params.tau, g).cpu().numpy())
+            # hard Gumbel-max one-hots: the same argmax as Gumbel-softmax at any temperature, cheaper
+            chunks.append(apply_activations(raw, self.spans, self.params.tau, g, hard=True).cpu().numpy())
         return np.concatenate(chunks)[:n]
 
     # -- persistence ---------------------------------------------------------------------------
