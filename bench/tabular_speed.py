@@ -96,7 +96,8 @@ def run_peer(model: str, df: pd.DataFrame, epochs: int, n_sample: int, discrete:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs-stroke", type=int, default=20)
     parser.add_argument("--epochs-heart", type=int, default=100)
     parser.add_argument("--sample-rows", type=int, default=100_000)
@@ -110,8 +111,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     tables = load_tables()
     results = []
-    print(f"torch {torch.__version__}, {args.threads} thread(s); batch 500; sampling {args.sample_rows:,} rows")
-    header = f"{'table':<15} {'model':<6} {'impl':<7} {'epochs':>6} {'fit_s':>7} {'prep_s':>7} {'epoch_s':>8} " \
+    print(f"torch {torch.__version__}, {args.threads} thread(s); batch 500; "
+          f"sampling {args.sample_rows:,} rows")
+    header = f"{'table':<15} {'model':<6} {'impl':<7} {'epochs':>6} {'fit_s':>7} {'prep_s':>7} " \
+             f"{'epoch_s':>8} " \
              f"{'sample_rows_s':>13} {'quality':>7}"
     print(header)
     for table, df in tables.items():
@@ -131,7 +134,8 @@ def main() -> None:
                 row = {"table": table, "model": model, "impl": impl, "epochs": epochs,
                        "fit_s": round(r["fit_s"], 2), "prep_s": round(r["prep_s"], 2),
                        "epoch_s": round((r["fit_s"] - r["prep_s"]) / epochs, 3),
-                       "sample_rows_s": round(args.sample_rows / r["sample_s"]), "quality": round(r["quality"], 4)}
+                       "sample_rows_s": round(args.sample_rows / r["sample_s"]),
+                       "quality": round(r["quality"], 4)}
                 results.append(row)
                 print(f"{table:<15} {model:<6} {impl:<7} {epochs:>6} {row['fit_s']:>7} {row['prep_s']:>7} "
                       f"{row['epoch_s']:>8} {row['sample_rows_s']:>13,} {row['quality']:>7}", flush=True)

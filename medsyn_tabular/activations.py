@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from medsyn_tabular.transformer import Span
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_softmax(logits: torch.Tensor, tau: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Soft Gumbel-softmax sample (rows sum to 1) of ``logits`` (n, k) at temperature ``tau``."""
     u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1 - 1e-10)
     return F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)

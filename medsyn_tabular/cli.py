@@ -1,7 +1,8 @@
 """``medsyn tabular fit|sample|schema``: the tabular engine on the command line.
 
     medsyn tabular schema DATA [--schema FILE]
-    medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR [--schema FILE] [--phi COL=ACTION]
+    medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR
+                            [--schema FILE] [--phi COL=ACTION]
     medsyn tabular sample DIR -n N --out OUT.csv [--condition "sex=F" --condition "age>=65"] [--seed S]
 """
 

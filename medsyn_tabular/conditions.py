@@ -93,8 +93,8 @@ def parse_conditions(conditions, columns: list[ColumnEncoding], dropped: dict[st
             try:
                 number = pd.Timestamp(value) if enc.kind == "datetime" else float(value)
             except (TypeError, ValueError) as exc:
-                raise ConditionError(f"Condition on {column!r} needs a {'date' if enc.kind == 'datetime' else 'number'}"
-                                     f", got {value!r}.") from exc
+                wanted = "date" if enc.kind == "datetime" else "number"
+                raise ConditionError(f"Condition on {column!r} needs a {wanted}, got {value!r}.") from exc
             out.append(Condition(column, op, number))
         else:
             if op not in ("==", "!="):

@@ -218,7 +218,8 @@ class CTGANModel:
                 col, slot = self.sampler.sample_training(n, rng)
                 idx = self.sampler.rows_with(col, slot, rng)
                 cond, _ = self.sampler.cond_vectors(col, slot)
-                yield data[torch.as_tensor(idx, device=self.device)], torch.as_tensor(cond, device=self.device)
+                rows = data[torch.as_tensor(idx, device=self.device)]
+                yield rows, torch.as_tensor(cond, device=self.device)
 
     # -- training ----------------------------------------------------------------------------------
     def _fake(self, n: int, rng: np.random.Generator, original: bool = False):
@@ -239,7 +240,8 @@ class CTGANModel:
         for j, (span, off, size) in enumerate(zip(self.transformer.discrete_spans(), self.sampler.offsets,
                                                   self.sampler.sizes, strict=True)):
             target = cond[:, off:off + size].argmax(dim=1)
-            ce = nn.functional.cross_entropy(raw[:, span.start:span.start + span.size], target, reduction="none")
+            logits = raw[:, span.start:span.start + span.size]
+            ce = nn.functional.cross_entropy(logits, target, reduction="none")
             losses.append(ce * mask[:, j])
         return torch.stack(losses, dim=1).sum() / raw.shape[0]
 

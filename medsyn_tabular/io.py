@@ -100,7 +100,8 @@ def read_table(source: str | os.PathLike | bytes | io.IOBase, name: str | None =
     has_header = numeric_cells < max(1, len(first_line) / 2)
     try:
         df = pd.read_csv(
-            io.StringIO(text), sep=delimiter, header=0 if has_header else None, na_values=list(MISSING_TOKENS), keep_default_na=False,
+            io.StringIO(text), sep=delimiter, header=0 if has_header else None,
+            na_values=list(MISSING_TOKENS), keep_default_na=False,
             skipinitialspace=True, low_memory=False,
         )
     except pd.errors.EmptyDataError as exc:

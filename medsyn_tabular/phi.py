@@ -117,7 +117,8 @@ def plan_phi(findings: list[PhiFinding], overrides: dict[str, str] | None, colum
         if column not in columns:
             raise PhiError(f"PHI override names column {column!r}, which is not in the table.")
         if action not in ACTIONS:
-            raise PhiError(f"PHI override for {column!r}: unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
+            raise PhiError(f"PHI override for {column!r}: unknown action {action!r}; "
+                           f"use one of {', '.join(ACTIONS)}.")
         if column in plan:
             plan[column].action, plan[column].evidence = action, plan[column].evidence + "; set by user"
         else:
@@ -126,10 +127,13 @@ def plan_phi(findings: list[PhiFinding], overrides: dict[str, str] | None, colum
 
 
 def _to_datetime(s: pd.Series) -> pd.Series:
-    return s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(s, errors="coerce", format="mixed")
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s
+    return pd.to_datetime(s, errors="coerce", format="mixed")
 
 
-def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], seed: int = 0) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], seed: int = 0
+              ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Transform ``df`` according to ``plan``; returns (new table, record of what was done).
 
     The record lists, per column, the category, the action and the number of cells changed, so that it

@@ -204,7 +204,8 @@ def apply_overrides(schema: TableSchema, overrides: dict[str, Any] | None) -> Ta
             kind = "empty"
             col.reason = "dropped by the schema file"
         elif kind not in KINDS:
-            raise SchemaError(f"Column {name!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)} or drop.")
+            raise SchemaError(f"Column {name!r}: unknown kind {kind!r}; "
+                              f"use one of {', '.join(KINDS)} or drop.")
         else:
             col.reason = "set by the schema file"
         col.kind = kind

@@ -70,7 +70,8 @@ class TabularSynthesizer:
         if model == "ctgan" and batch_size % pac:
             raise ValueError(f"For CTGAN, batch_size must be a multiple of pac={pac} (got {batch_size}); "
                              f"try {max(pac, batch_size // pac * pac)}.")
-        self.model_name, self.epochs, self.batch_size, self.seed = model, int(epochs), int(batch_size), int(seed)
+        self.model_name, self.epochs = model, int(epochs)
+        self.batch_size, self.seed = int(batch_size), int(seed)
         self.overrides = _overrides(schema)
         self.phi_actions = {**(self.overrides.get("phi") or {}), **(phi_actions or {})}
         self.device_preference = device
@@ -98,13 +99,15 @@ class TabularSynthesizer:
                         if r["action"] == "drop"}
         for col in schema.columns:
             if col.kind == "empty" and not col.overridden:
-                raise SchemaError(f"Column {col.name!r} is entirely missing, so nothing can be learned from it. "
+                raise SchemaError(f"Column {col.name!r} is entirely missing, so nothing can be learned "
+                                  "from it. "
                                   "Remove it from the table or mark it 'drop' in a schema file.")
             if not col.modelled:
                 self.dropped[col.name] = f"{col.kind} column, not modelled"
         if len(schema.modelled) < 2:
             raise SchemaError(f"Only {len(schema.modelled)} column(s) can be modelled "
-                              f"({', '.join(c.name for c in schema.modelled) or 'none'}); a synthesizer needs "
+                              f"({', '.join(c.name for c in schema.modelled) or 'none'}); "
+                              "a synthesizer needs "
                               "at least 2. Check the schema (identifier/text columns are not modelled).")
         return coerce_to_schema(clean, schema), schema
 
@@ -122,7 +125,7 @@ class TabularSynthesizer:
         if isinstance(data, (str, Path)):
             source = source or Path(data).name
             data = read_table(data)
-        unknown = set((self.overrides.get("columns") or {})) - set(map(str, data.columns))
+        unknown = set(self.overrides.get("columns") or {}) - set(map(str, data.columns))
         if unknown:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
         device = choose_device(self.device_preference)

@@ -163,7 +163,8 @@ class TableTransformer:
                 if not keep.any():
                     keep = vgm.weights_ == vgm.weights_.max()
                 enc.means = vgm.means_.ravel()[keep].tolist()
-                enc.stds = np.sqrt(vgm.covariances_.ravel()[keep]).clip(min=1e-6 * (1 + abs(fit_x).max())).tolist()
+                floor = 1e-6 * (1 + abs(fit_x).max())
+                enc.stds = np.sqrt(vgm.covariances_.ravel()[keep]).clip(min=floor).tolist()
                 w = vgm.weights_[keep]
                 enc.weights = (w / w.sum()).tolist()
                 prov["modes"] = "data"

@@ -51,12 +51,11 @@ edited = st.data_editor(
     column_config={"kind": st.column_config.SelectboxColumn(options=list(KINDS) + ["drop"]),
                    "PHI action": st.column_config.SelectboxColumn(options=list(ACTIONS))},
 )
-overrides = {"columns": {r["column"]: {"kind": r["kind"]} for r, o in zip(edited.to_dict("records"),
-                                                                         review.to_dict("records"), strict=True)
-                         if r["kind"] != o["kind"]}}
-phi_actions = {r["column"]: r["PHI action"] for r, o in zip(edited.to_dict("records"), review.to_dict("records"),
-                                                           strict=True) if r["PHI action"] != o["PHI action"]
-               or r["column"] in phi}
+pairs = list(zip(edited.to_dict("records"), review.to_dict("records"), strict=True))
+overrides = {"columns": {new["column"]: {"kind": new["kind"]} for new, old in pairs
+                         if new["kind"] != old["kind"]}}
+phi_actions = {new["column"]: new["PHI action"] for new, old in pairs
+               if new["PHI action"] != old["PHI action"] or new["column"] in phi}
 
 # 3. training ---------------------------------------------------------------------------------------
 st.subheader("Train")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pandas as pd
+from tabular_helpers import one_torch_thread
 
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
 from medsyn_tabular.schema import infer_schema
 from medsyn_tabular.synthesizer import TabularSynthesizer
-from tabular_helpers import one_torch_thread
 
 DIRECT = {"Id", "SSN", "DRIVERS", "PASSPORT", "PREFIX", "FIRST", "LAST", "SUFFIX", "MAIDEN", "BIRTHPLACE",
           "ADDRESS", "CITY", "COUNTY", "LAT", "LON"}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tabular_helpers import one_torch_thread
 
 from medsyn_core.storage import Store
 from medsyn_tabular.conditions import ConditionError
@@ -15,8 +16,6 @@ from medsyn_tabular.io import read_table
 from medsyn_tabular.schema import SchemaError
 from medsyn_tabular.synthesizer import TabularSynthesizer
 from medsyn_tabular.transformer import TableTransformer
-from tabular_helpers import one_torch_thread
-
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # as in conftest.py
 
