@@ -127,9 +127,9 @@ def plan_phi(findings: list[PhiFinding], overrides: dict[str, str] | None, colum
 
 
 def _to_datetime(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return s
-    return pd.to_datetime(s, errors="coerce", format="mixed")
+    from medsyn_tabular.schema import to_naive_datetime
+
+    return to_naive_datetime(s)
 
 
 def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], seed: int = 0

@@ -136,7 +136,7 @@ def infer_column(name: str, series: pd.Series) -> ColumnSchema:
         return ColumnSchema(kind="boolean", reason="yes/no or true/false values", **base)
     sample = text.iloc[:200]
     if sample.str.match(_DATE_LIKE).all():
-        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        parsed = to_naive_datetime(text)
         if parsed.notna().all():
             return ColumnSchema(kind="datetime", reason="date/time strings", **base)
     if sample.str.fullmatch(_UUID).all():
@@ -156,6 +156,15 @@ def infer_schema(df: pd.DataFrame) -> TableSchema:
     if df.shape[1] == 0:
         raise SchemaError("The table has no columns.")
     return TableSchema([infer_column(str(c), df[c]) for c in df.columns])
+
+
+def to_naive_datetime(s: pd.Series) -> pd.Series:
+    """Parse to datetime64 (NaT where not a date); time-zone aware values are converted to UTC."""
+    dt = s if pd.api.types.is_datetime64_any_dtype(s) else pd.to_datetime(s, errors="coerce", format="mixed",
+                                                                         utc=True)
+    if getattr(dt.dt, "tz", None) is not None:
+        dt = dt.dt.tz_convert("UTC").dt.tz_localize(None)
+    return dt
 
 
 def load_override_file(path: str | Path) -> dict[str, Any]:
@@ -237,7 +246,7 @@ def coerce_to_schema(df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
                                   "missing values, or declare the column categorical.")
             out[col.name] = conv
         elif col.kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(s):
-            conv = pd.to_datetime(s, errors="coerce", format="mixed")
+            conv = to_naive_datetime(s)
             bad = s[conv.isna() & s.notna()]
             if len(bad):
                 examples = ", ".join(repr(v) for v in bad.astype(str).unique()[:3])

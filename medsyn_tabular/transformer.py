@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medsyn_tabular.schema import SchemaError, TableSchema
+from medsyn_tabular.schema import SchemaError, TableSchema, to_naive_datetime
 
 MAX_MODES = 10
 MODE_WEIGHT_MIN = 0.005  # mixture modes lighter than this are dropped (as in the CTGAN paper)
@@ -86,7 +86,7 @@ def _json_value(v: Any) -> Any:
 def _numeric_values(s: pd.Series, kind: str) -> np.ndarray:
     """Column as float64 (datetimes as seconds since 1970); NaN where missing."""
     if kind == "datetime":
-        dt = pd.to_datetime(s, errors="coerce")
+        dt = to_naive_datetime(s)
         secs = dt.astype("datetime64[ns]").astype("int64").to_numpy().astype(float) / 1e9
         return np.where(dt.isna().to_numpy(), np.nan, secs)
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
