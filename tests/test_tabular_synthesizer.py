@@ -27,7 +27,9 @@ def heart():
 
 @pytest.fixture(scope="module")
 def heart_ctgan(heart):
-    with one_torch_thread():
+    # module scope runs before conftest's per-test clean-up of MEDSYN_DEVICE, so clear it here too
+    with pytest.MonkeyPatch.context() as mp, one_torch_thread():
+        mp.delenv("MEDSYN_DEVICE", raising=False)
         return TabularSynthesizer("ctgan", epochs=3, batch_size=100, seed=7).fit(heart)
 
 
