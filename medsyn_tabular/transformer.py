@@ -83,6 +83,15 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+def _category_key(v: Any) -> str:
+    """Comparable text of a category: 3, 3.0 and "3" are the same code."""
+    try:
+        number = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def _numeric_values(s: pd.Series, kind: str) -> np.ndarray:
     """Column as float64 (datetimes as seconds since 1970); NaN where missing."""
     if kind == "datetime":
@@ -175,9 +184,10 @@ class TableTransformer:
                 counts = values.value_counts()
                 if meta.get("categories") is not None:
                     declared_cats = list(meta["categories"])
-                    lookup = {str(c): c for c in counts.index}
-                    cats = [lookup.get(str(c), c) for c in declared_cats]
-                    unknown = sorted({str(v) for v in counts.index} - {str(c) for c in declared_cats})
+                    lookup = {_category_key(c): c for c in counts.index}
+                    cats = [lookup.get(_category_key(c), c) for c in declared_cats]
+                    unknown = sorted({_category_key(v) for v in counts.index}
+                                     - {_category_key(c) for c in declared_cats})
                     if unknown:
                         raise SchemaError(f"Column {col.name!r} holds values not in its declared categories: "
                                           f"{unknown[:5]}. Add them to the schema file or fix the data.")

@@ -125,7 +125,7 @@ def test_transformer_round_trip_and_statistics_provenance(shared_data):
     df = read_table(shared_data / "tabular/processed.cleveland.data")
     synth = TabularSynthesizer("ctgan", epochs=1, batch_size=100,
                                schema={"columns": {"col_0": {"min": 18, "max": 100},
-                                                   "col_12": {"categories": [3.0, 6.0, 7.0]}}})
+                                                   "col_12": {"categories": [3, 6, 7]}}})
     table, schema = synth.prepare(df)
     tr = TableTransformer(seed=0).fit(table, schema, metadata=synth.overrides)
     back = tr.inverse_transform(tr.transform(table))
