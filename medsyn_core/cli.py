@@ -18,6 +18,7 @@ from medsyn_core import __version__
 
 #: Engine modules that add sub-commands (each has ``register(subparsers)``).
 ENGINE_CLIS: tuple[str, ...] = (
+    "medsyn_tabular.cli",
     "medsyn_imaging.cli",
 )
 

@@ -13,7 +13,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def medsyn_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "medsyn_home"
     monkeypatch.setenv("MEDSYN_HOME", str(home))
-    monkeypatch.delenv("MEDSYN_DEVICE", raising=False)
+    # set-then-delete so that monkeypatch restores the variable even if a test (or `medsyn --device`,
+    # which sets it for the process) changes it
+    monkeypatch.setenv("MEDSYN_DEVICE", "auto")
+    monkeypatch.delenv("MEDSYN_DEVICE")
     return home
 
 

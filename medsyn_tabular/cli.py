@@ -1,0 +1,119 @@
+"""``medsyn tabular fit|sample|schema``: the tabular engine on the command line.
+
+    medsyn tabular schema DATA [--schema FILE]
+    medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR
+                            [--schema FILE] [--phi COL=ACTION]
+    medsyn tabular sample DIR -n N --out OUT.csv [--condition "sex=F" --condition "age>=65"] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _progress_bar():
+    """A text progress bar for training (on stderr): one line rewritten per epoch."""
+
+    def show(record: dict) -> None:
+        stream = sys.stderr
+        done, total = record["epoch"], record["epochs"]
+        width = 30
+        filled = int(width * done / total)
+        losses = "  ".join(f"{k}={record[k]:.3f}" for k in ("loss_g", "loss_d", "loss") if k in record)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {done}/{total}  {losses}")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def _phi_overrides(items: list[str]) -> dict[str, str]:
+    from medsyn_core.cli import UserError
+
+    out = {}
+    for item in items or []:
+        column, sep, action = item.partition("=")
+        if not sep:
+            raise UserError(f"--phi expects COLUMN=ACTION (e.g. ZIP=drop), got {item!r}.")
+        out[column.strip()] = action.strip()
+    return out
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from medsyn_tabular.io import read_table
+    from medsyn_tabular.phi import detect_phi
+    from medsyn_tabular.schema import apply_overrides, infer_schema, load_override_file
+
+    df = read_table(args.data)
+    overrides = load_override_file(args.schema) if args.schema else None
+    schema = apply_overrides(infer_schema(df), overrides)
+    phi = {f.column: f for f in detect_phi(df, schema)}
+    print(f"{args.data}: {len(df)} rows x {df.shape[1]} columns")
+    print(f"{'column':<28} {'kind':<12} {'missing':>7} {'distinct':>8}  PHI")
+    for col in schema.columns:
+        flag = f"{phi[col.name].category} -> {phi[col.name].action}" if col.name in phi else ""
+        print(f"{col.name:<28} {col.kind:<12} {col.n_missing:>7} {col.n_unique:>8}  {flag}")
+    print("Override kinds or PHI actions with a JSON/YAML schema file (--schema); see the README.")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    synth = TabularSynthesizer(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                               seed=args.seed, schema=args.schema, phi_actions=_phi_overrides(args.phi))
+    synth.fit(Path(args.data), progress=None if args.quiet else _progress_bar())
+    out = synth.save(args.out, overwrite=args.overwrite)
+    for entry in synth.phi_record:
+        print(f"PHI: {entry['column']}: {entry['detail']}")
+    print(f"Saved {args.model} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
+          f"{synth.card['preprocessing_seconds']:.1f} s preprocessing)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from medsyn_core.files import atomic_write_text
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    synth = TabularSynthesizer.load(args.model_dir)
+    rows = synth.sample(args.n, conditions=args.condition or None, seed=args.seed)
+    atomic_write_text(args.out, rows.to_csv(index=False))
+    print(f"Wrote {len(rows)} synthetic rows x {rows.shape[1]} columns to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``medsyn tabular ...`` to the main ``medsyn`` parser."""
+    tab = subparsers.add_parser("tabular", help="synthetic tables: CTGAN/TVAE (schema, fit, sample)")
+    sub = tab.add_subparsers(dest="tabular_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("schema", help="print the inferred schema and PHI flags of a table")
+    p.add_argument("data", help="CSV/TSV or Parquet file")
+    p.add_argument("--schema", help="JSON/YAML schema override file")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("fit", help="train a synthesizer on a table and save it")
+    p.add_argument("data", help="CSV/TSV or Parquet file")
+    p.add_argument("--model", choices=("ctgan", "tvae"), default="ctgan")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder to write the model to")
+    p.add_argument("--schema", help="JSON/YAML schema/metadata override file")
+    p.add_argument("--phi", action="append", metavar="COL=ACTION",
+                   help="PHI action for a column: drop, keep, year, shift, zip3, age90 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("sample", help="sample synthetic rows from a saved model")
+    p.add_argument("model_dir", help="folder written by `medsyn tabular fit`")
+    p.add_argument("-n", type=int, required=True, help="number of rows")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--condition", action="append", metavar="EXPR",
+                   help="e.g. sex=F or 'age>=65' (repeatable; all must hold)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the training seed)")
+    p.set_defaults(func=cmd_sample)

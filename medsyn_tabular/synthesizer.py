@@ -1,0 +1,293 @@
+"""``TabularSynthesizer``: the public API of the tabular engine (used by the CLI, the app and tests).
+
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+    synth = TabularSynthesizer(model="ctgan", epochs=300, batch_size=500, seed=0).fit(df)
+    rows = synth.sample(500, conditions=["age>=65", "diabetes=1"])
+    synth.save("models/heart-ctgan");  same = TabularSynthesizer.load("models/heart-ctgan")
+
+``fit`` runs: schema inference (+ overrides) -> PHI detection and Safe Harbor transforms -> coercion
+to the schema -> :meth:`TableTransformer.fit` (every statistic of the real table) -> model training.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
+from medsyn_tabular.io import read_table
+from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
+from medsyn_tabular.schema import (
+    SchemaError,
+    TableSchema,
+    apply_overrides,
+    coerce_to_schema,
+    infer_schema,
+    load_override_file,
+)
+from medsyn_tabular.transformer import OTHER, TableTransformer
+
+MODELS = ("ctgan", "tvae")
+MIN_ROWS = 10
+FORMAT_VERSION = 1
+#: Sampling with conditions gives up after generating this many rows per requested row (plus a floor).
+MAX_TRIES_PER_ROW, MIN_TRIES = 200, 200_000
+
+
+def _overrides(schema: str | Path | dict | None) -> dict[str, Any]:
+    if schema is None:
+        return {}
+    if isinstance(schema, dict):
+        return schema
+    return load_override_file(schema)
+
+
+class TabularSynthesizer:
+    """Fit CTGAN or TVAE on a table and sample synthetic rows, optionally under conditions.
+
+    ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see :mod:`medsyn_tabular.schema`);
+    its ``columns`` bounds and categories are used as public metadata, its ``phi`` section sets per-column
+    PHI actions (``phi_actions`` does the same from Python). Extra keyword arguments go to the model's
+    hyperparameters (:class:`~medsyn_tabular.ctgan.CTGANParams` / :class:`~medsyn_tabular.tvae.TVAEParams`).
+    """
+
+    def __init__(self, model: str = "ctgan", epochs: int = 300, batch_size: int = 500, seed: int = 0,
+                 schema: str | Path | dict | None = None, phi_actions: dict[str, str] | None = None,
+                 device: str | None = None, **hyperparameters: Any):
+        if model not in MODELS:
+            raise ValueError(f"Unknown model {model!r}; choose 'ctgan' or 'tvae'.")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"epochs must be a whole number of at least 1 (got {epochs!r}).")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+            raise ValueError(f"batch_size must be a whole number of at least 2 (got {batch_size!r}).")
+        pac = hyperparameters.get("pac", 10)
+        if model == "ctgan" and batch_size % pac:
+            raise ValueError(f"For CTGAN, batch_size must be a multiple of pac={pac} (got {batch_size}); "
+                             f"try {max(pac, batch_size // pac * pac)}.")
+        self.model_name, self.epochs = model, int(epochs)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.overrides = _overrides(schema)
+        self.phi_actions = {**(self.overrides.get("phi") or {}), **(phi_actions or {})}
+        self.device_preference = device
+        self.hyperparameters = hyperparameters
+        self.schema: TableSchema | None = None
+        self.transformer: TableTransformer | None = None
+        self.model = None
+        self.phi_record: list[dict[str, Any]] = []
+        self.dropped: dict[str, str] = {}
+        self.card: dict[str, Any] = {}
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def prepare(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
+        """Schema + PHI handling + coercion: the table the transformer sees, and its schema."""
+        if df.shape[1] == 0:
+            raise SchemaError("The table has no columns.")
+        if len(df) < MIN_ROWS:
+            raise SchemaError(f"The table has {len(df)} row(s); at least {MIN_ROWS} are needed to learn "
+                              "anything. Use a larger table.")
+        first = apply_overrides(infer_schema(df), self._column_overrides(df.columns))
+        plan = plan_phi(detect_phi(df, first), self.phi_actions, [str(c) for c in df.columns])
+        clean, self.phi_record = apply_phi(df, plan, seed=self.seed)
+        schema = apply_overrides(infer_schema(clean), self._column_overrides(clean.columns))
+        self.dropped = {r["column"]: f"PHI: {r['category']}, removed" for r in self.phi_record
+                        if r["action"] == "drop"}
+        for col in schema.columns:
+            if col.kind == "empty" and not col.overridden:
+                raise SchemaError(f"Column {col.name!r} is entirely missing, so nothing can be learned "
+                                  "from it. "
+                                  "Remove it from the table or mark it 'drop' in a schema file.")
+            if not col.modelled:
+                self.dropped[col.name] = f"{col.kind} column, not modelled"
+        if len(schema.modelled) < 2:
+            raise SchemaError(f"Only {len(schema.modelled)} column(s) can be modelled "
+                              f"({', '.join(c.name for c in schema.modelled) or 'none'}); "
+                              "a synthesizer needs "
+                              "at least 2. Check the schema (identifier/text columns are not modelled).")
+        return coerce_to_schema(clean, schema), schema
+
+    def _column_overrides(self, columns) -> dict[str, Any]:
+        section = self.overrides.get("columns") or {}
+        return {"columns": {k: v for k, v in section.items() if k in set(map(str, columns))}}
+
+    def fit(self, data: pd.DataFrame | str | Path, progress=None, source: str | None = None
+            ) -> TabularSynthesizer:
+        """Fit on a DataFrame or a table file; ``progress(record)`` is called after every epoch with
+        ``{"epoch", "epochs", "seconds", "loss_g"/"loss_d" (CTGAN) or "loss" (TVAE)}``."""
+        from medsyn_core.device import choose_device, seed_everything
+
+        started = time.time()
+        if isinstance(data, (str, Path)):
+            source = source or Path(data).name
+            data = read_table(data)
+        unknown = set(self.overrides.get("columns") or {}) - set(map(str, data.columns))
+        if unknown:
+            raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
+        device = choose_device(self.device_preference)
+        seed_everything(self.seed)
+        table, self.schema = self.prepare(data)
+        self.transformer = TableTransformer(seed=self.seed).fit(table, self.schema, metadata=self.overrides)
+        encoded = self.transformer.transform(table)
+        preprocess_s = time.time() - started
+        self.model = self._build_model(device)
+        seed_everything(self.seed)
+        train_started = time.time()
+        self.model.fit(encoded, progress=progress)
+        self.card = {
+            "engine": "medsyn-tabular", "model": self.model_name, "format_version": FORMAT_VERSION,
+            "data_source": source or "in-memory DataFrame", "rows": int(len(data)),
+            "columns_in": int(data.shape[1]), "columns_modelled": [c.name for c in self.schema.modelled],
+            "columns_not_modelled": self.dropped, "parameters": self.model.params_dict(), "seed": self.seed,
+            "device": str(device), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "preprocessing_seconds": round(preprocess_s, 3),
+            "training_seconds": round(time.time() - train_started, 3),
+            "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
+            "differential_privacy": None, "final_loss": self.model.loss_history[-1],
+            "python": platform.python_version(),
+        }
+        return self
+
+    def _build_model(self, device):
+        if self.model_name == "ctgan":
+            from medsyn_tabular.ctgan import CTGANModel, CTGANParams
+
+            params = CTGANParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
+            return CTGANModel(self.transformer, params, device, seed=self.seed)
+        from medsyn_tabular.tvae import TVAEModel, TVAEParams
+
+        params = TVAEParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
+        return TVAEModel(self.transformer, params, device, seed=self.seed)
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample(self, n: int, conditions=None, seed: int | None = None, max_tries: int | None = None
+               ) -> pd.DataFrame:
+        """``n`` synthetic rows; every row satisfies all ``conditions`` (see :mod:`~.conditions`).
+
+        The same ``seed`` (default: the training seed) gives the same rows. Raises
+        :class:`~medsyn_tabular.conditions.ConditionError` for unknown columns/values or conditions
+        too rare to meet within ``max_tries`` generated rows (default: 200 per row asked, at least
+        200,000).
+        """
+        if self.model is None:
+            raise RuntimeError("Fit the synthesizer (or load a fitted one) before sampling.")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"The number of rows must be a whole number of at least 1 (got {n!r}).")
+        conds = parse_conditions(conditions, self.transformer.columns, self.dropped)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        steer = self._steering_condition(conds)
+        if not conds:
+            return self._decode(self.model.generate(n, rng), rng).reset_index(drop=True)
+        self._check_reachable(conds)
+        kept, tried = [], 0
+        limit = max_tries if max_tries is not None else max(MIN_TRIES, MAX_TRIES_PER_ROW * n)
+        have, batch = 0, max(2 * n, 1000)
+        while have < n and tried < limit:
+            rows = self._decode(self.model.generate(batch, rng, condition=steer), rng)
+            tried += batch
+            ok = rows[rows_satisfying(rows, conds)]
+            kept.append(ok)
+            have += len(ok)
+            rate = max(have, 1) / tried
+            batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000, max(1, limit - tried)))
+        if have < n:
+            raise ConditionError(
+                f"Only {have} of {tried:,} generated rows met {' and '.join(map(str, conds))} "
+                f"(needed {n}). The condition is too rare for this model: relax it, ask for fewer rows, "
+                "or train longer.")
+        return pd.concat(kept).iloc[:n].reset_index(drop=True)
+
+    def _check_reachable(self, conds) -> None:
+        """Range conditions outside the learned bounds of a column can never hold: say so at once."""
+        for c in conds:
+            enc = next(e for e in self.transformer.columns if e.name == c.column)
+            if not enc.is_numeric or c.op in ("==", "!="):
+                continue
+            value = c.value.value / 1e9 if isinstance(c.value, pd.Timestamp) else float(c.value)
+            if (c.op in (">", ">=") and value > enc.high) or (c.op in ("<", "<=") and value < enc.low) \
+                    or (c.op == ">" and value == enc.high) or (c.op == "<" and value == enc.low):
+                lo, hi = (pd.Timestamp(enc.low * 1e9), pd.Timestamp(enc.high * 1e9)) \
+                    if enc.kind == "datetime" else (round(enc.low, 6), round(enc.high, 6))
+                raise ConditionError(f"Condition {c} cannot be met: {c.column} is generated within "
+                                     f"[{lo}, {hi}].")
+
+    def _steering_condition(self, conds) -> tuple[int, int] | None:
+        """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
+        if self.model_name != "ctgan":
+            return None
+        best, best_freq = None, 2.0
+        for c in conds:
+            if c.op != "==":
+                continue
+            try:
+                col, slot = self.transformer.slot_of(c.column, c.value)
+            except KeyError:
+                continue
+            freq = self.transformer.discrete_columns[col].slot_freq[slot]
+            if freq < best_freq and self.transformer.discrete_columns[col].slots[slot] != OTHER:
+                best, best_freq = (col, slot), freq
+        return best
+
+    def _decode(self, encoded: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+        return self.transformer.inverse_transform(encoded, seed=int(rng.integers(2**62)))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | Path | None = None, name: str | None = None, overwrite: bool = False,
+             register: bool = True) -> Path:
+        """Save as a folder (safetensors weights, JSON transformer/schema/config, ``model_card.json``),
+        written atomically, and register it in the SQLite store. Default folder: MedSyn home ``models/``."""
+        from safetensors.torch import save_file
+
+        from medsyn_core import settings
+        from medsyn_core.files import atomic_directory, atomic_write_json
+
+        if self.model is None:
+            raise RuntimeError("Nothing to save: fit the synthesizer first.")
+        name = name or (Path(path).name if path else f"{self.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        path = Path(path) if path else settings.models_dir() / name
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_tensors().items()},
+                      str(tmp / "weights.safetensors"))
+            atomic_write_json(tmp / "config.json", {
+                "format_version": FORMAT_VERSION, "model": self.model_name, "epochs": self.epochs,
+                "batch_size": self.batch_size, "seed": self.seed, "hyperparameters": self.hyperparameters,
+                "dropped": self.dropped, "loss_history": self.model.loss_history})
+            atomic_write_json(tmp / "transformer.json", self.transformer.to_dict())
+            atomic_write_json(tmp / "schema.json", self.schema.to_dict())
+            atomic_write_json(tmp / "model_card.json", {**self.card, "name": name})
+        if register:
+            from medsyn_core.storage import Store
+
+            with Store() as store:
+                store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name})
+                store.append_event("medsyn", "tabular-model-saved", {"name": name, "model": self.model_name})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> TabularSynthesizer:
+        """Load a folder written by :meth:`save` (weights via safetensors: no code runs on load)."""
+        from safetensors.torch import load_file
+
+        from medsyn_core.device import choose_device
+
+        path = Path(path)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} is not a saved tabular model (no config.json).")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: model format {config.get('format_version')} is not supported.")
+        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in config["hyperparameters"].items()}
+        synth = cls(config["model"], config["epochs"], config["batch_size"], config["seed"], device=device,
+                    **hyper)
+        synth.transformer = TableTransformer.from_dict(json.loads((path / "transformer.json").read_text()))
+        synth.schema = TableSchema.from_dict(json.loads((path / "schema.json").read_text()))
+        synth.card = json.loads((path / "model_card.json").read_text())
+        synth.phi_record, synth.dropped = synth.card.get("phi_handling", []), config["dropped"]
+        synth.model = synth._build_model(choose_device(device))
+        synth.model.load_state_tensors(load_file(str(path / "weights.safetensors")))
+        synth.model.loss_history = config["loss_history"]
+        return synth
