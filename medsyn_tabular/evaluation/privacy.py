@@ -29,12 +29,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from medsyn_tabular.evaluation.columns import CATEGORICAL, DATETIME, NUMERIC
+from medsyn_tabular.evaluation.columns import DATETIME, NUMERIC
 
 CHUNK_ROWS = 512
 MIA_MAX_ROWS = 1000
 ATTACK_MAX_ROWS = 500
 BASELINE_MAX_ROWS = 2000
+#: Distance-based measures use at most this many synthetic rows (a seeded random sample), like
+#: SDMetrics' ``num_rows_subsample``; exact copies are always counted over all rows.
+PRIVACY_MAX_ROWS = 5000
 KDE_MAX_ROWS = 3000
 NUMERIC_TOLERANCE = 0.05  # anonymeter: a numeric guess within 5% of the true value counts as correct
 
@@ -63,20 +66,26 @@ class GowerDistance:
                     continue
             self.discrete.append(c)  # categories, and numbers with zero range (equal or not)
         self.n_columns = len(columns)
-        self._codes: dict[str, dict] = {c: {} for c in self.discrete}
+        self._codes: dict[str, pd.Index] = {c: pd.Index([], dtype=object) for c in self.discrete}
 
 
-    def _keys(self, values: pd.Series) -> list:
-        return ["\x00missing" if pd.isna(v) else (float(v) if isinstance(v, int | float | np.number) else v)
-                for v in values.tolist()]
+    @staticmethod
+    def _keys(values: pd.Series) -> np.ndarray:
+        """Values as comparable strings: numbers via float (1 == 1.0), missing as one shared key."""
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return _numbers(values).astype(str)
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            return values.to_numpy(dtype=float).astype(str)
+        return values.astype(object).where(values.notna(), "\x00missing").astype(str).to_numpy()
 
     def register(self, *tables: pd.DataFrame) -> None:
         """Learn every category of the discrete columns (call with all tables before ``encode``)."""
         for t in tables:
             for c in self.discrete:
-                mapping = self._codes[c]
-                for k in self._keys(t[c]):
-                    mapping.setdefault(k, len(mapping))
+                known = self._codes[c]
+                new = pd.Index(pd.unique(self._keys(t[c]))).difference(known, sort=False)
+                if len(new):
+                    self._codes[c] = known.append(new)
 
     def encode(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(numbers / range, float32 n x p_num, NaN kept; one-hot of discrete values, float32 n x K)."""
@@ -88,8 +97,7 @@ class GowerDistance:
         offset = 0
         rows = np.arange(len(df))
         for c, size in zip(self.discrete, sizes, strict=True):
-            codes = np.array([self._codes[c][k] for k in self._keys(df[c])], dtype=np.int64)
-            onehot[rows, offset + codes] = 1.0
+            onehot[rows, offset + self._codes[c].get_indexer(self._keys(df[c]))] = 1.0
             offset += size
         return num.astype(np.float32), onehot
 
@@ -99,16 +107,25 @@ class GowerDistance:
         dist = np.full((len(num_a), len(num_b)), float(len(self.discrete)), dtype=np.float32)
         if self.discrete:
             dist -= oh_a @ oh_b.T  # mismatches = discrete columns - matches
+        buf = np.empty_like(dist)
         for j in range(num_a.shape[1]):
-            diff = np.abs(num_a[:, j, None] - num_b[None, :, j])
-            np.minimum(diff, 1.0, out=diff)
-            either = np.isnan(diff)
-            if either.any():
-                diff[either] = 1.0
-                diff[np.isnan(num_a[:, j, None]) & np.isnan(num_b[None, :, j])] = 0.0
-            dist += diff
+            np.subtract(num_a[:, j, None], num_b[None, :, j], out=buf)
+            np.abs(buf, out=buf)
+            if self._may_exceed_range(num_a[:, j], num_b[:, j]):
+                np.minimum(buf, 1.0, out=buf)
+            nan_a, nan_b = np.isnan(num_a[:, j]), np.isnan(num_b[:, j])
+            if nan_a.any() or nan_b.any():
+                buf[nan_a, :] = 1.0
+                buf[:, nan_b] = 1.0
+                buf[np.ix_(nan_a, nan_b)] = 0.0
+            dist += buf
         dist /= self.n_columns
         return dist
+
+    @staticmethod
+    def _may_exceed_range(a: np.ndarray, b: np.ndarray) -> bool:
+        both = np.r_[a[~np.isnan(a)], b[~np.isnan(b)]]
+        return both.size > 0 and float(both.max() - both.min()) > 1.0
 
     def nearest(self, a: pd.DataFrame, b: pd.DataFrame, second: bool = False
                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -191,7 +208,8 @@ def _auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
-def _dense_encoding(train: pd.DataFrame, tables: list[pd.DataFrame], kinds: dict[str, str]) -> list[np.ndarray]:
+def _dense_encoding(train: pd.DataFrame, tables: list[pd.DataFrame],
+                    kinds: dict[str, str]) -> list[np.ndarray]:
     """Standardised numbers (median-imputed) and one-hot categories, reduced by PCA fitted on train."""
     from sklearn.decomposition import PCA
 
@@ -330,6 +348,7 @@ class PrivacyResult:
     small_group_share: float | None
     sensitive: str | None
     notes: list[str] = field(default_factory=list)
+    n_synthetic: int = 0  # all synthetic rows (the distance measures may use a sample)
 
 
 def evaluate_privacy(train: pd.DataFrame, holdout: pd.DataFrame | None, synthetic: pd.DataFrame,
@@ -339,16 +358,21 @@ def evaluate_privacy(train: pd.DataFrame, holdout: pd.DataFrame | None, syntheti
     rng = np.random.default_rng(seed)
     columns = list(kinds)
     notes = []
+    copies_train = exact_copy_share(synthetic, train)
+    all_synthetic = synthetic
+    if len(synthetic) > PRIVACY_MAX_ROWS:
+        synthetic = synthetic.iloc[np.sort(rng.choice(len(synthetic), PRIVACY_MAX_ROWS, replace=False))]
+        notes.append(f"Distance-based privacy measures used a random {PRIVACY_MAX_ROWS:,} of the "
+                     f"{len(all_synthetic):,} synthetic rows; exact copies were counted over all rows.")
     dist_train = GowerDistance(train, kinds)
-    dcr_st, second_st, _ = dist_train.nearest(synthetic, train, second=True)
+    dcr_st, second_st, dcr_train_syn = dist_train.nearest(synthetic, train, second=True)
     nndr_syn = float(np.nanmedian(_ratio(dcr_st, second_st)))
 
-    copies_train = exact_copy_share(synthetic, train)
     copies_holdout = holdout_copies = share = overfit = nndr_hold = None
     dcr_sh = dcr_ht = None
     mia = domias = attr = None
     if holdout is not None:
-        copies_holdout = exact_copy_share(synthetic, holdout)
+        copies_holdout = exact_copy_share(all_synthetic, holdout)
         holdout_copies = exact_copy_share(holdout, train)
         dcr_sh, _, _ = GowerDistance(holdout, kinds).nearest(synthetic, holdout)
         share = float(np.mean(dcr_st < dcr_sh))
@@ -356,9 +380,8 @@ def evaluate_privacy(train: pd.DataFrame, holdout: pd.DataFrame | None, syntheti
         dcr_ht, second_ht, _ = dist_train.nearest(holdout, train, second=True)
         nndr_hold = float(np.nanmedian(_ratio(dcr_ht, second_ht)))
         n = min(len(train), len(holdout), MIA_MAX_ROWS)
-        members = train.iloc[rng.choice(len(train), n, replace=False)]
+        d_mem = dcr_train_syn[rng.choice(len(train), n, replace=False)]
         nonmembers = holdout.iloc[rng.choice(len(holdout), n, replace=False)]
-        _, _, d_mem = dist_train.nearest(synthetic, members)
         _, _, d_non = dist_train.nearest(synthetic, nonmembers)
         mia = _auc(-d_mem, -d_non)
         if len(holdout) >= 20:
@@ -384,17 +407,17 @@ def evaluate_privacy(train: pd.DataFrame, holdout: pd.DataFrame | None, syntheti
         raise ValueError(f"Quasi-identifiers {unknown} are not columns of the table.")
     k = l_div = small = None
     if qis:
-        k = k_anonymity(synthetic, qis)
-        sizes = synthetic.groupby(qis, dropna=False)[qis[0]].transform("size")
+        k = k_anonymity(all_synthetic, qis)
+        sizes = all_synthetic.groupby(qis, dropna=False)[qis[0]].transform("size")
         small = float((sizes < 5).mean())
         if sensitive and sensitive not in qis:
-            l_div = l_diversity(synthetic, qis, sensitive)
+            l_div = l_diversity(all_synthetic, qis, sensitive)
     else:
         notes.append("No quasi-identifiers were chosen or found (age, sex, ZIP-like columns): "
                      "k-anonymity and l-diversity were not computed.")
     return PrivacyResult(copies_train, copies_holdout, holdout_copies, dcr_st, dcr_sh, dcr_ht, share,
                          overfit, baseline, median_rand, nndr_syn, nndr_hold, mia, domias, attr, qis, k,
-                         l_div, small, sensitive, notes)
+                         l_div, small, sensitive, notes, len(all_synthetic))
 
 
 def _ratio(first: np.ndarray, second: np.ndarray) -> np.ndarray:
