@@ -176,7 +176,7 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
                             f"AUC {auc:.2f} (0.5 = guessing): the synthetic data leaks who was in the "
                             "training set.")
     if p.attribute_inference and np.isfinite(p.attribute_inference["risk"]) \
-            and p.attribute_inference["risk"] > MAX_ATTRIBUTE_RISK:
+            and p.attribute_inference["risk"] > MAX_ATTRIBUTE_RISK and p.attribute_inference["beyond chance"]:
         a = p.attribute_inference
         warnings.append(f"Attribute inference: {a['secret']!r} of training patients is guessed correctly "
                         f"{_pct(a['attack rate'])} of the time vs {_pct(a['control rate'])} for new patients "
@@ -193,7 +193,8 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
         s.tables.append(Table("attribute_inference", "Attribute inference (anonymeter method)",
                               [p.attribute_inference],
                               "Attack: training patients; control: holdout patients; random guess: draw from "
-                              "the synthetic values."))
+                              "the synthetic values. 'beyond chance': attack beats control by more than "
+                              "sampling noise (about 95% confidence)."))
     if figures:
         s.figures.append(plots.dcr_histogram(p.dcr_synthetic_train, p.dcr_holdout_train))
     return s
