@@ -199,8 +199,7 @@ def prepare_tables(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str,
                     f"Column {column!r}: none of the synthetic categories {sorted(map(str, syn_values))[:5]} "
                     f"occur in the real data {sorted(map(str, real_values))[:5]}. Check that both files code "
                     "this column the same way.")
-    for f in frames:
-        f.reset_index(drop=True, inplace=True)
+    frames = [f.reset_index(drop=True) for f in frames]
     return PreparedTables(train=frames[0], holdout=frames[2] if holdout is not None else None,
                           synthetic=frames[1], kinds=kinds, target=target)
 
