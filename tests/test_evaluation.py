@@ -36,7 +36,8 @@ def pima(shared_data) -> pd.DataFrame:
 # -- column kinds -------------------------------------------------------------------------------------
 def test_column_kinds_of_the_heart_table(heart):
     kinds = infer_column_kinds(heart)
-    assert {c for c, k in kinds.items() if k == "numeric"} == {"age", "trestbps", "chol", "thalach", "oldpeak"}
+    numeric = {c for c, k in kinds.items() if k == "numeric"}
+    assert numeric == {"age", "trestbps", "chol", "thalach", "oldpeak"}
     assert kinds["ca"] == kinds["thal"] == kinds["sex"] == kinds["num"] == "categorical"
     assert infer_column_kinds(heart, {"num": "numeric"})["num"] == "numeric"
     with pytest.raises(ValueError, match="Unknown column types"):
