@@ -14,7 +14,7 @@ from medsyn_tabular.datasets import load_heart_cleveland
 from medsyn_tabular.evaluation import evaluate_tabular, infer_column_kinds, prepare_tables, read_table_csv
 from medsyn_tabular.evaluation.columns import sdmetrics_metadata
 from medsyn_tabular.evaluation.fidelity import evaluate_fidelity
-from medsyn_tabular.evaluation.privacy import k_anonymity, l_diversity
+from medsyn_tabular.evaluation.privacy import evaluate_privacy, k_anonymity, l_diversity
 
 
 def _split(df: pd.DataFrame, parts: int, seed: int = 0) -> list[pd.DataFrame]:
@@ -89,6 +89,21 @@ def test_fidelity_equals_sdmetrics_with_text_categories_missing_values_and_dates
     shapes, trends, all_pairs, quality = _sdmetrics_scores(t.train, t.synthetic, t.kinds)
     assert (ours.column_shapes, ours.pair_trends, ours.pair_trends_all_pairs, ours.quality) == pytest.approx(
         (shapes, trends, all_pairs, quality), abs=0.01)
+
+
+def test_dcr_share_and_score_equal_sdmetrics_dcr_overfitting_protection(heart):
+    from sdmetrics.single_table import DCROverfittingProtection
+
+    train, holdout, synthetic = _split(heart, 3, seed=2)
+    t = prepare_tables(train, synthetic, target="num", holdout=holdout)
+    ours = evaluate_privacy(t.train, t.holdout, t.synthetic, t.kinds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = DCROverfittingProtection.compute_breakdown(
+            t.train, t.synthetic, t.holdout, sdmetrics_metadata(t.kinds), "heart")
+    assert ours.share_closer_to_train == pytest.approx(
+        theirs["synthetic_data_percentages"]["closer_to_training"], abs=1e-9)
+    assert ours.dcr_overfitting_score == pytest.approx(theirs["score"], abs=1e-9)
 
 
 # -- whole report on real data ------------------------------------------------------------------------
