@@ -117,6 +117,8 @@ def test_identical_data_scores_perfect_fidelity_and_is_caught_by_the_attacks(hea
     assert priv.metric("dcr_share_closer_to_train").value == pytest.approx(1.0)
     assert priv.metric("exact_copies").value == pytest.approx(1.0)
     assert any("100.0% of synthetic rows are exact copies" in w for w in report.warnings)
+    assert priv.metric("attribute_inference_risk").value > 0.5
+    assert any(w.startswith("Attribute inference: 'sex'") for w in report.warnings)
     assert {f.key for s in report.sections for f in s.figures} == {"marginals", "correlations", "dcr"}
     assert all(m.explanation for s in report.sections for m in s.metrics)
     data = json.loads(report.save(tmp_path / "r.json").read_text())
@@ -132,7 +134,7 @@ def test_independent_real_draws_give_chance_level_membership_attacks(pima):
     assert priv.metric("mia_distance_auc").value == pytest.approx(0.5, abs=0.08)
     assert priv.metric("mia_domias_auc").value == pytest.approx(0.5, abs=0.1)
     assert priv.metric("exact_copies").value == 0.0
-    assert not any("membership attack" in w for w in report.warnings)
+    assert not any("membership attack" in w or "Attribute inference" in w for w in report.warnings)
     util = report.section("utility")
     assert util.metric("tstr").value == pytest.approx(util.metric("tstr").reference, abs=0.08)
     assert report.section("fidelity").metric("quality").value > 0.85

@@ -301,14 +301,14 @@ def attribute_inference(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: p
     attack, control = success(targets), success(controls)
     baseline = float(correct(rng.choice(syn_secret, len(targets)), targets[secret]).mean()) \
         if len(targets) else float("nan")
-    risk, significant = float("nan"), False
+    risk = low = float("nan")
     if np.isfinite(attack) and np.isfinite(control):
         risk = 0.0 if control >= 1 else float(np.clip((attack - control) / (1 - control), 0, 1))
-        # Is attack > control beyond sampling noise? (two-proportion test at about 95%.)
+        # Lower end of an approximate 95% interval (two independent proportions): small samples are noisy.
         noise = np.sqrt(attack * (1 - attack) / len(targets) + control * (1 - control) / len(controls))
-        significant = bool(attack - control > 1.96 * noise)
+        low = 0.0 if control >= 1 else float(np.clip((attack - control - 1.96 * noise) / (1 - control), 0, 1))
     return {"secret": secret, "attack rate": attack, "control rate": control, "random-guess rate": baseline,
-            "risk": risk, "beyond chance": significant, "targets": len(targets)}
+            "risk": risk, "risk, 95% lower bound": low, "targets": len(targets)}
 
 
 def _random_table(train: pd.DataFrame, kinds: dict[str, str], n: int, rng) -> pd.DataFrame:

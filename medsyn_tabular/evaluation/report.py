@@ -176,11 +176,12 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
                             f"AUC {auc:.2f} (0.5 = guessing): the synthetic data leaks who was in the "
                             "training set.")
     if p.attribute_inference and np.isfinite(p.attribute_inference["risk"]) \
-            and p.attribute_inference["risk"] > MAX_ATTRIBUTE_RISK and p.attribute_inference["beyond chance"]:
+            and p.attribute_inference["risk, 95% lower bound"] > MAX_ATTRIBUTE_RISK:
         a = p.attribute_inference
         warnings.append(f"Attribute inference: {a['secret']!r} of training patients is guessed correctly "
                         f"{_pct(a['attack rate'])} of the time vs {_pct(a['control rate'])} for new patients "
-                        f"(risk {a['risk']:.2f}).")
+                        f"(risk {a['risk']:.2f}, at least {a['risk, 95% lower bound']:.2f} allowing for "
+                        "chance).")
     if p.k_anonymity is not None and p.k_anonymity < MIN_K:
         warnings.append(f"k-anonymity is {p.k_anonymity} over {', '.join(map(str, p.quasi_identifiers))}: "
                         f"{_pct(p.small_group_share)} of synthetic rows are in groups of fewer than {MIN_K}.")
@@ -193,8 +194,8 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
         s.tables.append(Table("attribute_inference", "Attribute inference (anonymeter method)",
                               [p.attribute_inference],
                               "Attack: training patients; control: holdout patients; random guess: draw from "
-                              "the synthetic values. 'beyond chance': attack beats control by more than "
-                              "sampling noise (about 95% confidence)."))
+                              "the synthetic values. The warning uses the 95% lower bound of the risk, "
+                              "so that sampling noise on small tables is not reported as a leak."))
     if figures:
         s.figures.append(plots.dcr_histogram(p.dcr_synthetic_train, p.dcr_holdout_train))
     return s
