@@ -41,6 +41,11 @@ def _ok(value, test) -> bool | None:
     return bool(test(value))
 
 
+def _mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def fidelity_section(f: FidelityResult, real: pd.DataFrame, synthetic: pd.DataFrame,
                      kinds: dict[str, str], figures: bool, warnings: list[str]) -> Section:
     s = Section("fidelity", "Fidelity: does the synthetic table look like the real one?")
@@ -57,6 +62,19 @@ def fidelity_section(f: FidelityResult, real: pd.DataFrame, synthetic: pd.DataFr
                "similarity), averaged over the pairs that are related in the real data (as SDMetrics)."),
         Metric("pair_trends_all_pairs", "Column pair trends, all pairs", f.pair_trends_all_pairs,
                "The same, averaged over every pair of columns (SDMetrics before version 0.28)."),
+        Metric("js_distance", "Mean Jensen–Shannon distance", _mean(f.columns, "JS distance"),
+               "Difference between real and synthetic value frequencies per column (20 bins for numbers), "
+               "averaged; 0 = identical, 1 = no overlap."),
+        Metric("wasserstein", "Mean Wasserstein distance (in real SDs)",
+               _mean(f.columns, "Wasserstein (in real SDs)"),
+               "How far numeric values must move to match the real distribution, in real standard "
+               "deviations, averaged over numeric columns; 0 = identical."),
+        Metric("coverage", "Range and category coverage", _mean(f.columns, "coverage"),
+               "Share of each real column's range or categories that the synthetic data covers, averaged; "
+               "1 = nothing missing."),
+        Metric("missing_match", "Missing-value match", _mean(f.columns, "missing match"),
+               "1 - difference in the share of missing values per column, averaged; 1 = same amount "
+               "missing."),
     ]
     worst = ", ".join(f"{c['column']} ({c['shape score']:.2f})" for c in f.weakest_columns)
     s.summary = (f"Quality {f.quality:.2f} (column shapes {f.column_shapes:.2f}, pair trends "
@@ -217,7 +235,8 @@ def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str
     ``holdout``: real rows the generator never saw (needed for the membership and DCR-share comparisons;
     without it the utility test rows are split from ``real``). ``column_types``: column -> numeric /
     datetime / categorical overrides. ``quasi_identifiers`` default to age/sex/ZIP-like columns;
-    ``sensitive`` (a column) enables l-diversity, the attribute-inference attack and the fairness section.
+    ``sensitive`` (a column) is the secret of the attribute-inference attack and of l-diversity (the
+    target when None) and enables the fairness section.
     Raises ``ValueError`` with a plain message for unusable inputs.
     """
     # One thread per library: OpenMP/BLAS thread pools fighting over a busy CPU are many times slower.
