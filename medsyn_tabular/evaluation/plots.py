@@ -8,6 +8,7 @@ import pandas as pd
 from medsyn_core.report import Figure
 from medsyn_tabular.evaluation.columns import CATEGORICAL
 from medsyn_tabular.evaluation.fidelity import association_matrix
+from medsyn_tabular.evaluation.utility import labels
 
 MAX_MARGINALS = 12
 REAL_COLOR, SYN_COLOR = "#1f77b4", "#ff7f0e"
@@ -33,8 +34,8 @@ def marginal_overlays(real: pd.DataFrame, synthetic: pd.DataFrame, kinds: dict[s
     for ax, c in zip(axes.ravel(), cols, strict=False):
         r, s = real[c].dropna(), synthetic[c].dropna()
         if kinds[c] == CATEGORICAL:
-            p = r.astype(str).value_counts(normalize=True)
-            q = s.astype(str).value_counts(normalize=True)
+            p = labels(r).value_counts(normalize=True)
+            q = labels(s).value_counts(normalize=True)
             cats = list(p.index) + [x for x in q.index if x not in p.index]
             cats = cats[:15]
             x = np.arange(len(cats))

@@ -68,7 +68,6 @@ class GowerDistance:
         self.n_columns = len(columns)
         self._codes: dict[str, pd.Index] = {c: pd.Index([], dtype=object) for c in self.discrete}
 
-
     @staticmethod
     def _keys(values: pd.Series) -> np.ndarray:
         """Values as comparable strings: numbers via float (1 == 1.0), missing as one shared key."""
