@@ -48,12 +48,13 @@ def test_column_kinds_of_the_heart_table(heart):
 
 # -- fidelity equals SDMetrics ------------------------------------------------------------------------
 def _sdmetrics_scores(real, synthetic, kinds):
-    from sdmetrics.reports.single_table import QualityReport
-    from sdmetrics.reports.single_table._properties import ColumnPairTrends, ColumnShapes
-
+    """SDMetrics' single-table QualityReport (deprecated alias, same numbers) and its two properties."""
     metadata = sdmetrics_metadata(kinds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from sdmetrics.reports.single_table import QualityReport
+        from sdmetrics.reports.single_table._properties import ColumnPairTrends, ColumnShapes
+
         report = QualityReport()
         report.generate(real, synthetic, metadata, verbose=False)
         shapes = ColumnShapes().get_score(real, synthetic, metadata)
