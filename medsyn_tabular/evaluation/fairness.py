@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from medsyn_tabular.evaluation.columns import CATEGORICAL
+from medsyn_tabular.evaluation.columns import CATEGORICAL, DATETIME
+from medsyn_tabular.evaluation.fidelity import _as_numbers
 from medsyn_tabular.evaluation.utility import (
     UtilityResult,
     classification_scores,
@@ -25,12 +26,21 @@ from medsyn_tabular.evaluation.utility import (
 MIN_GROUP_ROWS = 5
 
 
+def _bin_names(edges: np.ndarray, kind: str) -> list[str]:
+    def fmt(x: float) -> str:
+        if not np.isfinite(x):
+            return "…"
+        return str(pd.Timestamp(int(x)).date()) if kind == DATETIME else f"{x:.4g}"
+    return [f"{fmt(lo)} to {fmt(hi)}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
 def subgroups(values: pd.Series, kind: str, edges: np.ndarray | None = None) -> pd.Series:
-    """Subgroup label of each row (category as text, or a quartile range for numbers)."""
+    """Subgroup label of each row (category as text, or a quartile range for numbers and dates)."""
     if kind == CATEGORICAL:
         return labels(values).where(values.notna(), "missing")
-    binned = pd.cut(values.astype(float), bins=edges, include_lowest=True)
-    return binned.astype(str).where(values.notna(), "missing")
+    numbers = pd.Series(_as_numbers(values), index=values.index)
+    binned = pd.cut(numbers, bins=edges, labels=_bin_names(edges, kind), include_lowest=True)
+    return binned.astype(object).where(values.notna(), "missing").astype(str)
 
 
 @dataclass
@@ -59,13 +69,18 @@ def evaluate_fairness(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.Dat
     kind = kinds[sensitive]
     edges = None
     if kind != CATEGORICAL:
-        edges = np.unique(np.nanquantile(train[sensitive].astype(float), [0, 0.25, 0.5, 0.75, 1]))
+        edges = np.unique(np.nanquantile(_as_numbers(train[sensitive]), [0, 0.25, 0.5, 0.75, 1]))
         edges[0], edges[-1] = -np.inf, np.inf
     g_real, g_syn = subgroups(train[sensitive], kind, edges), subgroups(synthetic[sensitive], kind, edges)
     result = FairnessResult(sensitive)
     share_real = g_real.value_counts(normalize=True)
     share_syn = g_syn.value_counts(normalize=True)
-    for group in sorted(set(share_real.index) | set(share_syn.index), key=str):
+    order = _bin_names(edges, kind) if edges is not None else []
+
+    def rank(group: str) -> tuple:  # bins in value order, categories alphabetically, missing last
+        return (group == "missing", order.index(group) if group in order else 0, str(group))
+
+    for group in sorted(set(share_real.index) | set(share_syn.index), key=rank):
         r, s = float(share_real.get(group, 0.0)), float(share_syn.get(group, 0.0))
         result.representation.append({"subgroup": group, "real share": r, "synthetic share": s,
                                       "ratio": s / r if r > 0 else float("nan")})
@@ -78,7 +93,7 @@ def evaluate_fairness(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.Dat
     real_model, syn_model = utility.fitted["gradient boosting"]
     score = classification_scores if utility.task == "classification" else regression_scores
     metric = "accuracy" if utility.task == "classification" else "MAE"
-    for group in sorted(g_test.unique(), key=str):
+    for group in sorted(g_test.unique(), key=rank):
         mask = (g_test == group).to_numpy()
         row = {"subgroup": group, "test rows": int(mask.sum()), f"real-trained {metric}": float("nan"),
                f"synthetic-trained {metric}": float("nan"), "gap": None}

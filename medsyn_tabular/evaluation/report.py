@@ -174,8 +174,9 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
     if p.quasi_identifiers:
         qi = ", ".join(map(str, p.quasi_identifiers))
         s.metrics.append(Metric("k_anonymity", f"k-anonymity over {qi}", p.k_anonymity,
-                                "Every combination of these columns is shared by at least k synthetic rows; "
-                                f"k >= {MIN_K} is a common minimum.",
+                                "Every combination of these columns is shared by at least k synthetic rows "
+                                f"(values compared exactly, not generalised); k >= {MIN_K} is a common "
+                                "minimum.",
                                 good=_ok(p.k_anonymity, lambda v: v >= MIN_K)))
         s.metrics.append(Metric("small_groups", f"Rows in groups smaller than {MIN_K}", p.small_group_share,
                                 "Share of synthetic rows whose quasi-identifier combination has fewer than "
