@@ -164,6 +164,20 @@ def test_regression_target_missing_subgroup_and_no_holdout(heart):
     assert report.section("privacy").metric("mia_distance_auc").value is None
 
 
+def test_dates_text_categories_and_missing_values_run_end_to_end(shared_data):
+    stroke = read_table_csv(shared_data / "tabular" / "healthcare-dataset-stroke-data.csv").drop(columns="id")
+    stroke = stroke.iloc[:900].copy()
+    stroke["admitted"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(stroke["age"] * 5, unit="D")
+    stroke.loc[stroke.index[::50], "admitted"] = pd.NaT
+    train, holdout, synthetic = _split(stroke, 3)
+    report = evaluate_tabular(train, synthetic, target="stroke", holdout=holdout, sensitive="admitted",
+                              figures=False)
+    groups = [r["subgroup"] for r in report.section("fairness").tables[0].rows]
+    assert groups[0].startswith("… to 2020-") and groups[-1] == "missing" and len(groups) == 5
+    assert report.section("fidelity").metric("missing_match").value > 0.95
+    assert report.section("privacy").metric("exact_copies").value == 0.0
+
+
 # -- k-anonymity / l-diversity ------------------------------------------------------------------------
 def test_k_anonymity_and_l_diversity_on_a_hand_made_table():
     df = pd.DataFrame({
