@@ -178,6 +178,16 @@ def test_dates_text_categories_and_missing_values_run_end_to_end(shared_data):
     assert report.section("privacy").metric("exact_copies").value == 0.0
 
 
+def test_synthetic_table_with_one_target_class_is_a_reported_utility_failure(heart):
+    train, holdout, synthetic = _split(heart, 3)
+    report = evaluate_tabular(train, synthetic.assign(num=0), target="num", holdout=holdout,
+                              sensitive="sex", figures=False)
+    assert any("single value of 'num'" in w for w in report.warnings)
+    tstr = report.section("utility").metric("tstr")
+    assert tstr.value is None or np.isnan(tstr.value)
+    assert tstr.reference > 0.6  # the real-trained models still score
+
+
 # -- k-anonymity / l-diversity ------------------------------------------------------------------------
 def test_k_anonymity_and_l_diversity_on_a_hand_made_table():
     df = pd.DataFrame({
