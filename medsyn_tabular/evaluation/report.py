@@ -119,7 +119,8 @@ def utility_section(u: UtilityResult, note: str, warnings: list[str]) -> Section
     if u.importances:
         s.tables.append(Table("importances", "Permutation importance per feature", u.importances,
                               "Drop in score when the column is shuffled (real test rows)."))
-    s.summary = (f"Best {label}: {syn_best:.3f} trained on synthetic vs {real_best:.3f} trained on real "
+    s.summary = (f"Best {label}: {_fmt(syn_best, digits=3)} trained on synthetic vs "
+                 f"{_fmt(real_best, digits=3)} trained on real "
                  f"data ({u.task} of {u.target!r}). " + " ".join(u.notes))
     if np.isfinite(gap) and gap > MAX_UTILITY_GAP:
         warnings.append(f"Models trained on the synthetic data are worse on real patients: {label} "
@@ -220,10 +221,10 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
     return s
 
 
-def _fmt(x, pct: bool = False) -> str:
+def _fmt(x, pct: bool = False, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
-    return _pct(x) if pct else f"{x:.2f}"
+    return _pct(x) if pct else f"{x:.{digits}f}"
 
 
 def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str,
