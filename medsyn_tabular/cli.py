@@ -117,3 +117,7 @@ def register(subparsers) -> None:
                    help="e.g. sex=F or 'age>=65' (repeatable; all must hold)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the training seed)")
     p.set_defaults(func=cmd_sample)
+
+    from medsyn_tabular.eval_cli import register_evaluate
+
+    register_evaluate(sub)

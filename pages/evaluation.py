@@ -1,6 +1,96 @@
-"""Evaluation: fidelity, utility and privacy report of a synthetic dataset."""
+"""Evaluation: fidelity, utility, privacy and fairness report of a synthetic table.
 
+Thin page: it reads the tables and calls ``medsyn_tabular.evaluation.evaluate_tabular`` (the same function
+as ``medsyn tabular evaluate`` and the tests), then renders the report.
+"""
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from medsyn_core.report_view import render_report
+from medsyn_tabular.datasets import load_heart_cleveland
+from medsyn_tabular.evaluation import evaluate_tabular
+from medsyn_tabular.evaluation.columns import MISSING_TOKENS
+from medsyn_tabular.evaluation.privacy import default_quasi_identifiers
+
 st.title("Evaluation")
-st.info("Not built yet: the fidelity, utility and privacy report is planned.")
+st.markdown(
+    "Compare a synthetic table with the real table it was generated from: does it look alike "
+    "(**fidelity**), do models trained on it work on real patients (**utility**), can a real patient be "
+    "found in it (**privacy**), and is every subgroup represented (**fairness**)? Images: not built yet."
+)
+
+
+def _read_upload(upload) -> pd.DataFrame:
+    return pd.read_csv(upload, na_values=MISSING_TOKENS, keep_default_na=True, encoding="utf-8-sig")
+
+
+source = st.radio("Real data", ["Bundled heart-disease table (303 patients)", "Upload a CSV"],
+                  horizontal=True)
+real = None
+if source.startswith("Bundled"):
+    real = load_heart_cleveland()
+else:
+    upload = st.file_uploader("Real training table (CSV)", type=["csv"], key="real_csv")
+    if upload is not None:
+        real = _read_upload(upload)
+
+if real is None:
+    st.info("Upload the real table to start.")
+    st.stop()
+
+synthetic_upload = st.file_uploader("Synthetic table (CSV, same columns)", type=["csv"], key="synthetic_csv")
+holdout_upload = st.file_uploader(
+    "Real holdout rows the generator never saw (CSV, optional; needed for membership-inference tests)",
+    type=["csv"], key="holdout_csv")
+
+columns = list(real.columns)
+with st.form("evaluation_settings"):
+    target = st.selectbox("Target column (predicted in the utility test)", columns,
+                          index=columns.index("num") if "num" in columns else len(columns) - 1)
+    qis = st.multiselect("Quasi-identifiers (for k-anonymity)", columns,
+                         default=default_quasi_identifiers(columns))
+    sensitive_choice = st.selectbox("Sensitive column (l-diversity, attribute inference, fairness)",
+                                    ["(none)", *columns],
+                                    index=1 + columns.index("sex") if "sex" in columns else 0)
+    figures = st.checkbox("Include figures", value=True)
+    run = st.form_submit_button("Evaluate the synthetic table", type="primary")
+    reference = st.form_submit_button(
+        "Reference run: real vs real",
+        help="Splits the real table in three (train, holdout, stand-in 'synthetic') to show the scores "
+             "of data that is as good as real, on this much data.")
+
+sensitive = None if sensitive_choice == "(none)" else sensitive_choice
+
+if run or reference:
+    try:
+        if reference:
+            order = np.random.default_rng(0).permutation(len(real))
+            third = len(real) // 3
+            train, holdout, synthetic = (real.iloc[order[:third]], real.iloc[order[third:2 * third]],
+                                         real.iloc[order[2 * third:]])
+            title = "Reference: real vs real (the real table split in three)"
+        else:
+            if synthetic_upload is None:
+                st.error("Upload the synthetic table first.")
+                st.stop()
+            train, synthetic = real, _read_upload(synthetic_upload)
+            holdout = _read_upload(holdout_upload) if holdout_upload is not None else None
+            title = "Synthetic table evaluation"
+        with st.spinner("Evaluating (a few seconds to half a minute)…"):
+            st.session_state["evaluation_report"] = evaluate_tabular(
+                train, synthetic, target=target, holdout=holdout, quasi_identifiers=qis,
+                sensitive=sensitive, figures=figures, title=title)
+    except (ValueError, FileNotFoundError) as exc:
+        st.error(str(exc))
+        st.session_state.pop("evaluation_report", None)
+
+report = st.session_state.get("evaluation_report")
+if report is not None:
+    st.header(report.title)
+    render_report(report, key="evaluation")
+else:
+    st.caption("Choose the tables and press Evaluate. The reference run shows what real-vs-real scores "
+               "look like on this table.")
+
