@@ -28,17 +28,11 @@ MIN_TRAIN_ROWS = 20
 
 
 def read_table_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV table with MedSyn's missing-value tokens and a possible UTF-8 byte-order mark."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No such table: {path}. Give the path of a CSV file.")
-    try:
-        df = pd.read_csv(path, na_values=MISSING_TOKENS, keep_default_na=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"Could not read {path.name} as a CSV table ({exc}).") from exc
-    # Columns that are entirely empty (e.g. a trailing comma) carry no information.
-    unnamed_empty = [c for c in df.columns if str(c).startswith("Unnamed:") and df[c].isna().all()]
-    return df.drop(columns=unnamed_empty)
+    """Read a table for evaluation with the tabular engine's reader (encodings, BOM, delimiters,
+    MedSyn's missing-value tokens, trailing empty columns removed)."""
+    from medsyn_tabular.io import read_table
+
+    return read_table(path)
 
 
 def _looks_like_dates(values: pd.Series) -> bool:
