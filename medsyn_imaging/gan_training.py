@@ -265,7 +265,9 @@ class GANTrainer:
             if not math.isnan(losses["r1"]):
                 sums["r1"] += losses["r1"]
                 sums["n_r1"] += 1
-            crossed = lambda every: every and before // every != self.images_seen // every  # noqa: E731
+            def crossed(every: int, before: int = before) -> bool:
+                return bool(every) and before // every != self.images_seen // every
+
             done = self.images_seen >= total
             if checkpoint_path is not None and (crossed(ckpt_every) or done):
                 self.save_checkpoint(checkpoint_path)

@@ -25,6 +25,7 @@ from medsyn_imaging.generator_store import (
 from medsyn_imaging.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 from medsyn_imaging.training_data import ImageTrainingSet, load_training_images
 
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from a second thread, and OpenMP threads that wait on each other slow
@@ -61,7 +62,7 @@ def tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-# -- shapes and dtypes ------------------------------------------------------------------------------------
+# -- shapes and dtypes ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("resolution", [32, 64, 128, 256])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_stylegan2_shapes_and_dtypes(resolution, channels):
@@ -124,7 +125,7 @@ def test_diffaugment_is_differentiable_and_keeps_shape():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-# -- data fitting ---------------------------------------------------------------------------------------------
+# -- data fitting ---------------------------------------------------------------------------------------
 def test_medmnist_is_edge_padded_to_32_and_png_folders_are_resized(tmp_path):
     data = load_training_images("breastmnist", 32)
     assert data.images.shape == (546, 1, 32, 32) and data.fit == "pad" and data.pad == 2
@@ -150,7 +151,7 @@ def test_medmnist_is_edge_padded_to_32_and_png_folders_are_resized(tmp_path):
         load_training_images(empty, 32)
 
 
-# -- training -------------------------------------------------------------------------------------------------
+# -- training -------------------------------------------------------------------------------------------
 def _d_loss(trainer: GANTrainer, real, labels, z) -> float:
     """Discriminator loss on a fixed batch, without augmentation."""
     with torch.no_grad():
@@ -245,7 +246,7 @@ def test_same_seed_same_images_and_save_load_round_trip(tmp_path):
         save_generator(trainer, path)
 
 
-# -- the bundled demo model -----------------------------------------------------------------------------------
+# -- the bundled demo model -----------------------------------------------------------------------------
 def test_demo_model_samples_each_class():
     path = demo_generator_path()
     assert path.is_dir(), f"the demo generator {path} is missing"
@@ -267,7 +268,7 @@ def test_demo_model_samples_each_class():
     assert any(e.source == "bundled" and e.path == path for e in list_generators())
 
 
-# -- CLI ------------------------------------------------------------------------------------------------------
+# -- CLI ------------------------------------------------------------------------------------------------
 def test_cli_trains_on_a_png_folder_and_samples_a_grid(tmp_path, capsys):
     from PIL import Image
 
