@@ -237,24 +237,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def export_samples(generator, images, labels, out, fmt: str, seed: int, truncation: float) -> Path:
-    """Export sampled images with the imaging I/O writers, with provenance saying they are synthetic."""
-    try:
-        from medsyn_imaging.export import export_images
-    except ImportError as exc:
-        raise UserError(
-            "Exporting needs the imaging I/O writers (medsyn_imaging.export), which are not installed "
-            "in this version; use --grid for a PNG preview meanwhile."
-        ) from exc
-    from medsyn_core import __version__
+    """The library's :func:`~medsyn_imaging.generator_store.export_samples`, with a CLI-style error."""
+    from medsyn_imaging.generator_store import ExportUnavailableError
+    from medsyn_imaging.generator_store import export_samples as export
 
-    provenance = {
-        "synthetic": True,
-        "generator": generator.name,
-        "model": generator.model,
-        "seed": int(seed),
-        "truncation": float(truncation),
-        "software": f"MedSyn {__version__}",
-        "training_data": generator.config["data"].get("source"),
-    }
-    return export_images(images, out, fmt, labels=labels.tolist(), label_names=generator.class_names,
-                         provenance=provenance)
+    try:
+        return export(generator, images, labels, out, fmt, seed=seed, truncation=truncation)
+    except ExportUnavailableError as exc:
+        raise UserError(f"{exc} Use --grid for a PNG preview meanwhile.") from exc

@@ -269,6 +269,37 @@ def register_generator(path: str | Path, name: str | None = None) -> int:
     return model_id
 
 
+# -- exporting samples ------------------------------------------------------------------------------------
+class ExportUnavailableError(RuntimeError):
+    """The imaging I/O writers (``medsyn_imaging.export``) are not installed in this version."""
+
+
+def export_samples(generator: LoadedGenerator, images: np.ndarray, labels: np.ndarray, out: str | Path,
+                   fmt: str, seed: int, truncation: float) -> Path:
+    """Write sampled images (N, C, S, S) in [0, 1] as PNG, DICOM or NIfTI through the imaging I/O
+    writers, with provenance that marks them synthetic and names the generator. Returns what was written."""
+    try:
+        from medsyn_imaging.export import export_images
+    except ImportError as exc:
+        raise ExportUnavailableError(
+            "Exporting needs the imaging I/O writers (medsyn_imaging.export), which are not part of "
+            "this version yet."
+        ) from exc
+    from medsyn_core import __version__
+
+    provenance = {
+        "synthetic": True,
+        "generator": generator.name,
+        "model": generator.model,
+        "seed": int(seed),
+        "truncation": float(truncation),
+        "software": f"MedSyn {__version__}",
+        "training_data": generator.config["data"].get("source"),
+    }
+    return export_images(images, out, fmt, labels=[int(x) for x in labels],
+                         label_names=generator.class_names, provenance=provenance)
+
+
 # -- finding generators ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GeneratorEntry:

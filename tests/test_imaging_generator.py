@@ -308,3 +308,42 @@ def test_cli_sample_exports_through_the_imaging_io_writers(tmp_path):
     out = tmp_path / "export"
     assert main(["imaging", "sample", "demo", "-n", "4", "--format", "png", "--out", str(out)]) == 0
     assert out.exists()
+
+
+def _png_folder(root, n: int = 24):
+    from PIL import Image
+
+    data = toy_set(n=n)
+    for i, img in enumerate(data.images):
+        folder = root / data.class_names[data.labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0]).save(folder / f"{i}.png")
+    return root
+
+
+def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
+    from medsyn_core.storage import Store
+    from medsyn_imaging.training_job import TrainingJob
+
+    folder = _png_folder(tmp_path / "pngs")
+    job = TrainingJob(folder, "job-gen", tiny_config(kimg=0.016, grid_kimg=0.008)).start()
+    job.join(timeout=120)
+    assert job.status == "finished", job.error
+    assert job.progress.images_seen == 16 and job.latest_grid is not None
+    assert load_generator(job.model_path, device="cpu").class_names == ["disc", "square"]
+    with Store() as store:
+        assert [m.name for m in store.list_models()] == ["job-gen"]
+    with pytest.raises(FileExistsError, match="already exists"):
+        TrainingJob(folder, "job-gen", tiny_config())
+    with pytest.raises(ValueError, match="simple name"):
+        TrainingJob(folder, "../escape", tiny_config())
+
+
+def test_cancelled_job_saves_no_model(tmp_path):
+    from medsyn_imaging.training_job import TrainingJob
+
+    job = TrainingJob(_png_folder(tmp_path / "pngs"), "cancelled-gen", tiny_config(kimg=50))
+    job.cancel()  # cancelled before the first step
+    job.start().join(timeout=120)
+    assert job.status == "cancelled" and job.model_path is None
+    assert not job.out_dir.exists()
