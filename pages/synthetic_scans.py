@@ -66,7 +66,9 @@ with preview_tab:
         cls = e1.selectbox("Class", ["all classes (alternating)"] + gen.class_names)
         n = int(e2.number_input("Number of images", min_value=1, max_value=2000, value=16))
         fmt = e3.selectbox("Format", ["dicom", "nifti", "png"],
-                           format_func={"dicom": "DICOM (zip)", "nifti": "NIfTI", "png": "PNG"}.get)
+                           format_func={"dicom": "DICOM series", "nifti": "NIfTI volume",
+                                        "png": "PNG images"}.get,
+                           help="Downloaded as one zip with a provenance file marking them synthetic.")
         if st.button("Generate and export"):
             import datetime as _dt
             import shutil
@@ -79,25 +81,23 @@ with preview_tab:
             tmp = Path(tempfile.mkdtemp(prefix="medsyn-export-"))
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             try:
-                written = export_samples(gen, images, labels, tmp / f"synthetic-{stamp}", fmt,
-                                         seed=seed, truncation=truncation)
+                export_samples(gen, images, labels, tmp / f"synthetic-{stamp}", fmt,
+                               seed=seed, truncation=truncation)
             except ExportUnavailableError as exc:
                 st.info(f"{exc} The preview above can be saved with a right click meanwhile.")
             except ValueError as exc:
                 st.error(str(exc))
             else:
-                written = Path(written)
-                if written.is_dir():
-                    buf = io.BytesIO()
-                    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                        for f in sorted(written.rglob("*")):
-                            if f.is_file():
-                                zf.write(f, f.relative_to(written))
-                    data, filename = buf.getvalue(), f"{written.name}.zip"
-                else:
-                    data, filename = written.read_bytes(), written.name
-                st.download_button(f"Download {filename}", data, file_name=filename)
-                st.success(f"{n} synthetic images ({fmt.upper()}) ready.")
+                # one zip of everything written (images plus their provenance sidecar)
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for f in sorted(tmp.rglob("*")):
+                        if f.is_file():
+                            zf.write(f, f.relative_to(tmp))
+                filename = f"synthetic-{stamp}-{fmt}.zip"
+                st.download_button(f"Download {filename}", buf.getvalue(), file_name=filename,
+                                   mime="application/zip")
+                st.success(f"{n} synthetic images ({fmt.upper()}) ready, with their provenance file.")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
 

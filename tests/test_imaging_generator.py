@@ -6,6 +6,7 @@ All models here are tiny (a few channels) so the whole file runs in well under a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,11 +304,16 @@ def test_cli_trains_on_a_png_folder_and_samples_a_grid(tmp_path, capsys):
     assert "gen" in capsys.readouterr().out
 
 
-def test_cli_sample_exports_through_the_imaging_io_writers(tmp_path):
+def test_cli_sample_exports_through_the_imaging_io_writers(tmp_path, capsys):
     pytest.importorskip("medsyn_imaging.export", reason="the imaging I/O writers are merged separately")
-    out = tmp_path / "export"
-    assert main(["imaging", "sample", "demo", "-n", "4", "--format", "png", "--out", str(out)]) == 0
-    assert out.exists()
+    for fmt in ("png", "dicom", "nifti"):
+        out = tmp_path / f"export-{fmt}"
+        assert main(["imaging", "sample", "demo", "-n", "4", "--label", "normal", "--format", fmt,
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        written = capsys.readouterr().out.strip().rsplit(" to ", 1)[1]
+        assert Path(written).exists()
+    assert len(list((tmp_path / "export-dicom").glob("*.dcm"))) == 4
+    assert len(list((tmp_path / "export-png").glob("*.png"))) == 4
 
 
 def _png_folder(root, n: int = 24):
