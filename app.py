@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/tabular.py", title="Tabular", icon="📋"),
     st.Page("pages/imaging.py", title="Imaging", icon="🩻"),
+    st.Page("pages/synthetic_scans.py", title="Synthetic scans", icon="🫁"),
     st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
     st.Page("pages/model_store.py", title="Model store", icon="🗄️"),
     st.Page("pages/audit.py", title="Audit", icon="🔏"),

@@ -20,6 +20,7 @@ from medsyn_core import __version__
 ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_tabular.cli",
     "medsyn_imaging.cli",
+    "medsyn_imaging.gan_cli",
 )
 
 
@@ -101,4 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import under the package name: engines raise medsyn_core.cli.UserError, which is another class
+    # than __main__.UserError when this file runs as `python -m medsyn_core.cli`.
+    from medsyn_core.cli import main as _package_main
+
+    sys.exit(_package_main())
