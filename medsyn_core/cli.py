@@ -19,6 +19,8 @@ from medsyn_core import __version__
 #: Engine modules that add sub-commands (each has ``register(subparsers)``).
 ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_imaging.cli",
+    "medsyn_core.audit_cli",
+    "medsyn_core.users_cli",
 )
 
 
