@@ -5,7 +5,10 @@ Thin page: loading, de-identification and windowing are `medsyn_imaging` functio
 
 import streamlit as st
 
+from medsyn_core.app_session import page_guard
 from medsyn_core.catalog import BUNDLED
+
+page_guard("view_images")
 
 st.title("Imaging")
 st.caption("Real DICOM is de-identified (DICOM PS3.15 Basic Profile) while it is read: the header below "

@@ -114,7 +114,8 @@ def test_export_csv_is_admin_only_and_complete(five_events, tmp_path, capsys):
     out = tmp_path / "audit.csv"
     assert main(["audit", "export", "--out", str(out)]) == 0
     exported = list(csv.DictReader(out.read_text().splitlines()))
-    assert len(exported) == 6 and exported[-1]["action"] == "audit_exported"  # the library export above was logged
+    # the library export above was logged too
+    assert len(exported) == 6 and exported[-1]["action"] == "audit_exported"
     assert main(["audit", "export", "--out", str(tmp_path / "audit.txt")]) == 2
     assert ".csv" in capsys.readouterr().err
     assert _check().ok
