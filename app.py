@@ -16,14 +16,14 @@ user = app_session.login_gate()
 
 # (page, the action a role needs to see it in the menu). Each page checks again on the server side.
 PAGES = [
-    (st.Page("pages/home.py", title="Home", icon="🏠", default=True), None),
-    (st.Page("pages/tabular.py", title="Tabular", icon="📋"), "sample"),
-    (st.Page("pages/imaging.py", title="Imaging", icon="🩻"), "view_images"),
-    (st.Page("pages/evaluation.py", title="Evaluation", icon="📊"), "evaluate"),
-    (st.Page("pages/model_store.py", title="Model store", icon="🗄️"), "view_models"),
-    (st.Page("pages/jobs.py", title="Jobs", icon="⏳"), "run_example_job"),
-    (st.Page("pages/users.py", title="Users", icon="👥"), "manage_users"),
-    (st.Page("pages/audit.py", title="Audit", icon="🔏"), "view_audit"),
+    (st.Page("pages/home.py", title="Home", icon=":material/home:", default=True), None),
+    (st.Page("pages/tabular.py", title="Tabular", icon=":material/table:"), "sample"),
+    (st.Page("pages/imaging.py", title="Imaging", icon=":material/radiology:"), "view_images"),
+    (st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"), "evaluate"),
+    (st.Page("pages/model_store.py", title="Model store", icon=":material/inventory_2:"), "view_models"),
+    (st.Page("pages/jobs.py", title="Jobs", icon=":material/hourglass_top:"), "run_example_job"),
+    (st.Page("pages/users.py", title="Users", icon=":material/group:"), "manage_users"),
+    (st.Page("pages/audit.py", title="Audit", icon=":material/verified_user:"), "view_audit"),
 ]
 
 page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])
