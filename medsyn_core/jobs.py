@@ -34,8 +34,8 @@ from medsyn_core.storage import Store
 
 TERMINAL = ("finished", "failed", "cancelled")
 MAX_CPU_JOBS_ENV = "MEDSYN_MAX_CPU_JOBS"
-#: A running job whose heartbeat is older than this (s) and whose process is gone counts as dead.
-HEARTBEAT_STALE_S = 120.0
+#: A job claimed less than this many seconds ago may not have its process id recorded yet.
+STARTUP_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,10 @@ def _pid_alive(pid: int | None) -> bool:
 def recover_interrupted(store: Store) -> list[int]:
     """Mark running jobs whose worker process is gone as failed (resumable); returns their ids."""
     dead = []
-    for row in store._conn.execute("SELECT id, worker_pid FROM jobs WHERE status='running'").fetchall():
-        if not _pid_alive(row["worker_pid"]):
+    rows = store._conn.execute("SELECT id, worker_pid, started_at FROM jobs WHERE status='running'")
+    for row in rows.fetchall():
+        starting = row["worker_pid"] is None and time.time() - (row["started_at"] or 0) < STARTUP_GRACE_S
+        if not starting and not _pid_alive(row["worker_pid"]):
             cur = store._conn.execute(
                 "UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=? AND status='running'",
                 (time.time(), "the worker process died (crash, kill or restart); resume from the last "

@@ -122,3 +122,19 @@ def test_bad_account_input_has_actionable_messages(store_with_admin):
         auth.create_user(store, admin, "Bob Smith", PW, "clinician")
     with pytest.raises(AuthError, match="Unknown role"):
         auth.create_user(store, admin, "bob", PW, "superuser")
+
+
+def test_cli_create_admin_once(monkeypatch, capsys):
+    import io
+
+    from medsyn_core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(PW + "\n"))
+    assert main(["users", "create-admin", "--password-stdin"]) == 0
+    assert main(["users", "list"]) == 0
+    assert "admin" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(PW + "\n"))
+    assert main(["users", "create-admin", "--password-stdin"]) == 2
+    assert "already exist" in capsys.readouterr().err
+    with Store() as store:
+        assert auth.authenticate(store, "admin", PW).role == "admin"
