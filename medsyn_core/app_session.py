@@ -6,13 +6,12 @@ the server; the browser cannot set it. Each rerun reloads the account from the d
 change or a disabled account applies at once, and an idle session older than
 :func:`medsyn_core.auth.session_timeout_s` is logged out.
 
-Tests log in with :func:`login_as` (see ``tests/app_helpers.py``): it creates the account in the test's
-MedSyn home and puts the same session entry a real login would.
+Tests log in with ``tests/app_helpers.logged_in``: it creates the account in the test's MedSyn home and
+puts the same session entry a real login puts.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 
 import streamlit as st
@@ -137,19 +136,4 @@ def page_guard(action: str | None = None) -> User:
         if message:
             st.error(message)
             st.stop()
-    return user
-
-
-def login_as(session_state, role: str, username: str | None = None) -> User:
-    """Create ``username`` with ``role`` (random password) if missing and log it in (tests, AppTest).
-
-    ``session_state`` is ``AppTest.session_state`` (or ``st.session_state``).
-    """
-    username = username or f"test-{role}"
-    with Store() as store:
-        user = auth.load_user(store, username)
-        if user is None:
-            auth._insert_user(store, username, secrets.token_urlsafe(16), role)
-            user = User(username, role)
-    session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
     return user

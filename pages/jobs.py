@@ -39,7 +39,7 @@ def job_table() -> None:
             if job["payload"] and job["status"] == "running":
                 st.caption(", ".join(f"{k}: {v}" for k, v in job["payload"].items()))
             if job["result"] is not None:
-                st.json(job["result"], expanded=False)
+                st.json(job["result"])
             if job["error"]:
                 st.error(job["error"])
             if job["status"] in ("failed", "cancelled") and job["checkpoint"]:

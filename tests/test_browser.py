@@ -194,6 +194,12 @@ def step_researcher_sees_training_section(j: Journey) -> None:
     j.nav("Tabular")
     j.heading("Train a generator")
     assert j.page.get_by_text("Not allowed").count() == 0
+    j.nav("Jobs")  # the server's worker runs the example job in a child process; the page polls
+    j.page.get_by_text("Run the example job", exact=False).first.click()
+    j.click("Start example job")
+    j.see("#1 example-primes · finished")
+    j.see("17984")  # π(200 000), in the job's result
+    j.shot("jobs")
     j.logout()
 
 
