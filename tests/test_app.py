@@ -162,3 +162,12 @@ def test_model_store_page_lists_cards_and_deletes_with_confirmation(tmp_path):
     with Store() as store:
         assert store.list_models() == []
         assert [e["action"] for e in store.audit_events()][-2:] == ["model_downloaded", "model_deleted"]
+
+
+def test_only_roles_allowed_to_upload_real_data_get_the_imaging_upload():
+    at = logged_in("pages/imaging.py", "clinician").run()
+    assert at.radio[0].options == ["Bundled dataset"]
+    at = logged_in("pages/imaging.py", "researcher").run()
+    assert at.radio[0].options == ["Bundled dataset", "Upload files"]
+    at.radio[0].set_value("Upload files").run()
+    assert not at.exception, at.exception
