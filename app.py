@@ -1,28 +1,48 @@
-"""MedSyn Streamlit app: routes to the pages in ``pages/`` and shows the device in the sidebar.
+"""MedSyn Streamlit app: log in, then route to the pages in ``pages/`` that the user's role may open.
 
 Run with ``make run`` (or ``streamlit run app.py``). Pages stay thin: they call the same library
-functions as the CLI and the tests.
+functions as the CLI and the tests, and each one checks the role again (``app_session.page_guard``).
 """
 
 import streamlit as st
 
-from medsyn_core import __version__
+from medsyn_core import __version__, app_session
+from medsyn_core.auth import allowed
 
 st.set_page_config(page_title="MedSyn", page_icon="🩺", layout="wide")
 
+# Nothing below runs before a successful login (the gate stops the script otherwise).
+user = app_session.login_gate()
+
+# (page, the action a role needs to see it in the menu). Each page checks again on the server side.
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/tabular.py", title="Tabular", icon="📋"),
-    st.Page("pages/imaging.py", title="Imaging", icon="🩻"),
-    st.Page("pages/synthetic_scans.py", title="Synthetic scans", icon="🫁"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
-    st.Page("pages/model_store.py", title="Model store", icon="🗄️"),
-    st.Page("pages/audit.py", title="Audit", icon="🔏"),
+    (st.Page("pages/home.py", title="Home", icon=":material/home:", default=True), None),
+    (st.Page("pages/tabular.py", title="Tabular", icon=":material/table:"), "sample"),
+    (st.Page("pages/imaging.py", title="Imaging", icon=":material/radiology:"), "view_images"),
+    (st.Page("pages/synthetic_scans.py", title="Synthetic scans", icon=":material/add_photo_alternate:"),
+     "view_images"),
+    (st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"), "evaluate"),
+    (st.Page("pages/model_store.py", title="Model store", icon=":material/inventory_2:"), "view_models"),
+    (st.Page("pages/jobs.py", title="Jobs", icon=":material/hourglass_top:"), "run_example_job"),
+    (st.Page("pages/users.py", title="Users", icon=":material/group:"), "manage_users"),
+    (st.Page("pages/audit.py", title="Audit", icon=":material/verified_user:"), "view_audit"),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])
+app_session.sidebar(user)
 st.sidebar.caption(f"MedSyn {__version__}")
 device_slot = st.sidebar.empty()
+
+
+@st.cache_resource(show_spinner=False)
+def _job_worker():
+    """One background-job worker per app server; it fails jobs left running by a crash at start."""
+    from medsyn_core.jobs import JobWorker
+
+    return JobWorker().start()
+
+
+_job_worker()
 
 # Render the page first: the device check imports torch, which takes a moment on first use.
 page.run()

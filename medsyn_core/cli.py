@@ -21,6 +21,8 @@ ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_tabular.cli",
     "medsyn_imaging.cli",
     "medsyn_imaging.gan_cli",
+    "medsyn_core.audit_cli",
+    "medsyn_core.users_cli",
 )
 
 

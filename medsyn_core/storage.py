@@ -6,7 +6,11 @@ a background worker and the CLI can use it at the same time. The schema is versi
 a step instead of editing an old one.
 
 Every audit event is chained to the previous one with SHA-256 (``hash = sha256(prev_hash + payload)``),
-so an edited, deleted or reordered row breaks the chain.
+so an edited, deleted or reordered row breaks the chain. Deleting the *newest* rows leaves a shorter but
+valid chain, so ``audit_anchor`` keeps the count, last id and head hash, updated in the same transaction
+as each append; :meth:`Store.check_audit_chain` compares them. Limit: anyone who can write the database
+file can also rewrite the whole chain and the anchor consistently; only a head hash recorded outside the
+database (``medsyn audit verify`` prints it; ``--expect-head`` checks it) catches that.
 """
 
 from __future__ import annotations
@@ -66,6 +70,59 @@ MIGRATIONS: list[str] = [
         hash TEXT NOT NULL
     );
     """,
+    # v2: accounts, persisted login throttling, background jobs, and an anchor that makes deleting the
+    # newest audit rows visible (the chain alone cannot: a shortened chain is still a valid chain).
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,     -- argon2id, never shown or logged
+        role TEXT NOT NULL CHECK (role IN ('admin', 'researcher', 'clinician')),
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE login_failures (
+        username TEXT PRIMARY KEY,       -- as typed, lower-cased, so unknown names are throttled too
+        failures INTEGER NOT NULL,
+        last_failure_at REAL NOT NULL,
+        locked_until REAL NOT NULL DEFAULT 0
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,              -- e.g. 'example-primes', 'tabular-train'
+        target TEXT NOT NULL,            -- 'package.module:function' run by the worker
+        params_json TEXT NOT NULL DEFAULT '{}',
+        owner TEXT NOT NULL,
+        needs_gpu INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'finished', 'failed', 'cancelled')),
+        progress REAL NOT NULL DEFAULT 0,        -- fraction 0..1
+        message TEXT NOT NULL DEFAULT '',
+        payload_json TEXT NOT NULL DEFAULT '{}', -- small live numbers, e.g. losses
+        result_json TEXT,
+        error TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        checkpoint TEXT,                 -- last checkpoint path reported by the job
+        resume_from TEXT,                -- checkpoint this job was resumed from
+        resumed_job_id INTEGER REFERENCES jobs(id),
+        worker_pid INTEGER,
+        heartbeat_at REAL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE TABLE audit_anchor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        n_events INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        head_hash TEXT NOT NULL
+    );
+    INSERT INTO audit_anchor (id, n_events, last_id, head_hash)
+        SELECT 1, COUNT(*), COALESCE(MAX(id), 0),
+               COALESCE((SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1),
+                        '0000000000000000000000000000000000000000000000000000000000000000')
+        FROM audit_events
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 GENESIS_HASH = "0" * 64
@@ -73,6 +130,23 @@ GENESIS_HASH = "0" * 64
 
 class StoreError(RuntimeError):
     """The database cannot be opened or is newer than this MedSyn."""
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """Result of verifying the audit chain: ``ok``, and where and why it first breaks."""
+
+    ok: bool
+    n_events: int
+    head_hash: str
+    first_bad_id: int | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"Audit chain intact: {self.n_events} events, head {self.head_hash[:16]}…"
+        where = f"at event {self.first_bad_id}" if self.first_bad_id is not None else "at the end"
+        return f"Audit chain BROKEN {where}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -235,6 +309,10 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (ts, actor, action, details_json, prev, digest),
             )
+            self._conn.execute(
+                "UPDATE audit_anchor SET n_events = n_events + 1, last_id = ?, head_hash = ? WHERE id = 1",
+                (cur.lastrowid, digest),
+            )
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -245,11 +323,44 @@ class Store:
         return [dict(r) for r in self._conn.execute("SELECT * FROM audit_events ORDER BY id")]
 
     def verify_audit_chain(self) -> int | None:
-        """Return the id of the first event whose chain link is broken, or None if intact."""
-        prev = GENESIS_HASH
+        """Return the id of the first event whose chain link is broken, or None if intact.
+
+        Deleted newest rows are reported as the id after the last remaining row (see
+        :meth:`check_audit_chain` for the reason text).
+        """
+        check = self.check_audit_chain()
+        return None if check.ok else check.first_bad_id
+
+    def check_audit_chain(self, expect_head: str | None = None) -> AuditCheck:
+        """Walk the chain in id order and compare its end with the anchor (and ``expect_head``).
+
+        Detects: an edited row (its hash no longer matches its content), a deleted or moved row (the
+        next row's ``prev_hash`` no longer matches, or ids are not consecutive), deleted newest rows
+        (count / last id / head differ from the anchor) and a removed anchor.
+        """
+        prev, n, last_id = GENESIS_HASH, 0, 0
         for row in self._conn.execute("SELECT * FROM audit_events ORDER BY id"):
+            rid = int(row["id"])
             expected = _event_hash(prev, row["ts"], row["actor"], row["action"], row["details_json"])
-            if row["prev_hash"] != prev or row["hash"] != expected:
-                return int(row["id"])
-            prev = row["hash"]
-        return None
+            if row["hash"] != expected and row["prev_hash"] == prev:
+                return AuditCheck(False, n, prev, rid, "the row's content does not match its hash "
+                                  "(the row was edited)")
+            if row["prev_hash"] != prev:
+                return AuditCheck(False, n, prev, rid, "the row does not follow the previous row "
+                                  "(a row before it was deleted, inserted or moved, or it was edited)")
+            if rid != last_id + 1:
+                return AuditCheck(False, n, prev, rid, f"ids jump from {last_id} to {rid} "
+                                  "(rows were deleted and the chain re-linked)")
+            prev, n, last_id = row["hash"], n + 1, rid
+        anchor = self._conn.execute("SELECT * FROM audit_anchor WHERE id = 1").fetchone()
+        if anchor is None:
+            return AuditCheck(False, n, prev, None, "the audit anchor row is missing")
+        if (anchor["n_events"], anchor["last_id"], anchor["head_hash"]) != (n, last_id, prev):
+            return AuditCheck(
+                False, n, prev, last_id + 1,
+                f"the chain ends at event {last_id} ({n} events) but {anchor['n_events']} events up to "
+                f"id {anchor['last_id']} were recorded (the newest rows were deleted)")
+        if expect_head is not None and expect_head != prev:
+            return AuditCheck(False, n, prev, None, "the head hash differs from the one recorded "
+                              "outside the database (the log was rewritten)")
+        return AuditCheck(True, n, prev)

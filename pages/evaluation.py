@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from medsyn_core.app_session import page_guard
 from medsyn_core.report_view import render_report
 from medsyn_tabular.datasets import load_heart_cleveland
 from medsyn_tabular.evaluation import evaluate_tabular
@@ -15,6 +16,7 @@ from medsyn_tabular.evaluation.columns import MISSING_TOKENS
 from medsyn_tabular.evaluation.privacy import default_quasi_identifiers
 
 st.title("Evaluation")
+page_guard("evaluate")
 st.markdown(
     "Compare a synthetic table with the real table it was generated from: does it look alike "
     "(**fidelity**), do models trained on it work on real patients (**utility**), can a real patient be "

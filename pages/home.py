@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from medsyn_core.app_session import page_guard
 from medsyn_core.catalog import BUNDLED
+
+page_guard()
 
 st.title("MedSyn")
 st.markdown(

@@ -5,9 +5,11 @@ Thin page: loading, de-identification and windowing are `medsyn_imaging` functio
 
 import streamlit as st
 
+from medsyn_core.app_session import page_guard, refusal
 from medsyn_core.catalog import BUNDLED
 
 st.title("Imaging")
+user = page_guard("view_images")
 st.caption("Real DICOM is de-identified (DICOM PS3.15 Basic Profile) while it is read: the header below "
            "is what MedSyn keeps. Nothing you upload is stored.")
 
@@ -33,7 +35,11 @@ def _load_upload(files: tuple[tuple[str, bytes], ...]):
     return load_uploaded(files)
 
 
-source = st.radio("Images", ["Bundled dataset", "Upload files"], horizontal=True)
+# Uploading real scans needs the upload_real_data permission (researchers, admins); clinicians view
+# the bundled data and synthetic images only.
+may_upload = refusal(user, "upload_real_data") is None
+source = st.radio("Images", ["Bundled dataset", "Upload files"] if may_upload else ["Bundled dataset"],
+                  horizontal=True)
 if source == "Bundled dataset":
     name = st.selectbox("Dataset", [d.name for d in IMAGING],
                         format_func=lambda n: next(f"{d.name} — {d.title}" for d in IMAGING if d.name == n))

@@ -8,12 +8,18 @@ Thin page: reading, schema, PHI, training, sampling and saving are the engine's 
 import pandas as pd
 import streamlit as st
 
+from medsyn_core.app_session import page_guard, refusal
 from medsyn_tabular.datasets import LOADERS, load_bundled_table
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import ACTIONS, detect_phi
 from medsyn_tabular.schema import KINDS, infer_schema
 
 st.title("Tabular")
+user = page_guard("sample")
+# Server-side: real data and the training controls are only built for roles allowed to train.
+if (message := refusal(user, "train")) is not None:
+    st.error(message)
+    st.stop()
 st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier columns are removed or "
            "transformed (HIPAA Safe Harbor) before training. Differential privacy is not built yet.")
 

@@ -1,14 +1,13 @@
 """The Imaging page with Streamlit's AppTest: bundled datasets, sliders, window presets, header."""
 
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from app_helpers import logged_in
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "imaging.py")
+PAGE = "pages/imaging.py"
 
 
 def test_bundled_fmri_series_has_time_and_slice_sliders_and_deidentified_header():
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = logged_in(PAGE, "clinician").run()
     assert not at.exception, at.exception
     at.selectbox[0].set_value("ge_mr_fmri").run()
     assert not at.exception, at.exception
@@ -25,7 +24,7 @@ def test_bundled_fmri_series_has_time_and_slice_sliders_and_deidentified_header(
 
 
 def test_medmnist_preview_and_window_selector():
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = logged_in(PAGE, "clinician").run()
     at.selectbox[0].set_value("pneumoniamnist").run()
     assert not at.exception, at.exception
     assert [s.label for s in at.slider] == ["Image"]

@@ -1,0 +1,45 @@
+"""Reading and exporting the audit log (the hash chain itself lives in :mod:`medsyn_core.storage`).
+
+Events carry usernames, actions, job/model names and parameters; never patient identifiers,
+passwords, password hashes or secrets (the callers of ``Store.append_event`` keep it that way).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from medsyn_core.auth import User, require
+from medsyn_core.storage import AuditCheck, Store
+
+CSV_COLUMNS = ("id", "time_utc", "actor", "action", "details_json", "prev_hash", "hash")
+
+
+def audit_rows(store: Store, user: User) -> list[dict]:
+    """All events, oldest first, with a readable UTC time (admin only)."""
+    require(user, "view_audit")
+    rows = []
+    for event in store.audit_events():
+        row = dict(event)
+        row["time_utc"] = datetime.fromtimestamp(row["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(row)
+    return rows
+
+
+def verify(store: Store, user: User | None, expect_head: str | None = None) -> AuditCheck:
+    """Check the chain (admin only in the app; the CLI passes ``None`` as the machine's operator)."""
+    if user is not None:
+        require(user, "view_audit")
+    return store.check_audit_chain(expect_head)
+
+
+def export_csv(store: Store, user: User) -> str:
+    """The whole log as CSV text (with the hashes, so the export itself can be re-verified)."""
+    rows = audit_rows(store, user)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    store.append_event(user.username, "audit_exported", {"n_events": len(rows)})
+    return buf.getvalue()

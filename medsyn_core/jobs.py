@@ -1,0 +1,313 @@
+"""Background jobs: a job table in SQLite and a worker that runs each job in its own process.
+
+A job is a plain function ``fn(params: dict, progress: JobProgress, resume_from: str | None) -> dict``
+named by its import path (``"package.module:function"``). :func:`submit` queues it (after the role
+check); :class:`JobWorker` (a thread, one per app server) starts queued jobs as child processes
+(``python -m medsyn_core.jobs run ID``), at most one GPU job at a time and
+``MEDSYN_MAX_CPU_JOBS`` (default 2) others. The job reports progress through ``progress(fraction,
+message, payload)``, which also raises :class:`JobCancelled` when someone asked to cancel, and may call
+``progress.checkpoint(path)`` after saving a checkpoint. Everything lives in the table, so a page
+reload or a new :class:`Store` sees the same state; the page only polls.
+
+A job whose process died (crash, kill, reboot) is marked ``failed`` by :func:`recover_interrupted`
+(run at worker start and on each tick); :func:`resume` queues a new job with ``resume_from`` set to
+the dead job's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medsyn_core import settings
+from medsyn_core.auth import User, require
+from medsyn_core.storage import Store
+
+TERMINAL = ("finished", "failed", "cancelled")
+MAX_CPU_JOBS_ENV = "MEDSYN_MAX_CPU_JOBS"
+#: A job claimed less than this many seconds ago may not have its process id recorded yet.
+STARTUP_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A kind of job: the function to run, the action its owner needs, and whether it uses the GPU."""
+
+    kind: str
+    target: str
+    action: str
+    needs_gpu: bool = False
+
+
+#: kind -> JobType; engines add theirs with :func:`register_job_type`.
+JOB_TYPES: dict[str, JobType] = {}
+
+
+def register_job_type(kind: str, target: str, action: str, needs_gpu: bool = False) -> JobType:
+    """Make ``target`` ("module:function") submittable as ``kind`` by users allowed ``action``."""
+    JOB_TYPES[kind] = JobType(kind, target, action, needs_gpu)
+    return JOB_TYPES[kind]
+
+
+register_job_type("example-primes", "medsyn_core.job_examples:count_primes", "run_example_job")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job by its progress callback once a cancel was requested."""
+
+
+def job_dir(job_id: int) -> Path:
+    """Folder for a job's checkpoints and log (``$MEDSYN_HOME/jobs/<id>``)."""
+    path = settings.home_dir() / "jobs" / str(job_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _decode(row) -> dict[str, Any]:
+    out = dict(row)
+    out["params"] = json.loads(out.pop("params_json"))
+    out["payload"] = json.loads(out.pop("payload_json"))
+    out["result"] = json.loads(out.pop("result_json")) if out.get("result_json") else None
+    out.pop("result_json", None)
+    return out
+
+
+def get_job(store: Store, job_id: int) -> dict[str, Any] | None:
+    row = store._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+    return _decode(row) if row else None
+
+
+def list_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    rows = store._conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+    return [_decode(r) for r in rows]
+
+
+def submit(store: Store, user: User, kind: str, params: dict[str, Any] | None = None,
+           resume_from: str | None = None, resumed_job_id: int | None = None) -> int:
+    """Queue a job of a registered ``kind`` for ``user`` (role-checked, audited); returns its id."""
+    if kind not in JOB_TYPES:
+        raise KeyError(f"unknown job kind {kind!r}; registered: {', '.join(sorted(JOB_TYPES))}")
+    jt = JOB_TYPES[kind]
+    require(user, jt.action)
+    params = params or {}
+    cur = store._conn.execute(
+        "INSERT INTO jobs (kind, target, params_json, owner, needs_gpu, resume_from, resumed_job_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (kind, jt.target, json.dumps(params, default=str), user.username, int(jt.needs_gpu),
+         resume_from, resumed_job_id, time.time()),
+    )
+    job_id = int(cur.lastrowid)
+    store.append_event(user.username, "job_submitted",
+                       {"job": job_id, "kind": kind, "params": params, "resumed_job": resumed_job_id})
+    return job_id
+
+
+def request_cancel(store: Store, user: User, job_id: int) -> None:
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress call."""
+    job = get_job(store, job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id}")
+    if job["owner"] != user.username:
+        require(user, "manage_users")  # only the owner or an admin may cancel
+    store._conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+    store._conn.execute("UPDATE jobs SET status='cancelled', finished_at=?, message='cancelled before start' "
+                        "WHERE id=? AND status='queued'", (time.time(), job_id))
+    store.append_event(user.username, "job_cancel_requested", {"job": job_id})
+
+
+def resume(store: Store, user: User, job_id: int) -> int:
+    """Queue a new job that continues failed/cancelled job ``job_id`` from its last checkpoint."""
+    job = get_job(store, job_id)
+    if job is None:
+        raise KeyError(f"no job {job_id}")
+    if job["status"] not in ("failed", "cancelled"):
+        raise ValueError(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be resumed")
+    if not job["checkpoint"] or not Path(job["checkpoint"]).exists():
+        raise ValueError(f"job {job_id} left no checkpoint; submit it again from the start instead")
+    return submit(store, user, job["kind"], job["params"], resume_from=job["checkpoint"],
+                  resumed_job_id=job_id)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited child not yet reaped) is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def recover_interrupted(store: Store) -> list[int]:
+    """Mark running jobs whose worker process is gone as failed (resumable); returns their ids."""
+    dead = []
+    rows = store._conn.execute("SELECT id, worker_pid, started_at FROM jobs WHERE status='running'")
+    for row in rows.fetchall():
+        starting = row["worker_pid"] is None and time.time() - (row["started_at"] or 0) < STARTUP_GRACE_S
+        if not starting and not _pid_alive(row["worker_pid"]):
+            cur = store._conn.execute(
+                "UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=? AND status='running'",
+                (time.time(), "the worker process died (crash, kill or restart); resume from the last "
+                 "checkpoint if there is one", row["id"]))
+            if cur.rowcount:
+                dead.append(int(row["id"]))
+                store.append_event("system", "job_interrupted", {"job": int(row["id"])})
+    return dead
+
+
+def _claim_next(store: Store, max_cpu_jobs: int) -> int | None:
+    """Atomically move the oldest startable queued job to 'running'; None if none may start now."""
+    conn = store._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        running = conn.execute("SELECT needs_gpu, COUNT(*) n FROM jobs WHERE status='running' "
+                               "GROUP BY needs_gpu").fetchall()
+        counts = {r["needs_gpu"]: r["n"] for r in running}
+        chosen = None
+        for row in conn.execute("SELECT id, needs_gpu FROM jobs WHERE status='queued' ORDER BY id"):
+            limit = 1 if row["needs_gpu"] else max_cpu_jobs
+            if counts.get(row["needs_gpu"], 0) < limit:
+                chosen = int(row["id"])
+                break
+        if chosen is not None:
+            conn.execute("UPDATE jobs SET status='running', started_at=?, heartbeat_at=? WHERE id=?",
+                         (time.time(), time.time(), chosen))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return chosen
+
+
+def start_job_process(store: Store, job_id: int) -> subprocess.Popen:
+    """Run job ``job_id`` in a child Python process; its pid is recorded for crash detection."""
+    log = open(job_dir(job_id) / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    env = dict(os.environ, MEDSYN_HOME=str(settings.home_dir()))
+    proc = subprocess.Popen([sys.executable, "-m", "medsyn_core.jobs", "run", str(job_id)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=str(settings.PROJECT_ROOT))
+    log.close()
+    store._conn.execute("UPDATE jobs SET worker_pid=? WHERE id=?", (proc.pid, job_id))
+    return proc
+
+
+def tick(store: Store, max_cpu_jobs: int | None = None) -> list[subprocess.Popen]:
+    """One scheduling step: fail dead jobs, then start what may start. Returns the started processes."""
+    if max_cpu_jobs is None:
+        max_cpu_jobs = int(os.environ.get(MAX_CPU_JOBS_ENV, "2"))
+    recover_interrupted(store)
+    started = []
+    while (job_id := _claim_next(store, max_cpu_jobs)) is not None:
+        started.append(start_job_process(store, job_id))
+    return started
+
+
+class JobWorker:
+    """A daemon thread that calls :func:`tick` every ``interval`` seconds (one per app server)."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._procs: list[subprocess.Popen] = []
+        self._thread = threading.Thread(target=self._loop, name="medsyn-jobs", daemon=True)
+
+    def start(self) -> JobWorker:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        with Store() as store:
+            while not self._stop.is_set():
+                try:
+                    self._procs = [p for p in self._procs if p.poll() is None]  # reap finished children
+                    self._procs += tick(store)
+                except Exception:  # keep serving; the job rows carry the errors
+                    traceback.print_exc()
+                self._stop.wait(self.interval)
+
+
+class JobProgress:
+    """Handed to a job: ``progress(fraction, message, payload)`` and ``progress.checkpoint(path)``."""
+
+    def __init__(self, store: Store, job_id: int):
+        self.store, self.job_id = store, job_id
+        self.dir = job_dir(job_id)
+
+    def __call__(self, fraction: float, message: str = "", payload: dict[str, Any] | None = None) -> None:
+        self.store._conn.execute(
+            "UPDATE jobs SET progress=?, message=?, payload_json=?, heartbeat_at=? WHERE id=?",
+            (max(0.0, min(1.0, float(fraction))), message[:500], json.dumps(payload or {}, default=str),
+             time.time(), self.job_id))
+        if self.cancelled():
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def cancelled(self) -> bool:
+        row = self.store._conn.execute("SELECT cancel_requested FROM jobs WHERE id=?",
+                                       (self.job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def checkpoint(self, path: str | os.PathLike) -> None:
+        """Record that a complete checkpoint was written (atomically) at ``path``."""
+        self.store._conn.execute("UPDATE jobs SET checkpoint=? WHERE id=?", (str(path), self.job_id))
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_job(job_id: int) -> str:
+    """Run one claimed job in this process; returns its final status (used by the child process)."""
+    with Store() as store:
+        job = get_job(store, job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        store._conn.execute("UPDATE jobs SET worker_pid=?, heartbeat_at=? WHERE id=?",
+                            (os.getpid(), time.time(), job_id))
+        progress = JobProgress(store, job_id)
+        try:
+            result = _resolve(job["target"])(job["params"], progress, job["resume_from"])
+            status, error = "finished", None
+        except JobCancelled:
+            result, status, error = None, "cancelled", None
+        except Exception as exc:  # the message is shown on the page; the traceback goes to worker.log
+            traceback.print_exc()
+            result, status, error = None, "failed", f"{type(exc).__name__}: {exc}"
+        store._conn.execute(
+            "UPDATE jobs SET status=?, result_json=?, error=?, finished_at=?, "
+            "progress=CASE WHEN ?='finished' THEN 1 ELSE progress END WHERE id=?",
+            (status, json.dumps(result, default=str) if result is not None else None, error,
+             time.time(), status, job_id))
+        store.append_event(job["owner"], f"job_{status}", {"job": job_id, "kind": job["kind"],
+                                                           "result": result, "error": error})
+        return status
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "run":
+        print("usage: python -m medsyn_core.jobs run JOB_ID", file=sys.stderr)
+        return 2
+    return 0 if run_job(int(argv[1])) in TERMINAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

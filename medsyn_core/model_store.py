@@ -1,0 +1,98 @@
+"""The model store as the app sees it: registered models plus those bundled in ``models/``.
+
+Each model is a folder with ``model_card.json`` (data, parameters, metrics), optionally
+``privacy_ledger.json`` (the ε spent, written by :mod:`medsyn_core.privacy`) and its weights.
+Deleting is admin-only, audited, and atomic: the folder is first renamed to a hidden sibling (one
+``rename``), then the row is removed, then the renamed folder is erased.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medsyn_core import settings
+from medsyn_core.auth import User, require
+from medsyn_core.storage import Store
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model folder with what its files say about it."""
+
+    name: str
+    engine: str
+    path: Path
+    source: str                      # 'store' (trained here) or 'bundled' (ships with MedSyn)
+    dp_epsilon: float | None
+    card: dict[str, Any] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None
+
+    @property
+    def deletable(self) -> bool:
+        return self.source == "store"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def list_models(store: Store, user: User) -> list[ModelEntry]:
+    """Registered models (cards from the folder if present, else from the row) and bundled ones."""
+    require(user, "view_models")
+    out: list[ModelEntry] = []
+    for rec in store.list_models():
+        path = Path(rec.path)
+        card = _read_json(path / "model_card.json") or rec.card
+        out.append(ModelEntry(rec.name, rec.engine, path, "store", rec.dp_epsilon, card,
+                              _read_json(path / "privacy_ledger.json")))
+    known = {m.path.resolve() for m in out}
+    if settings.BUNDLED_MODELS_DIR.is_dir():
+        for card_path in sorted(settings.BUNDLED_MODELS_DIR.glob("*/model_card.json")):
+            folder = card_path.parent
+            if folder.resolve() in known:
+                continue
+            card = _read_json(card_path) or {}
+            ledger = _read_json(folder / "privacy_ledger.json")
+            eps = card.get("dp_epsilon", (ledger or {}).get("epsilon"))
+            out.append(ModelEntry(card.get("name", folder.name), str(card.get("engine", "unknown")),
+                                  folder, "bundled", eps, card, ledger))
+    return out
+
+
+def zip_model(store: Store, user: User, entry: ModelEntry) -> bytes:
+    """The model folder as zip bytes (paths relative to the folder); audited as an export."""
+    require(user, "export")
+    if not entry.path.is_dir():
+        raise FileNotFoundError(f"The folder of model {entry.name!r} ({entry.path}) is missing.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(entry.path.rglob("*")):
+            if file.is_file():
+                zf.write(file, Path(entry.path.name) / file.relative_to(entry.path))
+    store.append_event(user.username, "model_downloaded", {"model": entry.name})
+    return buf.getvalue()
+
+
+def delete_model(store: Store, user: User, name: str) -> None:
+    """Delete a trained model: its folder (atomically) and its row; audited. Bundled models stay."""
+    require(user, "delete_model")
+    rec = next((m for m in store.list_models() if m.name == name), None)
+    if rec is None:
+        raise KeyError(f"No trained model called {name!r}; bundled models cannot be deleted.")
+    folder = Path(rec.path)
+    trash = folder.with_name(f".{folder.name}.deleting")
+    if folder.exists():
+        os.replace(folder, trash)  # atomic: after this the model is gone for every reader
+    store.delete_model(name)
+    shutil.rmtree(trash, ignore_errors=True)
+    store.append_event(user.username, "model_deleted", {"model": name, "engine": rec.engine})

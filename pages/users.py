@@ -1,0 +1,56 @@
+"""Users (admin): create accounts, change roles, disable accounts; every change is audited."""
+
+import streamlit as st
+
+from medsyn_core import auth
+from medsyn_core.app_session import page_guard
+from medsyn_core.storage import Store
+
+st.title("Users")
+user = page_guard("manage_users")
+
+with Store() as store:
+    accounts = auth.list_users(store, user)
+st.dataframe([{"username": a["username"], "role": a["role"], "active": bool(a["active"])}
+              for a in accounts], hide_index=True, use_container_width=True)
+
+st.subheader("Create an account")
+with st.form("create_user", clear_on_submit=True):
+    username = st.text_input("Username")
+    role = st.selectbox("Role", auth.ROLES, index=auth.ROLES.index("clinician"))
+    password = st.text_input(f"Initial password (at least {auth.MIN_PASSWORD_LENGTH} characters)",
+                             type="password")
+    if st.form_submit_button("Create account"):
+        try:
+            with Store() as store:
+                created = auth.create_user(store, user, username, password, role)
+            st.session_state["users_notice"] = f"Created {created.username} ({created.role})."
+            st.rerun()
+        except auth.AuthError as exc:
+            st.error(str(exc))
+if notice := st.session_state.pop("users_notice", None):
+    st.success(notice)
+
+st.subheader("Change an account")
+names = [a["username"] for a in accounts]
+target = st.selectbox("Account", names)
+current = next(a for a in accounts if a["username"] == target)
+col1, col2 = st.columns(2)
+with col1:
+    new_role = st.selectbox("New role", auth.ROLES, index=auth.ROLES.index(current["role"]))
+    if st.button("Change role", disabled=new_role == current["role"]):
+        try:
+            with Store() as store:
+                auth.set_role(store, user, target, new_role)
+            st.rerun()
+        except auth.AuthError as exc:
+            st.error(str(exc))
+with col2:
+    label = "Disable account" if current["active"] else "Enable account"
+    if st.button(label):
+        try:
+            with Store() as store:
+                auth.set_active(store, user, target, not current["active"])
+            st.rerun()
+        except auth.AuthError as exc:
+            st.error(str(exc))

@@ -1,0 +1,36 @@
+"""Test helper for Streamlit's AppTest: an app (or page) run that is already logged in.
+
+``logged_in(path, role)`` creates the account ``test-<role>`` in the test's MedSyn home (random password)
+and puts the same server-side session entry a real login puts (``app_session.SESSION_KEY``).
+The login form itself is exercised in ``tests/test_app.py``.
+"""
+
+import secrets
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from medsyn_core import auth
+from medsyn_core.app_session import SESSION_KEY
+from medsyn_core.storage import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def logged_in(path: str | Path, role: str = "admin", timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=timeout)
+    login_as(at.session_state, role)
+    return at
+
+
+def login_as(session_state, role: str, username: str | None = None) -> auth.User:
+    """Create ``username`` (default ``test-<role>``, random password) if missing and log it in."""
+    username = username or f"test-{role}"
+    with Store() as store:
+        user = auth.load_user(store, username)
+        if user is None:
+            auth._insert_user(store, username, secrets.token_urlsafe(16), role)
+            user = auth.User(username, role)
+    session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
+    return user

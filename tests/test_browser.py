@@ -1,0 +1,256 @@
+"""Real-browser end-to-end test: Debian's chromium driven by Playwright against ``streamlit run app.py``.
+
+Needs ``/usr/bin/chromium`` (Debian packages ``chromium`` and ``chromium-driver``, installed by
+``.ci/run``); Playwright is used only as the driver (never ``playwright install``, nothing is
+downloaded). The server runs on a free localhost port with a temporary MEDSYN_HOME; screenshots go to
+``docs/screenshots/``.
+
+The journey is a list of steps (:data:`STEPS`) sharing one :class:`Journey`; to add the engine steps
+("train a tiny tabular model, sample, download the CSV", "export a DICOM zip from the demo model"),
+write a ``step_...(j)`` function with the helpers below and insert it into the list.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ADMIN_PW = "admin-pass-e2e-1"
+USERS = {"rita": ("researcher", "rita-pass-e2e-1"), "cleo": ("clinician", "cleo-pass-e2e-1")}
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian chromium (/usr/bin/chromium); .ci/run installs it")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``streamlit run app.py`` on a free port with an empty MEDSYN_HOME; yields (url, log path)."""
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, MEDSYN_HOME=str(tmp_path / "home"), MEDSYN_DEVICE="cpu")
+    env.pop("MEDSYN_ADMIN_PASSWORD", None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path / "chromium-profile"  # a new, empty user-data-dir
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@dataclass
+class Journey:
+    """The browser page plus helpers that speak Streamlit's widgets."""
+
+    page: object
+    url: str
+    shots: list[Path] = field(default_factory=list)
+
+    def see(self, text: str, exact: bool = False):
+        loc = self.page.get_by_text(text, exact=exact).first
+        loc.wait_for(state="visible")
+        return loc
+
+    def heading(self, text: str):
+        from playwright.sync_api import expect
+
+        expect(self.page.get_by_role("heading", name=text, exact=True).first).to_be_visible()
+
+    def fill(self, label: str, value: str) -> None:
+        box = self.page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+
+    def click(self, name: str) -> None:
+        self.page.get_by_role("button", name=name, exact=True).first.click()
+
+    def choose(self, label: str, option: str, exact: bool = True) -> None:
+        """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+        box = self.page.locator('[data-testid="stSelectbox"]').filter(
+            has=self.page.get_by_text(label, exact=True))
+        box.locator("input").first.click()
+        self.page.get_by_role("option", name=option, exact=exact).first.click()
+
+    def nav(self, title: str) -> None:
+        """Open a page from the sidebar menu (the same browser session, so the login stays)."""
+        self.page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+        self.heading(title)
+
+    def nav_titles(self) -> list[str]:
+        texts = self.page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+        return [t.strip().splitlines()[-1].strip() for t in texts]  # the icon's name comes first
+
+    def login(self, username: str, password: str) -> None:
+        self.heading("MedSyn — log in")
+        self.fill("Username", username)
+        self.fill("Password", password)
+        self.click("Log in")
+        sidebar = self.page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Log out", exact=True).wait_for(state="visible")
+        assert sidebar.get_by_text(username).count() >= 1
+
+    def logout(self) -> None:
+        self.click("Log out")
+        self.heading("MedSyn — log in")
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.wait_for_timeout(500)  # let Streamlit finish fading in the last elements
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        self.shots.append(path)
+
+
+def step_first_run_creates_admin(j: Journey) -> None:
+    j.page.goto(j.url)
+    j.heading("MedSyn — first run")
+    j.fill("Password (at least 10 characters)", ADMIN_PW)
+    j.fill("Repeat the password", ADMIN_PW)
+    j.click("Create admin")
+    j.heading("MedSyn")
+    j.see("Bundled datasets")
+    j.logout()
+    j.fill("Username", "admin")
+    j.fill("Password", "not-the-password")
+    j.click("Log in")
+    j.see("Wrong username or password.")
+    j.shot("login_refused")
+    j.login("admin", ADMIN_PW)
+
+
+def step_admin_creates_researcher_and_clinician(j: Journey) -> None:
+    j.nav("Users")
+    for username, (role, password) in USERS.items():
+        j.fill("Username", username)
+        j.choose("Role", role)
+        j.fill("Initial password (at least 10 characters)", password)
+        j.click("Create account")
+        j.see(f"Created {username} ({role}).")
+    j.shot("users")
+    j.logout()
+
+
+def step_researcher_sees_training_section(j: Journey) -> None:
+    j.login("rita", USERS["rita"][1])
+    titles = j.nav_titles()
+    assert "Evaluation" in titles and "Jobs" in titles and "Audit" not in titles, titles
+    j.nav("Tabular")
+    j.heading("Train a generator")
+    assert j.page.get_by_text("Not allowed").count() == 0
+    j.nav("Jobs")  # the server's worker runs the example job in a child process; the page polls
+    j.page.get_by_text("Run the example job", exact=False).first.click()
+    j.click("Start example job")
+    j.see("#1 example-primes · finished")
+    j.see("17984")  # π(200 000), in the job's result
+    j.shot("jobs")
+    j.logout()
+
+
+def step_clinician_cannot_reach_training(j: Journey) -> None:
+    j.login("cleo", USERS["cleo"][1])
+    titles = j.nav_titles()
+    assert titles == ["Home", "Tabular", "Imaging", "Model store"], titles
+    j.nav("Tabular")
+    j.see("Not allowed: the clinician role cannot train models")
+    j.shot("clinician_refused_training")
+
+
+def step_clinician_opens_imaging_viewer(j: Journey) -> None:
+    j.nav("Imaging")
+    j.choose("Dataset", "ge_mr_fmri", exact=False)
+    j.see("Time point")
+    j.see("5 x 3.75 x 3.75 mm")  # voxel size of the de-identified GE MR series
+    j.see("Voxel size:")
+    j.shot("imaging_viewer")
+    j.logout()
+
+
+def step_admin_verifies_audit_log(j: Journey) -> None:
+    j.login("admin", ADMIN_PW)
+    j.nav("Audit")
+    j.click("Verify the chain")
+    j.see("Audit chain intact")
+    j.shot("audit")
+
+
+#: The journey, in order. Engine steps go here once their pages are merged.
+STEPS = [
+    step_first_run_creates_admin,
+    step_admin_creates_researcher_and_clinician,
+    step_researcher_sees_training_section,
+    step_clinician_cannot_reach_training,
+    step_clinician_opens_imaging_viewer,
+    step_admin_verifies_audit_log,
+]
+
+
+def test_end_to_end_in_chromium(server, page):
+    url, log = server
+    journey = Journey(page, url)
+    for step in STEPS:
+        try:
+            step(journey)
+        except Exception:
+            journey.shot(f"failed_{step.__name__}")
+            raise
+    assert all(p.stat().st_size > 10_000 for p in journey.shots)
+    server_log = log.read_text()
+    for secret in [ADMIN_PW, *(pw for _, pw in USERS.values()), "$argon2"]:
+        assert secret not in server_log and secret not in page.content()
