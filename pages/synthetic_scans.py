@@ -12,7 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from medsyn_core.app_session import page_guard, refusal
+
 st.title("Synthetic scans")
+user = page_guard("view_images")
 st.caption("Generate synthetic medical images of a chosen class with a StyleGAN2-style generator. "
            "The bundled demo model (chest X-rays, normal vs pneumonia) works without any training.")
 
@@ -69,7 +72,10 @@ with preview_tab:
                            format_func={"dicom": "DICOM series", "nifti": "NIfTI volume",
                                         "png": "PNG images"}.get,
                            help="Downloaded as one zip with a provenance file marking them synthetic.")
-        if st.button("Generate and export"):
+        export_clicked = st.button("Generate and export")
+        if export_clicked and (denied := refusal(user, "export")) is not None:
+            st.error(denied)
+        elif export_clicked:
             import datetime as _dt
             import shutil
             import tempfile
@@ -103,6 +109,10 @@ with preview_tab:
 
 # -- training ------------------------------------------------------------------------------------------------
 with train_tab:
+    # Server-side: the training controls are only built for roles allowed to train.
+    if (denied := refusal(user, "train")) is not None:
+        st.error(denied)
+        st.stop()
     job = st.session_state.get("imaging_training_job")
     st.markdown(
         "Train a class-conditional generator on a bundled MedMNIST set or on a folder on this "

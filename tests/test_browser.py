@@ -3,7 +3,8 @@
 Needs ``/usr/bin/chromium`` (Debian packages ``chromium`` and ``chromium-driver``, installed by
 ``.ci/run``); Playwright is used only as the driver (never ``playwright install``, nothing is
 downloaded). The server runs on a free localhost port with a temporary MEDSYN_HOME; screenshots go to
-``docs/screenshots/``.
+a temporary folder, or to ``$MEDSYN_SCREENSHOT_DIR`` when set (``MEDSYN_SCREENSHOT_DIR=docs/screenshots``
+refreshes the README's pictures).
 
 The journey is a list of steps (:data:`STEPS`) sharing one :class:`Journey`; to add the engine steps
 ("train a tiny tabular model, sample, download the CSV", "export a DICOM zip from the demo model"),
@@ -17,7 +18,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +29,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("MEDSYN_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="medsyn-shots-"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN_PW = "admin-pass-e2e-1"
 USERS = {"rita": ("researcher", "rita-pass-e2e-1"), "cleo": ("clinician", "cleo-pass-e2e-1")}
 TIMEOUT_MS = 60_000
 
+if os.environ.get("CI") and not CHROMIUM.exists():
+    raise RuntimeError("CI must run the browser test: /usr/bin/chromium is missing (.ci/run installs it)")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="needs Debian chromium (/usr/bin/chromium); .ci/run installs it")
 
@@ -192,7 +197,7 @@ def step_researcher_sees_training_section(j: Journey) -> None:
     titles = j.nav_titles()
     assert "Evaluation" in titles and "Jobs" in titles and "Audit" not in titles, titles
     j.nav("Tabular")
-    j.heading("Train a generator")
+    j.see("Schema and identifiers", exact=True)
     assert j.page.get_by_text("Not allowed").count() == 0
     j.nav("Jobs")  # the server's worker runs the example job in a child process; the page polls
     j.page.get_by_text("Run the example job", exact=False).first.click()
@@ -206,7 +211,7 @@ def step_researcher_sees_training_section(j: Journey) -> None:
 def step_clinician_cannot_reach_training(j: Journey) -> None:
     j.login("cleo", USERS["cleo"][1])
     titles = j.nav_titles()
-    assert titles == ["Home", "Tabular", "Imaging", "Model store"], titles
+    assert titles == ["Home", "Tabular", "Imaging", "Synthetic scans", "Model store"], titles
     j.nav("Tabular")
     j.see("Not allowed: the clinician role cannot train models")
     j.shot("clinician_refused_training")
@@ -219,6 +224,33 @@ def step_clinician_opens_imaging_viewer(j: Journey) -> None:
     j.see("5 x 3.75 x 3.75 mm")  # voxel size of the de-identified GE MR series
     j.see("Voxel size:")
     j.shot("imaging_viewer")
+    j.logout()
+
+
+def step_clinician_exports_dicom_zip_from_demo_model(j: Journey) -> None:
+    import pydicom
+
+    j.login("cleo", USERS["cleo"][1])
+    j.nav("Synthetic scans")
+    j.see("Rows: 1 = normal", exact=False)  # the demo model's preview grid
+    assert j.page.get_by_role("button", name="Generate and export").count() == 1
+    j.click("Generate and export")  # defaults: all classes, 16 images, DICOM
+    button = j.page.get_by_role("button", name="Download synthetic-", exact=False).first
+    button.wait_for(state="visible")
+    j.shot("clinician_dicom_export")
+    with j.page.expect_download() as info:
+        button.click()
+    path = Path(info.value.path())
+    with zipfile.ZipFile(path) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".dcm")]
+        assert len(names) == 16, zf.namelist()
+        datasets = [pydicom.dcmread(zf.open(n)) for n in names]
+    assert all(ds.SeriesDescription.startswith("SYNTHETIC") for ds in datasets)
+    assert {ds.SeriesInstanceUID for ds in datasets} == {datasets[0].SeriesInstanceUID}
+    assert all(ds.pixel_array.shape == (28, 28) for ds in datasets)
+    # the training tab of the same page is refused on the server side
+    j.page.get_by_role("tab", name="Train a new generator").click()
+    j.see("Not allowed: the clinician role cannot train models")
     j.logout()
 
 
@@ -237,6 +269,7 @@ STEPS = [
     step_researcher_sees_training_section,
     step_clinician_cannot_reach_training,
     step_clinician_opens_imaging_viewer,
+    step_clinician_exports_dicom_zip_from_demo_model,
     step_admin_verifies_audit_log,
 ]
 

@@ -2,14 +2,13 @@
 
 from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from app_helpers import logged_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_reference_run_renders_metrics_warnings_figures_and_downloads():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-    at.switch_page("pages/evaluation.py").run()
+    at = logged_in("pages/evaluation.py", "researcher", timeout=300).run()
     assert not at.exception, at.exception
     assert [b.label for b in at.button] == ["Evaluate the synthetic table", "Reference run: real vs real"]
     at.button[0].click().run()  # no synthetic table uploaded: a plain error, no crash

@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from app_helpers import logged_in
 from tabular_helpers import one_torch_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tabular_page_trains_and_samples_with_a_condition():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/tabular.py").run()
+    at = logged_in("pages/tabular.py", "researcher").run()
     assert not at.exception, at.exception
     assert [h.value for h in at.subheader][:2] == ["Schema and identifiers", "Train"]
     at.number_input[0].set_value(2)  # epochs
