@@ -233,7 +233,7 @@ def step_clinician_exports_dicom_zip_from_demo_model(j: Journey) -> None:
     j.login("cleo", USERS["cleo"][1])
     j.nav("Synthetic scans")
     j.see("Rows: 1 = normal", exact=False)  # the demo model's preview grid
-    assert j.page.get_by_role("button", name="Generate and export").count() == 1
+    j.page.get_by_role("button", name="Generate and export").first.wait_for(state="visible")
     j.click("Generate and export")  # defaults: all classes, 16 images, DICOM
     button = j.page.get_by_role("button", name="Download synthetic-", exact=False).first
     button.wait_for(state="visible")
