@@ -11,10 +11,14 @@ next to the published MedMNIST v2 ResNet-18 (28) baseline (Yang et al. 2023, Tab
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
+
+# Run from a checkout: use this tree's packages, not an installed copy.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: Published MedMNIST v2 ResNet-18 (28) test AUC and ACC.
 BASELINE = {"pneumoniamnist": (0.944, 0.854), "breastmnist": (0.901, 0.863)}
@@ -22,7 +26,8 @@ DEFAULT_EPOCHS = {"pneumoniamnist": 10, "breastmnist": 40}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(BASELINE), choices=list(BASELINE))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--width", type=int, default=16, help="ResNet9 width (64 = DAWNBench original)")
@@ -50,7 +55,8 @@ def main() -> None:
             t = summary["test"]
             results.append({**summary, "wall_seconds": round(wall, 1), "width": args.width})
             auc_ref, acc_ref = BASELINE[name]
-            print(f"{name:<15} seed {seed}  width {args.width}  epochs {epochs} (best {summary['selected_epoch']})"
+            print(f"{name:<15} seed {seed}  width {args.width}  epochs {epochs}"
+                  f" (best {summary['selected_epoch']})"
                   f"  test AUC {t['auc']:.4f} (target {auc_ref})  ACC {t['accuracy']:.4f} (target {acc_ref})"
                   f"  ACC@val-threshold {t['accuracy_val_threshold']:.4f} (t={t['threshold']:.3f})"
                   f"  train {summary['train_seconds']:.0f} s", flush=True)

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from medsyn_core import __version__
 
 #: Engine modules that add sub-commands (each has ``register(subparsers)``).
-ENGINE_CLIS: tuple[str, ...] = ()
+ENGINE_CLIS: tuple[str, ...] = (
+    "medsyn_imaging.eval_cli",
+)
 
 
 class UserError(Exception):

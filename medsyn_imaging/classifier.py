@@ -115,7 +115,8 @@ class TrainedClassifier:
 
     # -- storage --------------------------------------------------------------------------------
     def save(self, folder: str | Path, name: str | None = None, metrics: dict[str, Any] | None = None,
-             extra_card: dict[str, Any] | None = None, register: bool = True, overwrite: bool = False) -> Path:
+             extra_card: dict[str, Any] | None = None, register: bool = True,
+             overwrite: bool = False) -> Path:
         """Write the model folder atomically and (by default) register it in the SQLite store."""
         from safetensors.torch import save_file
 
@@ -262,9 +263,9 @@ def train_classifier(
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError("epochs and batch size must be at least 1.")
     if len(train) < 2:
-        raise ValueError(f"Cannot train a classifier on {len(train)} image(s); give at least a few per class.")
+        raise ValueError(f"Cannot train a classifier on {len(train)} image(s); give a few per class.")
     if train.shape != val.shape:
-        raise ValueError(f"Training images are {train.shape} (C, H, W) but validation images are {val.shape}.")
+        raise ValueError(f"Training images are {train.shape} (C, H, W) but validation images {val.shape}.")
     n_classes = len(class_names)
     if train.labels.max() >= n_classes:
         raise ValueError(f"Training labels go up to {train.labels.max()} but there are {n_classes} classes.")

@@ -127,7 +127,8 @@ def read_image_file(path: Path) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def read_class_folder(folder: str | Path, class_names: list[str] | None = None) -> tuple[LabelledImages, list[str]]:
+def read_class_folder(folder: str | Path,
+                      class_names: list[str] | None = None) -> tuple[LabelledImages, list[str]]:
     """Read ``folder/<class>/*.png`` into labelled images; returns them and the class names.
 
     With ``class_names`` given (e.g. the real data's classes), each sub-folder must be one of them and
@@ -138,7 +139,7 @@ def read_class_folder(folder: str | Path, class_names: list[str] | None = None) 
         raise FileNotFoundError(f"Image folder not found: {folder}")
     subdirs = _class_folders(folder)
     if not subdirs:
-        raise ValueError(f"{folder} has no class sub-folders; put the images of each class in its own folder.")
+        raise ValueError(f"{folder} has no class sub-folders; put each class's images in its own folder.")
     names = [d.name for d in subdirs]
     if class_names is None:
         class_names = _ordered_class_names(names)
@@ -158,7 +159,8 @@ def read_class_folder(folder: str | Path, class_names: list[str] | None = None) 
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders.")
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise ValueError(f"Images in {folder} differ in size or channels {sorted(shapes)}; resize them to one shape.")
+        raise ValueError(f"Images in {folder} differ in size or channels {sorted(shapes)}; "
+                         "resize them to one shape.")
     return LabelledImages(np.stack(images), np.asarray(labels)), class_names
 
 
@@ -186,13 +188,15 @@ def load_image_dataset(source: str | Path, split_seed: int = 0) -> ImageDataset:
                 splits[s], _ = read_class_folder(path / s, names)
         else:
             everything, names = read_class_folder(path)
-            splits = {s: everything.subset(i) for s, i in _stratified_split(everything.labels, split_seed).items()}
+            parts = _stratified_split(everything.labels, split_seed)
+            splits = {s: everything.subset(i) for s, i in parts.items()}
         dataset = ImageDataset(path.name, splits, names)
     else:
         if path.suffix and not path.exists():
             raise FileNotFoundError(f"Data file not found: {path}")
         if path.suffix and path.suffix.lower() != ".npz":
-            raise ValueError(f"{path.name}: DATA must be a MedMNIST-style .npz or a folder of images by class.")
+            raise ValueError(f"{path.name}: DATA must be a MedMNIST-style .npz or a folder of images "
+                             "by class.")
         medmnist = load_medmnist(source)
         splits = {s: LabelledImages(medmnist.images[s], medmnist.labels[s]) for s in SPLITS}
         n_classes = max(int(v.labels.max()) for v in splits.values()) + 1
@@ -207,7 +211,7 @@ def load_image_dataset(source: str | Path, split_seed: int = 0) -> ImageDataset:
 
 
 def load_synthetic_images(source: str | Path, class_names: list[str]) -> LabelledImages:
-    """Synthetic labelled images from an ``.npz`` (``images`` (N, …) and ``labels`` (N,)) or a PNG folder by class.
+    """Synthetic labelled images: ``.npz`` (``images`` (N, …), ``labels`` (N,)) or a PNG folder by class.
 
     A generator model folder (``model_card.json`` inside) cannot be sampled here yet: the imaging
     generator's loader plugs in at this point. Until then, sample it to an ``.npz`` or a PNG folder.
