@@ -117,7 +117,7 @@ def cmd_classifier_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from medsyn_imaging.classifier import TrainedClassifier
-    from medsyn_imaging.imaging_report import evaluate_synthetic_images
+    from medsyn_imaging.imaging_report import evaluate_synthetic_images, save_report_copy
     from medsyn_imaging.labelled_images import load_image_dataset, load_synthetic_images
 
     out = Path(args.out)
@@ -139,5 +139,6 @@ def cmd_evaluate(args) -> int:
     for w in report.warnings:
         print(f"warning: {w}")
     report.save(out)
-    print(f"report written to {out}")
+    copy = save_report_copy(report)
+    print(f"report written to {out} (a JSON copy for the app: {copy})")
     return 0

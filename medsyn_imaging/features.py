@@ -63,6 +63,14 @@ class InceptionFeatures(nn.Module):
                 "InceptionV3 file (pt_inception-2015-12-05-6726825d.pth) here, or use the default ResNet9 "
                 "feature extractor."
             )
+        import torch
+
+        try:  # torch-fidelity loads the file with weights_only=False: first prove it holds only tensors
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"{path} is not a plain PyTorch weights file (refused to unpickle code): {exc}"
+            ) from exc
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
         except ImportError as exc:  # pragma: no cover - depends on the installation

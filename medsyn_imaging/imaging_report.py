@@ -250,3 +250,35 @@ def evaluate_synthetic_images(
         report.warnings.append(f"Only {len(synthetic)} synthetic images for {len(test)} real test images: "
                                "FID/KID are biased upwards at small sizes; sample more for firmer numbers.")
     return report
+
+
+def saved_reports_dir(create: bool = True) -> Path:
+    """Folder of saved imaging reports (JSON) in the MedSyn home folder: ``reports/imaging``."""
+    from medsyn_core.settings import home_dir
+
+    path = home_dir(create) / "reports" / "imaging"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_report_copy(report: Report) -> Path:
+    """Keep a JSON copy of ``report`` in :func:`saved_reports_dir` so the app can list it."""
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    return report.save(saved_reports_dir() / f"imaging-{stamp}.json")
+
+
+def list_saved_reports() -> list[tuple[Path, Report]]:
+    """Saved imaging reports, newest first (unreadable files are skipped)."""
+    import json
+
+    folder = saved_reports_dir(create=False)
+    out = []
+    for path in sorted(folder.glob("imaging-*.json"), reverse=True) if folder.is_dir() else []:
+        try:
+            out.append((path, Report.from_dict(json.loads(path.read_text()))))
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+    return out

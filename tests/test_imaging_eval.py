@@ -181,3 +181,37 @@ def test_cli_errors_are_readable(tmp_path, tiny_npz, capsys):
                  "--out", str(tmp_path / "r.html")]) == 2
     assert "not connected yet" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "r.html").exists()
+
+
+class _NotATensor:
+    pass
+
+
+def test_inception_extractor_never_downloads_and_refuses_pickled_code(tmp_path):
+    from medsyn_imaging.features import InceptionFeatures
+
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        InceptionFeatures(tmp_path / "missing.pth")
+    torch.save({"object": _NotATensor()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="not a plain PyTorch weights file"):
+        InceptionFeatures(tmp_path / "evil.pth")
+
+
+def test_saved_imaging_report_is_listed_on_the_evaluation_page():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from medsyn_core.report import Metric, Report, Section
+    from medsyn_imaging.imaging_report import list_saved_reports, save_report_copy
+
+    report = Report("Imaging evaluation: demo vs tiny", "imaging")
+    report.add(Section("imaging_fidelity", "Imaging fidelity",
+                       metrics=[Metric("fid", "FID", 3.2, "lower is better", reference=1.1)]))
+    save_report_copy(report)
+    assert [r.title for _, r in list_saved_reports()] == [report.title]
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/evaluation.py").run()
+    assert not at.exception, at.exception
+    assert any(report.title in option for option in at.selectbox[0].options)
