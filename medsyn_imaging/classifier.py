@@ -289,9 +289,12 @@ def train_classifier(
         lr=config.lr_max, momentum=0.9, nesterov=True,
     )
     steps_per_epoch = max(1, len(train) // config.batch_size)  # drop the last partial batch
+    total_steps = config.epochs * steps_per_epoch
+    # One-cycle needs >= 2 steps per phase; tiny runs (under 8 steps) warm up over 2 steps instead.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.lr_max, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-        pct_start=0.25, anneal_strategy="linear", div_factor=20, final_div_factor=200,
+        optimiser, max_lr=config.lr_max, total_steps=max(total_steps, 4),
+        pct_start=max(0.25, 2 / max(total_steps, 4)), anneal_strategy="linear", div_factor=20,
+        final_div_factor=200,
     )
     result = TrainedClassifier(model, mean.tolist(), std.tolist(), list(class_names), (c, h, w), config, mode)
     best_auc, best_state, best_epoch = -1.0, None, 0

@@ -35,6 +35,7 @@ class ClassifierFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(classifier.std, dtype=torch.float32).view(1, -1, 1, 1))
         self.num_features = int(classifier.model.num_features)
         self.name = f"ResNet9 penultimate layer ({self.num_features}-d), trained on the real training split"
+        self.to(next(classifier.model.parameters()).device)  # buffers follow the trained network
         self.eval()
 
     def train(self, mode: bool = True) -> ClassifierFeatures:  # never leave eval mode
