@@ -30,9 +30,9 @@ def imaging_group(subparsers) -> argparse._SubParsersAction:
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--width", type=int, default=32, help="ResNet9 width (default 32; DAWNBench: 64)")
+    p.add_argument("--width", type=int, default=16, help="ResNet9 width (default 16; DAWNBench: 64)")
     p.add_argument("--batch-size", type=int, default=128)
 
 
