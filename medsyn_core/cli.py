@@ -21,6 +21,7 @@ ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_tabular.cli",
     "medsyn_imaging.cli",
     "medsyn_imaging.gan_cli",
+    "medsyn_imaging.eval_cli",  # extends the imaging group made by gan_cli
     "medsyn_core.audit_cli",
     "medsyn_core.users_cli",
 )

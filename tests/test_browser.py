@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
