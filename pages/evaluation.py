@@ -32,7 +32,7 @@ def imaging_evaluation() -> None:
         "coverage against the real-vs-real floor, a ResNet9 disease classifier trained on synthetic images "
         "and tested on real ones (TSTR) next to train-on-real (TRTR), and a memorisation check. Same as "
         "`medsyn imaging evaluate`.")
-    generators = {f"{g.name} ({g.origin})": str(g.path) for g in list_generators()}
+    generators = {f"{g.name} ({g.source})": str(g.path) for g in list_generators()}
     with st.form("imaging_evaluation"):
         real_name = st.selectbox("Real data (bundled)", ["pneumoniamnist", "breastmnist"])
         choice = st.selectbox("Synthetic images", [*generators, "a path (.npz or folder of PNGs by class)"])

@@ -210,7 +210,6 @@ def test_inception_extractor_never_downloads_and_refuses_pickled_code(tmp_path):
 
 
 def test_saved_imaging_report_is_listed_on_the_evaluation_page():
-    from pathlib import Path
 
     from medsyn_core.report import Metric, Report, Section
     from medsyn_imaging.imaging_report import list_saved_reports, save_report_copy
@@ -220,7 +219,6 @@ def test_saved_imaging_report_is_listed_on_the_evaluation_page():
                        metrics=[Metric("fid", "FID", 3.2, "lower is better", reference=1.1)]))
     save_report_copy(report)
     assert [r.title for _, r in list_saved_reports()] == [report.title]
-    root = Path(__file__).resolve().parents[1]
     from app_helpers import logged_in
 
     at = logged_in("pages/evaluation.py", "researcher").run()
