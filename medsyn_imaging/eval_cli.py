@@ -61,8 +61,9 @@ def register(subparsers) -> None:
         "evaluate", help="FID/KID, precision/recall, TSTR utility and memorisation report",
         description="Evaluate synthetic images against real DATA and write a report (.html or .json).")
     ev.add_argument("source", metavar="MODEL_DIR",
-                    help="the synthetic images: .npz with 'images' and 'labels' or a folder of PNGs by class "
-                         "(sampling a generator model folder directly is not connected yet)")
+                    help="the synthetic images: a generator model folder (sampled with the real training "
+                         "split's class counts), an .npz with 'images' and 'labels', or a folder of PNGs "
+                         "by class")
     ev.add_argument("--data", required=True, help="the real data (as for classifier train)")
     ev.add_argument("--out", required=True, help="report file, .html or .json")
     ev.add_argument("--classifier", default=None, metavar="DIR",
