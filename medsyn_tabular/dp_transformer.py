@@ -31,8 +31,12 @@ import pandas as pd
 
 from medsyn_core.privacy import PrivacyBudget, PrivacyError, PrivacyLedger
 from medsyn_core.privacy.ledger import LedgerEntry
-from medsyn_core.privacy.mechanisms import approx_bounds, laplace_histogram, numeric_histogram, \
-    stable_categories
+from medsyn_core.privacy.mechanisms import (
+    approx_bounds,
+    laplace_histogram,
+    numeric_histogram,
+    stable_categories,
+)
 from medsyn_tabular.schema import SchemaError, TableSchema
 from medsyn_tabular.transformer import (
     MISSING,
@@ -96,7 +100,8 @@ def _plan_calls(schema: TableSchema, metadata) -> tuple[list[tuple[str, str]], i
 
 def _points_from_histogram(edges: np.ndarray, counts: np.ndarray, unit_bins: bool,
                            rng: np.random.Generator) -> np.ndarray:
-    """``VGM_POINTS`` values drawn from a noisy histogram: bin ∝ count, uniform inside (centre for unit bins)."""
+    """``VGM_POINTS`` values drawn from a noisy histogram: bin ∝ count, uniform inside the bin (its centre
+    for one-value bins)."""
     total = counts.sum()
     p = counts / total if total > 0 else np.full(len(counts), 1.0 / len(counts))
     b = rng.choice(len(counts), size=VGM_POINTS, p=p)
@@ -152,7 +157,8 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             unit_bins = col.kind == "integer" and float(lo).is_integer() and float(hi).is_integer() \
                 and hi - lo + 1 <= MAX_INTEGER_BINS
             if unit_bins:
-                edges, counts, missing_rate = numeric_histogram(x, lo - 0.5, hi + 0.5, int(hi - lo + 1), eps_call)
+                edges, counts, missing_rate = numeric_histogram(x, lo - 0.5, hi + 0.5, int(hi - lo + 1),
+                                                                eps_call)
             else:
                 edges, counts, missing_rate = numeric_histogram(x, lo, hi, HISTOGRAM_BINS, eps_call)
             record(col.name, "numeric-histogram", "histogram and missing rate", bins=len(counts) + 1)
@@ -174,7 +180,8 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                 unknown = sorted(set(keys) - set(position))
                 if unknown:
                     raise SchemaError(f"Column {col.name!r} holds values not in its declared categories: "
-                                      f"{len(unknown)} value(s). Add them to the metadata file or fix the data.")
+                                      f"{len(unknown)} value(s). Add them to the metadata file or fix the "
+                                      "data.")
                 counts = np.bincount(keys.map(position).to_numpy(dtype=int), minlength=len(declared_cats))
                 noisy = np.clip(laplace_histogram(np.append(counts, missing.sum()), eps_call), 0, None)
                 record(col.name, "laplace-histogram", "category counts and missing rate",
@@ -187,8 +194,8 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             else:
                 tokens = s.astype(object).where(~missing, MISSING).to_numpy()
                 released = stable_categories(tokens, eps_call, delta_call)
-                record(col.name, "stable-categories", "category set, counts and missing rate", delta=delta_call,
-                       threshold=released.threshold)
+                record(col.name, "stable-categories", "category set, counts and missing rate",
+                       delta=delta_call, threshold=released.threshold)
                 counts_of = dict(zip(released.categories, released.noisy_counts, strict=True))
                 missing_noisy = float(counts_of.pop(MISSING, 0.0)) if nullable else 0.0
                 if not counts_of:

@@ -186,7 +186,7 @@ class TabularSynthesizer:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
         device = choose_device(self.device_preference)
         seed_everything(self.seed)
-        budget, plan = self._plan_privacy(len(data))  # before any statistic: unreachable budgets fail here
+        budget, plan = self.plan_privacy(len(data))  # before any statistic: unreachable budgets fail here
         table, self.schema = self.prepare(data)
         self.transformer = TableTransformer(seed=self.seed)
         if budget is None:
@@ -224,10 +224,10 @@ class TabularSynthesizer:
         self.card["dp_label"] = dp_label(self.card)
         return self
 
-    def _plan_privacy(self, n_rows: int):
+    def plan_privacy(self, n_rows: int):
         """(PrivacyBudget, DPSGDPlan) for ``n_rows`` rows, or (None, None) with DP off. Uses only public
         numbers (n, batch size, epochs) and raises PrivacyError with advice when the budget is unreachable."""
-        from medsyn_core.privacy import PrivacyBudget
+        from medsyn_core.privacy import PrivacyBudget, PrivacyError
         from medsyn_core.privacy.dpsgd import plan_dpsgd, steps_per_epoch
 
         s = self.privacy_settings
@@ -235,8 +235,14 @@ class TabularSynthesizer:
         if budget is None:
             return None, None
         steps = self.epochs * steps_per_epoch(n_rows, self.batch_size)
-        plan = plan_dpsgd(budget.epsilon_training, budget.delta_training, n_rows, self.batch_size, steps,
-                          s["max_grad_norm"], s["accountant"])
+        try:
+            plan = plan_dpsgd(budget.epsilon_training, budget.delta_training, n_rows, self.batch_size, steps,
+                              s["max_grad_norm"], s["accountant"])
+        except PrivacyError as exc:
+            raise PrivacyError(
+                f"Total ε = {budget.epsilon:g} leaves ε = {budget.epsilon_training:.3g} for training after "
+                f"the {budget.preprocessing_share:.0%} preprocessing share ({self.epochs} epochs = {steps} "
+                f"steps). {exc}") from exc
         return budget, plan
 
     def _privacy_card(self) -> dict[str, Any] | str:

@@ -164,7 +164,8 @@ class TVAEModel:
         from medsyn_core.privacy.dpsgd import make_private
 
         vae = PrivateVAE(self.encoder, self.decoder)
-        optimizer = torch.optim.Adam(vae.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
+        optimizer = torch.optim.Adam(vae.parameters(), lr=self.params.lr,
+                                     weight_decay=self.params.weight_decay)
         dataset = torch.utils.data.TensorDataset(torch.as_tensor(data, dtype=torch.float32))
         loader = torch.utils.data.DataLoader(dataset, batch_size=self.params.batch_size)
         engine, module, optimizer, loader = make_private(plan, vae, optimizer, loader)

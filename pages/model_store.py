@@ -10,6 +10,7 @@ with Store() as store:
 if not models:
     st.write("No trained models are registered yet.")
 else:
-    st.table([{"name": m.name, "engine": m.engine, "DP ε": m.dp_epsilon or "off", "path": m.path}
+    st.table([{"name": m.name, "engine": m.engine,
+               "DP": f"ε = {m.dp_epsilon:.3g}" if m.dp_epsilon is not None else "DP: off", "path": m.path}
               for m in models])
 st.info("Not built yet: model cards, delete and download.")

@@ -92,8 +92,8 @@ def plan_dpsgd(target_epsilon: float, delta: float, n_rows: int, batch_size: int
                   if lo > 0 else "more rows, or a larger ε")
         raise PrivacyError(
             f"ε = {target_epsilon:g} cannot be met with {n_rows} rows, batch size {batch_size} and "
-            f"{steps} steps: the noise would have to be σ = {sigma:.3g} (above "
-            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned). Use {advice}, or "
+            f"{steps} steps: the noise multiplier would have to exceed σ = "
+            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned. Use {advice}, or "
             "raise ε.")
     return DPSGDPlan(target_epsilon, delta, q, steps, sigma, max_grad_norm, accountant)
 
@@ -118,7 +118,14 @@ def make_private(plan: DPSGDPlan, module, optimizer, data_loader):
     if abs(1.0 / len(data_loader) - plan.sample_rate) > 1e-12:
         raise ValueError(f"The data loader has {len(data_loader)} batches per epoch, but the plan assumed a "
                          f"sample rate of {plan.sample_rate:g}; plan with the loader's batch size.")
-    engine = PrivacyEngine(accountant=plan.accountant, secure_mode=False)
+    import warnings
+
+    # Opacus' per-sample hooks fire with respect to module outputs when the inputs need no gradient (real
+    # rows never do): expected, and said once per process otherwise
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+    with warnings.catch_warnings():  # secure_mode=False is documented in the README's privacy section
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=plan.accountant, secure_mode=False)
     module, optimizer, data_loader = engine.make_private(
         module=module, optimizer=optimizer, data_loader=data_loader,
         noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
@@ -134,7 +141,11 @@ def training_entry(plan: DPSGDPlan, engine, target: str) -> LedgerEntry:
     if any(abs(h[0] - plan.noise_multiplier) > 1e-12 or abs(h[1] - plan.sample_rate) > 1e-12
            for h in history):
         raise RuntimeError("DP-SGD ran with another noise multiplier or sample rate than planned.")
-    spent = float(engine.get_epsilon(plan.delta)) if steps else 0.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        spent = float(engine.get_epsilon(plan.delta)) if steps else 0.0
     recomputed = dpsgd_epsilon(plan.accountant, plan.noise_multiplier, plan.sample_rate, steps,
                                plan.delta)
     if steps and abs(spent - recomputed) > 1e-6 * max(1.0, spent):
