@@ -158,9 +158,9 @@ def main() -> None:
     parser.add_argument("--tables", default="heart,stroke")
     parser.add_argument("--epsilons", default="1,3,10,off")
     parser.add_argument("--models", default="ctgan,tvae")
-    parser.add_argument("--epochs-heart", type=int, default=50)
+    parser.add_argument("--epochs-heart", type=int, default=15)
     parser.add_argument("--epochs-stroke", type=int, default=20)
-    parser.add_argument("--batch-heart", type=int, default=50)
+    parser.add_argument("--batch-heart", type=int, default=100)
     parser.add_argument("--batch-stroke", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every run (default 1)")
     parser.add_argument("--no-smartnoise", action="store_true")
@@ -183,14 +183,16 @@ def main() -> None:
         train, holdout = split(df, y)
         epochs = args.epochs_heart if name == "heart" else args.epochs_stroke
         batch = args.batch_heart if name == "heart" else args.batch_stroke
-        discrete: list[str] = []
+        import yaml
+
+        spec = yaml.safe_load(metadata.read_text())["columns"]
+        discrete = [c for c in train.columns if "categories" in (spec.get(c) or {})]
         for eps_text in args.epsilons.split(","):
             epsilon = None if eps_text == "off" else float(eps_text)
             runs = []
             for model in args.models.split(","):
                 try:
                     r = run_medsyn(model, train, epsilon, epochs, batch, metadata)
-                    discrete = r["discrete"]
                 except Exception as exc:
                     r = {"error": f"{type(exc).__name__}: {exc}"}
                 runs.append((f"medsyn-{model}", r))

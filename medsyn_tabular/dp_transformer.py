@@ -11,7 +11,8 @@ Public (never measured): the column names and kinds, the row count n, and whatev
   noisy histogram (post-processing: no extra cost, no raw value involved).
 * categorical column with declared categories: one :func:`laplace_histogram` over the declared domain
   plus a missing bin; frequencies, rare-category grouping and the missing rate come from these noisy
-  counts only.
+  counts only (each count plus one noise standard deviation, √2/ε, so that frequencies shrink towards
+  uniform when the noise dominates: post-processing).
 * categorical column without declared categories: one :func:`stable_categories` call (ε and a share of
   δ); only categories above the noisy threshold are released. Rows holding an unreleased category are
   encoded in an ``OTHER`` slot and generated as missing values (their labels are never known).
@@ -208,9 +209,11 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                 cat_noisy = np.asarray(list(counts_of.values()), dtype=float)
                 suppressed = released.n_suppressed_noisy
                 prov["categories"] = "dp"
+            # post-processing: one noise standard deviation (√2/ε) added to every released count shrinks
+            # the frequencies towards uniform when the noise dominates (small n or ε), instead of letting
+            # a clipped-to-zero count remove a category from the conditional vector
+            cat_noisy = cat_noisy + np.sqrt(2.0) / eps_call
             total = cat_noisy.sum() + missing_noisy + (suppressed or 0.0)
-            if total <= 0:  # all noise: fall back to uniform (post-processing)
-                cat_noisy, total = np.ones(len(cat_noisy)), float(len(cat_noisy))
             freq = cat_noisy / total
             rare = freq < transformer.rare_fraction
             if rare.sum() < 2:

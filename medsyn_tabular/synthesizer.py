@@ -231,6 +231,9 @@ class TabularSynthesizer:
         from medsyn_core.privacy.dpsgd import plan_dpsgd, steps_per_epoch
 
         s = self.privacy_settings
+        cached = getattr(self, "_planned", None)
+        if cached is not None and cached[0] == (n_rows, self.epochs, self.batch_size):
+            return cached[1]  # calibrating σ takes seconds; a check before training (the page) is reused
         budget = PrivacyBudget.create(n_rows, s["epsilon"], s["delta"], s["preset"], s["preprocessing_share"])
         if budget is None:
             return None, None
@@ -243,6 +246,7 @@ class TabularSynthesizer:
                 f"Total ε = {budget.epsilon:g} leaves ε = {budget.epsilon_training:.3g} for training after "
                 f"the {budget.preprocessing_share:.0%} preprocessing share ({self.epochs} epochs = {steps} "
                 f"steps). {exc}") from exc
+        self._planned = ((n_rows, self.epochs, self.batch_size), (budget, plan))
         return budget, plan
 
     def _privacy_card(self) -> dict[str, Any] | str:
