@@ -9,6 +9,8 @@ data, ``id`` dropped, target ``stroke``), at ε ∈ {1, 3, 10} and with DP off, 
            trtr_auc is the same model trained on the real training rows, for reference
   epoch_s  seconds per training epoch (MedSyn: training seconds / epochs; smartnoise: fit seconds / epochs
            it ran, since DP-CTGAN stops as soon as its accountant passes ε)
+  With --seeds N every run is repeated N times (MedSyn seeds 0..N-1; the DP noise is fresh every time)
+  and the mean is printed with the standard deviations of quality and AUC.
   eps      ε actually spent: MedSyn's ledger total (preprocessing + DP-SGD from the accountant);
            smartnoise: preprocessor_eps + the last ε its accountant printed
 MedSyn is given the public metadata files (heart: data/tabular/heart_cleveland.metadata.yaml, stroke:
@@ -95,12 +97,12 @@ def tstr_auc(train: pd.DataFrame, holdout: pd.DataFrame, table: str, discrete: l
 
 
 def run_medsyn(model: str, train: pd.DataFrame, epsilon: float | None, epochs: int, batch: int,
-               metadata: Path) -> dict:
+               metadata: Path, seed: int = 0) -> dict:
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     private = {} if epsilon is None else {"epsilon": epsilon, "metadata": metadata}
     t0 = time.perf_counter()
-    synth = TabularSynthesizer(model, epochs=epochs, batch_size=batch, seed=0, **private).fit(train)
+    synth = TabularSynthesizer(model, epochs=epochs, batch_size=batch, seed=seed, **private).fit(train)
     fit_s = time.perf_counter() - t0
     discrete = [c.name for c in synth.schema.modelled if c.kind in ("categorical", "boolean")]
     return {"synthetic": synth.sample(len(train), seed=1), "discrete": discrete, "fit_s": fit_s,
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--batch-stroke", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every run (default 1)")
     parser.add_argument("--no-smartnoise", action="store_true")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat every run this many times (mean shown)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -189,41 +192,49 @@ def main() -> None:
         discrete = [c for c in train.columns if "categories" in (spec.get(c) or {})]
         for eps_text in args.epsilons.split(","):
             epsilon = None if eps_text == "off" else float(eps_text)
-            runs = []
-            for model in args.models.split(","):
-                try:
-                    r = run_medsyn(model, train, epsilon, epochs, batch, metadata)
-                except Exception as exc:
-                    r = {"error": f"{type(exc).__name__}: {exc}"}
-                runs.append((f"medsyn-{model}", r))
-            if epsilon is not None and not args.no_smartnoise:
-                continuous = [c for c in train.columns if c not in discrete]
-                declared = public_bounds(metadata, continuous)
-                for impl, bounds in (("sn-own-bounds", ""), ("sn-public-bounds", declared)):
+            runs: dict[str, list[dict]] = {}
+            for seed in range(args.seeds):
+                for model in args.models.split(","):
                     try:
-                        r = run_smartnoise(train, epsilon, epochs, batch, discrete, args.threads, bounds)
+                        r = run_medsyn(model, train, epsilon, epochs, batch, metadata, seed)
                     except Exception as exc:
                         r = {"error": f"{type(exc).__name__}: {exc}"}
-                    runs.append((impl, r))
-            for impl, r in runs:
+                    runs.setdefault(f"medsyn-{model}", []).append(r)
+                if epsilon is not None and not args.no_smartnoise:
+                    continuous = [c for c in train.columns if c not in discrete]
+                    declared = public_bounds(metadata, continuous)
+                    for impl, bounds in (("sn-own-bounds", ""), ("sn-public-bounds", declared)):
+                        try:
+                            r = run_smartnoise(train, epsilon, epochs, batch, discrete, args.threads, bounds)
+                        except Exception as exc:
+                            r = {"error": f"{type(exc).__name__}: {exc}"}
+                        runs.setdefault(impl, []).append(r)
+            for impl, rs in runs.items():
                 row = {"table": name, "impl": impl, "epsilon": eps_text, "epochs": epochs, "batch": batch}
-                if "error" in r:
-                    row["error"] = r["error"]
-                    print(f"{name:<7} {impl:<16} {eps_text:>7} failed: {r['error'][:160]}", flush=True)
+                errors = [r["error"] for r in rs if "error" in r]
+                if errors:
+                    row["error"] = errors[0]
+                    print(f"{name:<7} {impl:<16} {eps_text:>7} failed ({len(errors)}/{len(rs)} runs): "
+                          f"{errors[0][:160]}", flush=True)
                     results.append(row)
                     continue
+                qualities = [quality(train, r["synthetic"], discrete) for r in rs]
+                aucs = [tstr_auc(r["synthetic"], holdout, name, discrete) for r in rs]
+                aucs_ok = [a for a in aucs if a is not None]
+                spent = [r["eps"] for r in rs if r["eps"] is not None]
                 row.update({
-                    "eps_spent": None if r["eps"] is None else round(r["eps"], 3),
-                    "epochs_run": r["epochs_run"], "epoch_s": round(r["epoch_s"], 3),
-                    "quality": round(quality(train, r["synthetic"], discrete), 4),
-                    "tstr_auc": tstr_auc(r["synthetic"], holdout, name, discrete)})
-                if row["tstr_auc"] is not None:
-                    row["tstr_auc"] = round(row["tstr_auc"], 3)
+                    "runs": len(rs), "eps_spent": round(max(spent), 3) if spent else None,
+                    "epochs_run": max(r["epochs_run"] for r in rs),
+                    "epoch_s": round(float(np.mean([r["epoch_s"] for r in rs])), 3),
+                    "quality": round(float(np.mean(qualities)), 4), "quality_runs": qualities,
+                    "tstr_auc": round(float(np.mean(aucs_ok)), 3) if aucs_ok else None,
+                    "tstr_auc_runs": aucs})
                 results.append(row)
-                spent = "-" if row["eps_spent"] is None else f"{row['eps_spent']:.3g}"
+                spent_text = "-" if row["eps_spent"] is None else f"{row['eps_spent']:.3g}"
                 auc = "n/a" if row["tstr_auc"] is None else f"{row['tstr_auc']:.3f}"
-                print(f"{name:<7} {impl:<16} {eps_text:>7} {spent:>8} {r['epochs_run']:>6} "
-                      f"{row['epoch_s']:>8} {row['quality']:>7} {auc:>8}", flush=True)
+                spread = f" (sd {np.std(qualities):.3f} / {np.std(aucs_ok):.3f})" if len(rs) > 1 else ""
+                print(f"{name:<7} {impl:<16} {eps_text:>7} {spent_text:>8} {row['epochs_run']:>6} "
+                      f"{row['epoch_s']:>8} {row['quality']:>7} {auc:>8}{spread}", flush=True)
         trtr = tstr_auc(train, holdout, name, discrete)
         results.append({"table": name, "impl": "real (TRTR)", "tstr_auc": round(trtr, 3)})
         print(f"{name:<7} {'real rows (TRTR)':<16} {'':>7} {'':>8} {'':>6} {'':>8} {'':>7} {trtr:>8.3f}",
