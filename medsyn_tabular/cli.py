@@ -3,6 +3,9 @@
     medsyn tabular schema DATA [--schema FILE]
     medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR
                             [--schema FILE] [--phi COL=ACTION]
+                            [--epsilon E | --preset strict|balanced|exploratory|off] [--delta D]
+                            [--metadata FILE] [--clip C]
+    medsyn tabular privacy DIR        # the privacy ledger of a saved model, ε recomputed from it
     medsyn tabular sample DIR -n N --out OUT.csv [--condition "sex=F" --condition "age>=65"] [--seed S]
 """
 
@@ -60,17 +63,56 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_ledger(ledger, entries: bool = False) -> None:
+    """Print the ε/δ breakdown of a privacy ledger (recomputed from its entries)."""
+    eps, delta = ledger.total()
+    print(f"DP: ε = {eps:.4g} total, δ = {delta:.3g} (n = {ledger.dataset_rows} rows; add/remove-one-row "
+          "neighbours; column names, kinds and n are public)")
+    for stage, (e, d) in ledger.breakdown().items():
+        n_mech = sum(1 for x in ledger.entries if x.stage == stage)
+        print(f"  {stage:<14} ε = {e:.4g}  δ = {d:.3g}  ({n_mech} mechanism{'s' * (n_mech != 1)})")
+    for x in ledger.entries:
+        if x.mechanism == "dp-sgd":
+            print(f"  DP-SGD on the {x.target}: σ = {x.noise_multiplier:.4g}, q = {x.sample_rate:.4g}, "
+                  f"{x.steps} steps, clipping norm {x.max_grad_norm:g}, accountant {x.accountant}")
+    if ledger.public_statistics:
+        print(f"  declared public (no budget): {', '.join(ledger.public_statistics)}")
+    if entries:
+        for x in ledger.entries:
+            if x.mechanism != "dp-sgd":
+                print(f"  {x.stage}: {x.mechanism} on {x.target}: ε = {x.epsilon:.4g}, δ = {x.delta:.3g}")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     synth = TabularSynthesizer(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                               seed=args.seed, schema=args.schema, phi_actions=_phi_overrides(args.phi))
+                               seed=args.seed, schema=args.schema, phi_actions=_phi_overrides(args.phi),
+                               epsilon=args.epsilon, delta=args.delta, preset=args.preset,
+                               max_grad_norm=args.clip, metadata=args.metadata)
     synth.fit(Path(args.data), progress=None if args.quiet else _progress_bar())
     out = synth.save(args.out, overwrite=args.overwrite)
     for entry in synth.phi_record:
         print(f"PHI: {entry['column']}: {entry['detail']}")
     print(f"Saved {args.model} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
           f"{synth.card['preprocessing_seconds']:.1f} s preprocessing)")
+    if synth.ledger is None:
+        print("DP: off (no differential privacy; use --epsilon or --preset to train with it)")
+    else:
+        print_ledger(synth.ledger)
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from medsyn_core.privacy import PrivacyLedger
+
+    path = Path(args.model_dir) / "privacy_ledger.json"
+    if not (Path(args.model_dir) / "config.json").exists():
+        raise FileNotFoundError(f"{args.model_dir} is not a saved tabular model (no config.json).")
+    if not path.exists():
+        print("DP: off (this model was trained without differential privacy)")
+        return 0
+    print_ledger(PrivacyLedger.load(path), entries=True)
     return 0
 
 
@@ -107,7 +149,18 @@ def register(subparsers) -> None:
                    help="PHI action for a column: drop, keep, year, shift, zip3, age90 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    dp = p.add_argument_group("differential privacy (off unless --epsilon or a preset is given)")
+    dp.add_argument("--epsilon", type=float, help="total ε, preprocessing included (e.g. 1 to 10)")
+    dp.add_argument("--delta", type=float, help="δ (default 1/(10 n); must be below 1/n)")
+    dp.add_argument("--preset", choices=("strict", "balanced", "exploratory", "off"),
+                    help="strict ε=1, balanced ε=3, exploratory ε=10, off")
+    dp.add_argument("--metadata", help="JSON/YAML file of public bounds/categories (schema-file layout)")
+    dp.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clipping norm (default 1)")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("privacy", help="print the privacy ledger of a saved model (ε recomputed)")
+    p.add_argument("model_dir", help="folder written by `medsyn tabular fit`")
+    p.set_defaults(func=cmd_privacy)
 
     p = sub.add_parser("sample", help="sample synthetic rows from a saved model")
     p.add_argument("model_dir", help="folder written by `medsyn tabular fit`")

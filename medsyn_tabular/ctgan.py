@@ -15,6 +15,16 @@
 
 Training is factored so that a DP version can wrap the critic: :meth:`CTGANModel.make_critic_optimizer`
 builds the critic's optimizer and :meth:`CTGANModel.real_batches` is the data iterator over real rows.
+
+**Differential privacy** (:meth:`CTGANModel.fit_private`): only the critic sees real rows, so only its
+updates are DP-SGD (Opacus: Poisson sampling, per-sample clipping, Gaussian noise); the generator's
+updates use the critic alone and are post-processing. Under DP: ``pac`` = 1 (packing Poisson-sampled
+rows would give one sample several rows), no gradient penalty (its double backward does not work with
+Opacus' per-sample hooks) but the standard GAN loss (BCE with logits; non-saturating generator loss),
+real rows come from Opacus' Poisson loader (not training-by-sampling: a real row's condition vector is
+built from that row's own category in a randomly chosen discrete column), fake rows' conditions are drawn
+from the transformer's (noisy) frequencies, and real and fake rows go through one critic forward/backward,
+so one optimizer step is one accountant step.
 """
 
 from __future__ import annotations
@@ -286,6 +296,80 @@ class CTGANModel:
             self.loss_history.append(record)
             if progress is not None:
                 progress(record)
+
+    def real_loader(self, data: np.ndarray) -> torch.utils.data.DataLoader:
+        """Batches of real encoded rows for DP-SGD (Opacus replaces it by its Poisson loader)."""
+        dataset = torch.utils.data.TensorDataset(torch.as_tensor(data, dtype=torch.float32))
+        return torch.utils.data.DataLoader(dataset, batch_size=self.params.batch_size)
+
+    def _own_conditions(self, real: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """(n, cond_dim) condition vectors of real rows: a random discrete column, the row's own category."""
+        n = real.shape[0]
+        cond = torch.zeros(n, self.cond_dim, device=self.device)
+        if n == 0:
+            return cond
+        col = rng.integers(self.sampler.n_cols, size=n)
+        spans = self.transformer.discrete_spans()
+        slots = torch.stack([real[:, s.start:s.start + s.size].argmax(dim=1) for s in spans], dim=1)
+        col_t = torch.as_tensor(col, device=self.device)
+        slot = slots[torch.arange(n, device=self.device), col_t]
+        offsets = torch.as_tensor(self.sampler.offsets, device=self.device)
+        cond[torch.arange(n, device=self.device), offsets[col_t] + slot] = 1.0
+        return cond
+
+    def fit_private(self, data: np.ndarray, plan, progress: ProgressCallback | None = None):
+        """DP-SGD training of the critic with the noise of ``plan`` (a calibrated
+        :class:`~medsyn_core.privacy.dpsgd.DPSGDPlan`); returns the Opacus ``PrivacyEngine`` whose
+        accountant holds the steps taken. Real rows are touched only inside the critic's DP step."""
+        from medsyn_core.privacy.dpsgd import make_private
+
+        p = self.params
+        if p.pac != 1:
+            raise ValueError("Differentially private CTGAN needs pac = 1 (one real row per critic sample).")
+        rng = np.random.default_rng(self.seed)
+        self.sampler = ConditionSampler(self.frequencies())  # noisy frequencies; no real-row lookup
+        opt_g = self.make_generator_optimizer()
+        engine, critic, opt_d, loader = make_private(plan, self.critic, self.make_critic_optimizer(),
+                                                     self.real_loader(data))
+        self.generator.train()
+        critic.train()
+        bce = nn.functional.binary_cross_entropy_with_logits
+        for epoch in range(p.epochs):
+            t0 = time.perf_counter()
+            for (real,) in loader:
+                real = real.to(self.device)
+                with torch.no_grad():
+                    fake, _, cond, _ = self._fake(p.batch_size, rng, original=True)
+                real_in = real if cond is None else torch.cat([real, self._own_conditions(real, rng)], 1)
+                fake_in = fake if cond is None else torch.cat([fake, cond], 1)
+                # one forward/backward over real + fake rows = one DP step; every row is its own sample
+                scores = critic(torch.cat([real_in, fake_in], 0)).squeeze(1)
+                target = torch.cat([torch.ones(real.shape[0], device=self.device),
+                                    torch.zeros(fake_in.shape[0], device=self.device)])
+                loss_d = bce(scores, target)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+
+                critic.disable_hooks()  # the generator step reads the critic; no per-sample gradients
+                fake, raw, cond, mask = self._fake(p.batch_size, rng, original=True)
+                fake_in = fake if cond is None else torch.cat([fake, cond], 1)
+                logits = critic(fake_in).squeeze(1)
+                loss_g = bce(logits, torch.ones_like(logits))  # non-saturating generator loss
+                if cond is not None:
+                    loss_g = loss_g + self._cond_loss(raw, cond, mask)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                critic.enable_hooks()
+                opt_d.zero_grad(set_to_none=True)  # drop the critic gradients of the generator pass
+            record = {"epoch": epoch + 1, "epochs": p.epochs, "loss_g": float(loss_g.detach()),
+                      "loss_d": float(loss_d.detach()), "seconds": time.perf_counter() - t0}
+            self.loss_history.append(record)
+            if progress is not None:
+                progress(record)
+        self.private_critic, self.private_optimizer = critic, opt_d  # Opacus wrappers, for inspection
+        return engine
 
     # -- sampling ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -22,7 +22,18 @@ def heart_cleveland_dictionary() -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def heart_cleveland_metadata() -> dict[str, Any]:
+    """Public metadata of the heart table for differential privacy (schema-file layout): category codes
+    from the data dictionary and clinically plausible bounds, none of them read from the rows."""
+    import yaml
+
+    path = bundled("heart_cleveland").path.with_name("heart_cleveland.metadata.yaml")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 LOADERS = {"heart_cleveland": load_heart_cleveland}
+#: Public metadata (bounds, categories) shipped with a bundled table, used by DP training.
+METADATA = {"heart_cleveland": heart_cleveland_metadata}
 
 
 def load_bundled_table(name: str) -> pd.DataFrame:

@@ -7,11 +7,14 @@ Identifier, text and empty columns are never modelled; ``drop`` in an override r
 
 The same override file can declare public metadata per column (``min``/``max`` bounds and the list of
 ``categories``); :class:`medsyn_tabular.transformer.TableTransformer` then uses those instead of
-statistics of the real rows. File format (JSON or YAML)::
+statistics of the real rows. ``nullable: false`` (the column never has missing values) and
+``dates_only: true`` (a datetime column holds whole days) are public facts the differentially private
+path uses instead of measuring them (see :mod:`medsyn_tabular.dp_transformer`). File format (JSON or YAML)::
 
     columns:
       age:    {kind: integer, min: 0, max: 120}
-      sex:    {kind: categorical, categories: [F, M]}
+      sex:    {kind: categorical, categories: [F, M], nullable: false}
+      visit:  {kind: datetime, min: 2000-01-01, max: 2030-12-31, dates_only: true}
       notes:  {kind: drop}
     phi:                      # optional per-column PHI action, see medsyn_tabular.phi
       BIRTHDATE: year
@@ -204,10 +207,10 @@ def apply_overrides(schema: TableSchema, overrides: dict[str, Any] | None) -> Ta
         if isinstance(spec, str):
             spec = {"kind": spec}
         col = out[name]
-        unknown = set(spec) - {"kind", "min", "max", "categories"}
+        unknown = set(spec) - {"kind", "min", "max", "categories", "nullable", "dates_only"}
         if unknown:
             raise SchemaError(f"Column {name!r}: unknown setting(s) {sorted(unknown)}; "
-                              "use kind, min, max, categories.")
+                              "use kind, min, max, categories, nullable, dates_only.")
         kind = spec.get("kind", col.kind)
         if kind == "drop":
             kind = "empty"

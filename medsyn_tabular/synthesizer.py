@@ -7,6 +7,11 @@
 
 ``fit`` runs: schema inference (+ overrides) -> PHI detection and Safe Harbor transforms -> coercion
 to the schema -> :meth:`TableTransformer.fit` (every statistic of the real table) -> model training.
+
+With differential privacy (``epsilon=`` or ``preset=``): the DP-SGD noise is planned first (an unreachable
+budget fails before the data is touched), then :meth:`TableTransformer.fit_private` (DP statistics from
+the preprocessing share) and ``fit_private`` of the model (DP-SGD from the training share); every release
+is recorded in :attr:`TabularSynthesizer.ledger`, saved as ``privacy_ledger.json`` with the model.
 """
 
 from __future__ import annotations
@@ -48,6 +53,27 @@ def _overrides(schema: str | Path | dict | None) -> dict[str, Any]:
     return load_override_file(schema)
 
 
+def _merge_overrides(schema: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """Schema overrides completed by a metadata file of the same layout (metadata wins per setting)."""
+    out = {**schema, **{k: v for k, v in metadata.items() if k != "columns"}}
+    columns = {k: ({"kind": v} if isinstance(v, str) else dict(v or {}))
+               for k, v in (schema.get("columns") or {}).items()}
+    for name, spec in (metadata.get("columns") or {}).items():
+        spec = {"kind": spec} if isinstance(spec, str) else dict(spec or {})
+        columns[name] = {**columns.get(name, {}), **spec}
+    if columns:
+        out["columns"] = columns
+    return out
+
+
+def dp_label(card: dict[str, Any]) -> str:
+    """One line for a model card: 'DP: ε = 1 (δ = 3.3e-05)' or 'DP: off'."""
+    dp = card.get("differential_privacy")
+    if not isinstance(dp, dict):
+        return "DP: off"
+    return f"DP: ε = {dp['epsilon_total']:.3g} (δ = {dp['delta_total']:.2g})"
+
+
 class TabularSynthesizer:
     """Fit CTGAN or TVAE on a table and sample synthetic rows, optionally under conditions.
 
@@ -55,11 +81,40 @@ class TabularSynthesizer:
     its ``columns`` bounds and categories are used as public metadata, its ``phi`` section sets per-column
     PHI actions (``phi_actions`` does the same from Python). Extra keyword arguments go to the model's
     hyperparameters (:class:`~medsyn_tabular.ctgan.CTGANParams` / :class:`~medsyn_tabular.tvae.TVAEParams`).
+
+    Differential privacy: ``epsilon`` (total, preprocessing included) or ``preset`` ('strict' ε=1,
+    'balanced' ε=3, 'exploratory' ε=10, 'off'); ``delta`` (default 1/(10 n), must be below 1/n);
+    ``max_grad_norm`` (per-sample clipping norm C); ``metadata``: a file/dict in the schema-file layout
+    whose bounds, categories, ``nullable`` and ``dates_only`` are public and cost no budget;
+    ``preprocessing_share`` of ε and δ for the DP statistics (default 0.1); ``accountant`` 'rdp' or 'prv'.
     """
 
     def __init__(self, model: str = "ctgan", epochs: int = 300, batch_size: int = 500, seed: int = 0,
                  schema: str | Path | dict | None = None, phi_actions: dict[str, str] | None = None,
-                 device: str | None = None, **hyperparameters: Any):
+                 device: str | None = None, epsilon: float | None = None, delta: float | None = None,
+                 preset: str | None = None, max_grad_norm: float = 1.0,
+                 metadata: str | Path | dict | None = None, preprocessing_share: float = 0.1,
+                 accountant: str = "rdp", **hyperparameters: Any):
+        from medsyn_core.privacy import PrivacyBudget
+
+        # validate the privacy settings now (δ against 1/n is checked in fit, once n is known)
+        self.privacy_settings = {"epsilon": epsilon, "delta": delta, "preset": preset,
+                                 "max_grad_norm": float(max_grad_norm),
+                                 "preprocessing_share": float(preprocessing_share), "accountant": accountant}
+        self.private = PrivacyBudget.create(10**12, epsilon, None, preset, preprocessing_share) is not None
+        if self.private:
+            from medsyn_core.privacy import PrivacyError
+            from medsyn_core.privacy.dpsgd import ACCOUNTANTS
+
+            if not max_grad_norm > 0:
+                raise PrivacyError(f"The clipping norm must be positive (got {max_grad_norm}).")
+            if accountant not in ACCOUNTANTS:
+                raise PrivacyError(f"Unknown accountant {accountant!r}; use one of {', '.join(ACCOUNTANTS)}.")
+            if model == "ctgan":
+                if hyperparameters.get("pac", 1) != 1:
+                    raise PrivacyError("Differentially private CTGAN uses pac = 1 (packing rows would break "
+                                       "the per-row guarantee); remove the pac setting.")
+                hyperparameters = {**hyperparameters, "pac": 1}
         if model not in MODELS:
             raise ValueError(f"Unknown model {model!r}; choose 'ctgan' or 'tvae'.")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -72,7 +127,7 @@ class TabularSynthesizer:
                              f"try {max(pac, batch_size // pac * pac)}.")
         self.model_name, self.epochs = model, int(epochs)
         self.batch_size, self.seed = int(batch_size), int(seed)
-        self.overrides = _overrides(schema)
+        self.overrides = _merge_overrides(_overrides(schema), _overrides(metadata))
         self.phi_actions = {**(self.overrides.get("phi") or {}), **(phi_actions or {})}
         self.device_preference = device
         self.hyperparameters = hyperparameters
@@ -82,6 +137,7 @@ class TabularSynthesizer:
         self.phi_record: list[dict[str, Any]] = []
         self.dropped: dict[str, str] = {}
         self.card: dict[str, Any] = {}
+        self.ledger = None  # PrivacyLedger once fitted with differential privacy
 
     # -- fitting ---------------------------------------------------------------------------------
     def prepare(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
@@ -130,14 +186,29 @@ class TabularSynthesizer:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
         device = choose_device(self.device_preference)
         seed_everything(self.seed)
+        budget, plan = self.plan_privacy(len(data))  # before any statistic: unreachable budgets fail here
         table, self.schema = self.prepare(data)
-        self.transformer = TableTransformer(seed=self.seed).fit(table, self.schema, metadata=self.overrides)
+        self.transformer = TableTransformer(seed=self.seed)
+        if budget is None:
+            self.transformer.fit(table, self.schema, metadata=self.overrides)
+        else:
+            from medsyn_core.privacy import PrivacyLedger
+
+            self.ledger = PrivacyLedger(dataset_rows=len(table), budget=budget.to_dict())
+            self.transformer.fit_private(table, self.schema, self.overrides, budget, self.ledger)
         encoded = self.transformer.transform(table)
         preprocess_s = time.time() - started
         self.model = self._build_model(device)
         seed_everything(self.seed)
         train_started = time.time()
-        self.model.fit(encoded, progress=progress)
+        if plan is None:
+            self.model.fit(encoded, progress=progress)
+        else:
+            from medsyn_core.privacy.dpsgd import training_entry
+
+            engine = self.model.fit_private(encoded, plan, progress=progress)
+            target = "critic" if self.model_name == "ctgan" else "encoder+decoder"
+            self.ledger.add(training_entry(plan, engine, target=target))
         self.card = {
             "engine": "medsyn-tabular", "model": self.model_name, "format_version": FORMAT_VERSION,
             "data_source": source or "in-memory DataFrame", "rows": int(len(data)),
@@ -147,10 +218,52 @@ class TabularSynthesizer:
             "preprocessing_seconds": round(preprocess_s, 3),
             "training_seconds": round(time.time() - train_started, 3),
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
-            "differential_privacy": None, "final_loss": self.model.loss_history[-1],
+            "differential_privacy": self._privacy_card(), "final_loss": self.model.loss_history[-1],
             "python": platform.python_version(),
         }
+        self.card["dp_label"] = dp_label(self.card)
         return self
+
+    def plan_privacy(self, n_rows: int):
+        """(PrivacyBudget, DPSGDPlan) for ``n_rows`` rows, or (None, None) with DP off. Uses only public
+        numbers (n, batch size, epochs) and raises PrivacyError with advice when the budget is unreachable."""
+        from medsyn_core.privacy import PrivacyBudget, PrivacyError
+        from medsyn_core.privacy.dpsgd import plan_dpsgd, steps_per_epoch
+
+        s = self.privacy_settings
+        cached = getattr(self, "_planned", None)
+        if cached is not None and cached[0] == (n_rows, self.epochs, self.batch_size):
+            return cached[1]  # calibrating σ takes seconds; a check before training (the page) is reused
+        budget = PrivacyBudget.create(n_rows, s["epsilon"], s["delta"], s["preset"], s["preprocessing_share"])
+        if budget is None:
+            return None, None
+        steps = self.epochs * steps_per_epoch(n_rows, self.batch_size)
+        try:
+            plan = plan_dpsgd(budget.epsilon_training, budget.delta_training, n_rows, self.batch_size, steps,
+                              s["max_grad_norm"], s["accountant"])
+        except PrivacyError as exc:
+            raise PrivacyError(
+                f"Total ε = {budget.epsilon:g} leaves ε = {budget.epsilon_training:.3g} for training after "
+                f"the {budget.preprocessing_share:.0%} preprocessing share ({self.epochs} epochs = {steps} "
+                f"steps). {exc}") from exc
+        self._planned = ((n_rows, self.epochs, self.batch_size), (budget, plan))
+        return budget, plan
+
+    def _privacy_card(self) -> dict[str, Any] | str:
+        """The model card's privacy summary (recomputed from the ledger), or 'off'."""
+        if self.ledger is None:
+            return "off"
+        eps, delta = self.ledger.total()
+        training = next(e for e in self.ledger.entries if e.mechanism == "dp-sgd")
+        return {
+            "epsilon_total": eps, "delta_total": delta, "requested": self.ledger.budget,
+            "breakdown": {k: {"epsilon": v[0], "delta": v[1]} for k, v in self.ledger.breakdown().items()},
+            "noise_multiplier": training.noise_multiplier, "sample_rate": training.sample_rate,
+            "steps": training.steps, "max_grad_norm": training.max_grad_norm,
+            "accountant": training.accountant, "dataset_rows": self.ledger.dataset_rows,
+            "mechanisms": len(self.ledger.entries), "public_statistics": self.ledger.public_statistics,
+            "library_versions": self.ledger.library_versions, "ledger_file": "privacy_ledger.json",
+        }
 
     def _build_model(self, device):
         if self.model_name == "ctgan":
@@ -255,7 +368,10 @@ class TabularSynthesizer:
             atomic_write_json(tmp / "config.json", {
                 "format_version": FORMAT_VERSION, "model": self.model_name, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "hyperparameters": self.hyperparameters,
+                "privacy": self.privacy_settings if self.ledger is not None else None,
                 "dropped": self.dropped, "loss_history": self.model.loss_history})
+            if self.ledger is not None:
+                self.ledger.save(tmp / "privacy_ledger.json")
             atomic_write_json(tmp / "transformer.json", self.transformer.to_dict())
             atomic_write_json(tmp / "schema.json", self.schema.to_dict())
             atomic_write_json(tmp / "model_card.json", {**self.card, "name": name})
@@ -263,7 +379,9 @@ class TabularSynthesizer:
             from medsyn_core.storage import Store
 
             with Store() as store:
-                store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name})
+                dp_epsilon = self.ledger.total()[0] if self.ledger is not None else None
+                store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name},
+                                     dp_epsilon=dp_epsilon)
                 store.append_event("medsyn", "tabular-model-saved", {"name": name, "model": self.model_name})
         return path
 
@@ -281,8 +399,13 @@ class TabularSynthesizer:
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: model format {config.get('format_version')} is not supported.")
         hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in config["hyperparameters"].items()}
+        privacy = config.get("privacy") or {}
         synth = cls(config["model"], config["epochs"], config["batch_size"], config["seed"], device=device,
-                    **hyper)
+                    **privacy, **hyper)
+        if (path / "privacy_ledger.json").exists():
+            from medsyn_core.privacy import PrivacyLedger
+
+            synth.ledger = PrivacyLedger.load(path / "privacy_ledger.json")
         synth.transformer = TableTransformer.from_dict(json.loads((path / "transformer.json").read_text()))
         synth.schema = TableSchema.from_dict(json.loads((path / "schema.json").read_text()))
         synth.card = json.loads((path / "model_card.json").read_text())

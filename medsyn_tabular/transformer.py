@@ -121,10 +121,6 @@ class TableTransformer:
         """Learn every per-column statistic from ``df`` (or from ``metadata``/the schema's declared
         bounds and categories). ``metadata`` has the schema-file layout ``{"columns": {name: {...}}}``.
         """
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.mixture import BayesianGaussianMixture
-        from threadpoolctl import threadpool_limits
-
         declared = (metadata or {}).get("columns", {}) or {}
         rng = np.random.default_rng(self.seed)
         self.columns, self.provenance = [], {}
@@ -158,24 +154,7 @@ class TableTransformer:
                 if col.kind == "datetime":
                     enc.datetime_dates_only = bool(np.all(np.mod(present, 86400) == 0))
                 fit_x = present if present.size <= VGM_MAX_ROWS else rng.choice(present, VGM_MAX_ROWS, False)
-                n_modes = int(min(self.max_modes, max(1, np.unique(fit_x).size)))
-                vgm = BayesianGaussianMixture(
-                    n_components=n_modes, weight_concentration_prior_type="dirichlet_process",
-                    weight_concentration_prior=0.001, max_iter=100, n_init=1, random_state=self.seed,
-                    covariance_type="diag",  # identical to 'full' in 1-D, and vectorised
-                )
-                # one BLAS/OpenMP thread: k-means init of a 1-D mixture is much slower with thread contention
-                with warnings.catch_warnings(), threadpool_limits(1):
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    vgm.fit(fit_x.reshape(-1, 1))
-                keep = vgm.weights_ > MODE_WEIGHT_MIN
-                if not keep.any():
-                    keep = vgm.weights_ == vgm.weights_.max()
-                enc.means = vgm.means_.ravel()[keep].tolist()
-                floor = 1e-6 * (1 + abs(fit_x).max())
-                enc.stds = np.sqrt(vgm.covariances_.ravel()[keep]).clip(min=floor).tolist()
-                w = vgm.weights_[keep]
-                enc.weights = (w / w.sum()).tolist()
+                self._fit_modes(enc, fit_x)
                 prov["modes"] = "data"
             else:
                 values = s.dropna()
@@ -220,6 +199,40 @@ class TableTransformer:
                               "was removed for PHI. Check the schema (medsyn tabular schema DATA).")
         self._build_spans()
         return self
+
+    def _fit_modes(self, enc: ColumnEncoding, fit_x: np.ndarray) -> None:
+        """Fit the variational Gaussian mixture to the 1-D values ``fit_x`` and store its modes in ``enc``."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.mixture import BayesianGaussianMixture
+        from threadpoolctl import threadpool_limits
+
+        n_modes = int(min(self.max_modes, max(1, np.unique(fit_x).size)))
+        vgm = BayesianGaussianMixture(
+            n_components=n_modes, weight_concentration_prior_type="dirichlet_process",
+            weight_concentration_prior=0.001, max_iter=100, n_init=1, random_state=self.seed,
+            covariance_type="diag",  # identical to 'full' in 1-D, and vectorised
+        )
+        # one BLAS/OpenMP thread: k-means init of a 1-D mixture is much slower with thread contention
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            vgm.fit(fit_x.reshape(-1, 1))
+        keep = vgm.weights_ > MODE_WEIGHT_MIN
+        if not keep.any():
+            keep = vgm.weights_ == vgm.weights_.max()
+        enc.means = vgm.means_.ravel()[keep].tolist()
+        floor = 1e-6 * (1 + abs(fit_x).max())
+        enc.stds = np.sqrt(vgm.covariances_.ravel()[keep]).clip(min=floor).tolist()
+        w = vgm.weights_[keep]
+        enc.weights = (w / w.sum()).tolist()
+
+    def fit_private(self, df: pd.DataFrame, schema: TableSchema, metadata: dict[str, Any] | None,
+                    budget, ledger) -> TableTransformer:
+        """Differentially private :meth:`fit`: every statistic is declared public metadata or released by a
+        DP mechanism from ``budget``'s preprocessing share; each release is added to ``ledger``.
+        See :mod:`medsyn_tabular.dp_transformer`."""
+        from medsyn_tabular.dp_transformer import fit_private
+
+        return fit_private(self, df, schema, metadata, budget, ledger)
 
     def _build_spans(self) -> None:
         self.spans: list[Span] = []
@@ -331,10 +344,12 @@ class TableTransformer:
                 values = np.empty(len(slot), dtype=object)
                 slots = np.asarray(enc.slots + [None], dtype=object)[:-1]
                 values[:] = slots[slot]
+                is_other = values == OTHER
                 if enc.other_values:
-                    is_other = values == OTHER
                     pick = rng.choice(len(enc.other_values), size=int(is_other.sum()), p=enc.other_freq)
                     values[is_other] = np.asarray(enc.other_values + [None], dtype=object)[:-1][pick]
+                else:  # DP: categories too rare to be released are generated as missing values
+                    values[is_other] = MISSING
                 is_missing = values == MISSING
                 values[is_missing] = np.nan
                 out[enc.name] = self._category_to_series(enc, values)

@@ -7,6 +7,12 @@ of the scalars + cross-entropy of the blocks (times ``loss_factor`` = 2) + KL di
 Adam, lr 1e-3, weight decay 1e-5, batch 500, 300 epochs: the published defaults.
 
 Training is factored for a DP wrapper: :meth:`TVAEModel.make_optimizer` and :meth:`TVAEModel.data_loader`.
+
+**Differential privacy** (:meth:`TVAEModel.fit_private`): encoder and decoder both see real rows, so they
+are trained as one module (:class:`PrivateVAE`) by DP-SGD (Opacus: Poisson sampling, per-sample clipping
+over all parameters together, Gaussian noise). The decoder's free ``sigma`` parameter is not an Opacus
+layer, so under DP it is parametrised as an ``nn.Linear(1, data_dim)`` applied to a constant 1: its
+per-sample gradient is clipped and noised with the rest (never left out), and copied back afterwards.
 """
 
 from __future__ import annotations
@@ -69,6 +75,25 @@ class Decoder(nn.Module):
         return self.seq(z)
 
 
+class PrivateVAE(nn.Module):
+    """Encoder + decoder as one module for DP-SGD, with ``sigma`` as ``nn.Linear(1, data_dim)`` on a constant
+    input so that Opacus computes (and clips) its per-sample gradient: x (n, data_dim) ->
+    (mu, logvar (n, embedding_dim), raw decoder output (n, data_dim), sigma (n, data_dim))."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.sigma = nn.Linear(1, decoder.sigma.shape[0], bias=False).to(decoder.sigma.device)
+        with torch.no_grad():
+            self.sigma.weight.copy_(decoder.sigma.detach()[:, None])
+        decoder.sigma.requires_grad_(False)  # trained through self.sigma instead
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encoder(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return mu, logvar, self.decoder(z), self.sigma(torch.ones(x.shape[0], 1, device=x.device))
+
+
 class TVAEModel:
     """TVAE networks + training loop over an encoded matrix from :class:`TableTransformer`."""
 
@@ -97,17 +122,20 @@ class TVAEModel:
         mu, logvar = self.encoder(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         out = self.decoder(z)
-        sigma = self.decoder.sigma
+        return self._elbo(x, mu, logvar, out, self.decoder.sigma.expand(x.shape[0], -1))
+
+    def _elbo(self, x, mu, logvar, out, sigma) -> torch.Tensor:
+        """Mean over rows of each row's negative ELBO (sigma: (n, data_dim), the same in every row)."""
         rec = []
         for span in self.spans:
             a, b = span.start, span.start + span.size
             if span.activation == "tanh":
-                rec.append((((x[:, a] - torch.tanh(out[:, a])) ** 2) / (2 * sigma[a] ** 2)).sum()
-                           + torch.log(sigma[a]) * x.shape[0])
+                rec.append((((x[:, a] - torch.tanh(out[:, a])) ** 2) / (2 * sigma[:, a] ** 2)).sum()
+                           + torch.log(sigma[:, a]).sum())
             else:
                 rec.append(nn.functional.cross_entropy(out[:, a:b], x[:, a:b].argmax(dim=1), reduction="sum"))
         kld = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp())
-        return (self.params.loss_factor * torch.stack(rec).sum() + kld) / x.shape[0]
+        return (self.params.loss_factor * torch.stack(rec).sum() + kld) / max(1, x.shape[0])
 
     def fit(self, data: np.ndarray, progress: ProgressCallback | None = None) -> None:
         opt = self.make_optimizer()
@@ -129,6 +157,39 @@ class TVAEModel:
             self.loss_history.append(record)
             if progress is not None:
                 progress(record)
+
+    def fit_private(self, data: np.ndarray, plan, progress: ProgressCallback | None = None):
+        """DP-SGD training of encoder + decoder with the noise of ``plan`` (a calibrated
+        :class:`~medsyn_core.privacy.dpsgd.DPSGDPlan`); returns the Opacus ``PrivacyEngine``."""
+        from medsyn_core.privacy.dpsgd import make_private
+
+        vae = PrivateVAE(self.encoder, self.decoder)
+        optimizer = torch.optim.Adam(vae.parameters(), lr=self.params.lr,
+                                     weight_decay=self.params.weight_decay)
+        dataset = torch.utils.data.TensorDataset(torch.as_tensor(data, dtype=torch.float32))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.params.batch_size)
+        engine, module, optimizer, loader = make_private(plan, vae, optimizer, loader)
+        module.train()
+        loss = torch.zeros(())
+        for epoch in range(self.params.epochs):
+            t0 = time.perf_counter()
+            for (x,) in loader:
+                x = x.to(self.device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = self._elbo(x, *module(x))  # an empty Poisson batch is still a (noise-only) step
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    vae.sigma.weight.clamp_(0.01, 1.0)
+            record = {"epoch": epoch + 1, "epochs": self.params.epochs, "loss": float(loss.detach()),
+                      "seconds": time.perf_counter() - t0}
+            self.loss_history.append(record)
+            if progress is not None:
+                progress(record)
+        with torch.no_grad():
+            self.decoder.sigma.copy_(vae.sigma.weight[:, 0])
+        self.private_module, self.private_optimizer = module, optimizer  # Opacus wrappers, for inspection
+        return engine
 
     @torch.no_grad()
     def generate(self, n: int, rng: np.random.Generator, condition=None) -> np.ndarray:

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from medsyn_core.app_session import page_guard, refusal
-from medsyn_tabular.datasets import LOADERS, load_bundled_table
+from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
+from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import ACTIONS, detect_phi
 from medsyn_tabular.schema import KINDS, infer_schema
@@ -21,7 +22,8 @@ if (message := refusal(user, "train")) is not None:
     st.error(message)
     st.stop()
 st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier columns are removed or "
-           "transformed (HIPAA Safe Harbor) before training. Differential privacy is not built yet.")
+           "transformed (HIPAA Safe Harbor) before training. Optional differential privacy: the ε covers "
+           "every use of the real rows (preprocessing statistics and training).")
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
@@ -70,14 +72,48 @@ model = c1.selectbox("Model", ["ctgan", "tvae"])
 epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=50, step=10)
 batch_size = c3.number_input("Batch size", min_value=10, max_value=10_000, value=500, step=10)
 seed = c4.number_input("Seed", min_value=0, value=0, step=1)
+
+st.markdown("**Differential privacy**")
+p1, p2, p3, p4 = st.columns(4)
+preset = p1.selectbox("Preset", ["off", "strict", "balanced", "exploratory", "custom ε"],
+                      help="strict ε = 1, balanced ε = 3, exploratory ε = 10; off = no differential privacy")
+epsilon = PRESETS.get(preset) if preset != "custom ε" else None
+epsilon = p2.slider("ε (total)", min_value=EPSILON_RANGE[0], max_value=EPSILON_RANGE[1],
+                    value=float(epsilon or 3.0), step=0.1, disabled=preset != "custom ε",
+                    help="smaller ε = stronger privacy; covers preprocessing and training")
+delta = p3.number_input("δ", min_value=0.0, max_value=1.0 / len(df), value=default_delta(len(df)),
+                        step=default_delta(len(df)) / 10, format="%.2e", disabled=preset == "off",
+                        help="must be below 1/n")
+clip = p4.number_input("Clipping norm", min_value=0.01, max_value=100.0, value=1.0, step=0.1,
+                       disabled=preset == "off", help="per-sample gradient clipping norm C")
+metadata = None
+if preset != "off":
+    if source in METADATA and st.checkbox(
+            "Use the table's public metadata (category codes from its data dictionary, plausible bounds)",
+            value=True):
+        metadata = METADATA[source]()
+    elif source not in METADATA:
+        meta_file = st.file_uploader("Public metadata (optional: JSON/YAML with bounds and categories; "
+                                     "what it declares costs no budget)", type=["json", "yaml", "yml"])
+        if meta_file is not None:
+            import yaml
+
+            metadata = yaml.safe_load(meta_file.getvalue().decode("utf-8-sig"))
+    st.caption("Without declared bounds and categories, 10 % of ε is spent to learn them privately; rare "
+               "categories are then never revealed. The column names, kinds and the row count are public.")
+
 if st.button("Train", type="primary"):
     from medsyn_tabular.jobs import TrainingJob
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     try:
+        private = {} if preset == "off" else {"epsilon": float(epsilon), "delta": float(delta),
+                                               "max_grad_norm": float(clip), "metadata": metadata}
         synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
-                                   schema=overrides, phi_actions=phi_actions)
+                                   schema=overrides, phi_actions=phi_actions, **private)
+        synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
         st.session_state["tabular_job"] = TrainingJob(synth, df, source=source).start()
+        st.session_state["tabular_job_shown"] = False
     except ValueError as exc:
         st.error(str(exc))
 
@@ -107,7 +143,22 @@ if job is not None:
 if job is not None and job.status == "finished":
     synth = job.synthesizer
     st.success(f"Trained {synth.model_name} in {synth.card['training_seconds']:.1f} s "
-               f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing).")
+               f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing). {synth.card['dp_label']}")
+    if synth.ledger is not None:
+        with st.expander("Privacy ledger", expanded=True):
+            total, total_delta = synth.ledger.total()
+            m1, m2, m3 = st.columns(3)
+            m1.metric("ε total (recomputed from the ledger)", f"{total:.3f}")
+            breakdown = synth.ledger.breakdown()
+            m2.metric("ε preprocessing", f"{breakdown['preprocessing'][0]:.3f}")
+            m3.metric("ε training (from the accountant)", f"{breakdown['training'][0]:.3f}")
+            st.dataframe(pd.DataFrame([{
+                "stage": e.stage, "mechanism": e.mechanism, "applied to": e.target, "ε": e.epsilon,
+                "δ": e.delta, "σ": e.noise_multiplier, "q": e.sample_rate, "steps": e.steps,
+                "clip": e.max_grad_norm, "accountant": e.accountant} for e in synth.ledger.entries]),
+                hide_index=True)
+            if synth.ledger.public_statistics:
+                st.caption("Declared public (no budget): " + ", ".join(synth.ledger.public_statistics))
     if synth.phi_record:
         with st.expander("PHI handling applied"):
             st.table(pd.DataFrame(synth.phi_record)[["column", "category", "action", "detail"]])

@@ -21,7 +21,7 @@ class DPSGDPlan:
 
     target_epsilon: float
     delta: float
-    sample_rate: float  # expected batch size / dataset size (Poisson sampling)
+    sample_rate: float  # 1 / batches per epoch = about batch size / dataset size (Poisson sampling)
     steps: int  # optimizer steps that touch real data
     noise_multiplier: float
     max_grad_norm: float
@@ -51,9 +51,18 @@ def _noise_for(target_epsilon, delta, sample_rate, steps, accountant) -> float:
     return hi
 
 
+def steps_per_epoch(n_rows: int, batch_size: int) -> int:
+    """DP-SGD steps in one epoch: the number of batches of a loader of ``batch_size`` over ``n_rows``."""
+    return math.ceil(n_rows / batch_size)
+
+
 def plan_dpsgd(target_epsilon: float, delta: float, n_rows: int, batch_size: int, steps: int,
                max_grad_norm: float = 1.0, accountant: str = "rdp") -> DPSGDPlan:
     """Calibrate σ so that ``steps`` DP-SGD steps at sample rate batch/n spend ``target_epsilon``.
+
+    The sample rate is the one Opacus' Poisson loader uses for a loader of ``batch_size``:
+    q = 1 / ceil(n / batch_size) (equal to batch/n when the batch divides n); one epoch is
+    ceil(n / batch_size) steps (see :func:`steps_per_epoch`).
 
     Raises :class:`PrivacyError` before any training when the budget is unreachable (σ would exceed
     :data:`MAX_USEFUL_NOISE_MULTIPLIER`), saying how many steps, or what batch size, would fit.
@@ -69,7 +78,7 @@ def plan_dpsgd(target_epsilon: float, delta: float, n_rows: int, batch_size: int
             f"The batch size ({batch_size}) must be smaller than the number of rows ({n_rows}) for "
             "DP-SGD's subsampling; choose a batch size below "
             f"{max(1, n_rows // 4)}.")
-    q = batch_size / n_rows
+    q = 1.0 / steps_per_epoch(n_rows, batch_size)
     sigma = _noise_for(target_epsilon, delta, q, steps, accountant)
     if sigma > MAX_USEFUL_NOISE_MULTIPLIER:
         lo, hi = 0, steps  # largest step count that stays under the noise limit
@@ -83,8 +92,8 @@ def plan_dpsgd(target_epsilon: float, delta: float, n_rows: int, batch_size: int
                   if lo > 0 else "more rows, or a larger ε")
         raise PrivacyError(
             f"ε = {target_epsilon:g} cannot be met with {n_rows} rows, batch size {batch_size} and "
-            f"{steps} steps: the noise would have to be σ = {sigma:.3g} (above "
-            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned). Use {advice}, or "
+            f"{steps} steps: the noise multiplier would have to exceed σ = "
+            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned. Use {advice}, or "
             "raise ε.")
     return DPSGDPlan(target_epsilon, delta, q, steps, sigma, max_grad_norm, accountant)
 
@@ -106,7 +115,17 @@ def make_private(plan: DPSGDPlan, module, optimizer, data_loader):
     clipping at ``plan.noise_multiplier``. Returns (engine, module, optimizer, data_loader)."""
     from opacus import PrivacyEngine
 
-    engine = PrivacyEngine(accountant=plan.accountant, secure_mode=False)
+    if abs(1.0 / len(data_loader) - plan.sample_rate) > 1e-12:
+        raise ValueError(f"The data loader has {len(data_loader)} batches per epoch, but the plan assumed a "
+                         f"sample rate of {plan.sample_rate:g}; plan with the loader's batch size.")
+    import warnings
+
+    # Opacus' per-sample hooks fire with respect to module outputs when the inputs need no gradient (real
+    # rows never do): expected, and said once per process otherwise
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+    with warnings.catch_warnings():  # secure_mode=False is documented in the README's privacy section
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=plan.accountant, secure_mode=False)
     module, optimizer, data_loader = engine.make_private(
         module=module, optimizer=optimizer, data_loader=data_loader,
         noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
@@ -122,7 +141,11 @@ def training_entry(plan: DPSGDPlan, engine, target: str) -> LedgerEntry:
     if any(abs(h[0] - plan.noise_multiplier) > 1e-12 or abs(h[1] - plan.sample_rate) > 1e-12
            for h in history):
         raise RuntimeError("DP-SGD ran with another noise multiplier or sample rate than planned.")
-    spent = float(engine.get_epsilon(plan.delta)) if steps else 0.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        spent = float(engine.get_epsilon(plan.delta)) if steps else 0.0
     recomputed = dpsgd_epsilon(plan.accountant, plan.noise_multiplier, plan.sample_rate, steps,
                                plan.delta)
     if steps and abs(spent - recomputed) > 1e-6 * max(1.0, spent):

@@ -45,13 +45,17 @@ class LedgerEntry:
 def dpsgd_epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps: int,
                   delta: float) -> float:
     """ε of ``steps`` Poisson-subsampled Gaussian steps, computed afresh by an Opacus accountant."""
+    import warnings
+
     from opacus.accountants import create_accountant
 
     if steps == 0:
         return 0.0
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():  # "optimal order is the smallest/largest alpha": ε is then an upper bound
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        return float(acc.get_epsilon(delta=delta))
 
 
 def library_versions() -> dict[str, str]:
