@@ -123,7 +123,14 @@ class Journey:
         box.fill(value)
         box.press("Tab")
 
+    def settle(self) -> None:
+        """Wait until Streamlit has finished the current script run (its "Running…" widget is gone),
+        so that a click is not swallowed by a rerun in flight."""
+        self.page.wait_for_timeout(300)
+        self.page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=TIMEOUT_MS)
+
     def click(self, name: str) -> None:
+        self.settle()
         self.page.get_by_role("button", name=name, exact=True).first.click()
 
     def choose(self, label: str, option: str, exact: bool = True) -> None:
@@ -200,6 +207,7 @@ def step_researcher_sees_training_section(j: Journey) -> None:
     j.see("Schema and identifiers", exact=True)
     assert j.page.get_by_text("Not allowed").count() == 0
     j.nav("Jobs")  # the server's worker runs the example job in a child process; the page polls
+    j.settle()
     j.page.get_by_text("Run the example job", exact=False).first.click()
     j.click("Start example job")
     j.see("#1 example-primes · finished")
