@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 from tabular_helpers import one_torch_thread
 
 from medsyn_core.cli import main
@@ -224,8 +223,9 @@ def test_cli_fit_with_dp_prints_the_breakdown_and_off_is_labelled(tmp_path, caps
 
 
 def test_tabular_page_trains_with_a_preset_and_shows_the_ledger():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    at.switch_page("pages/tabular.py").run()
+    from app_helpers import logged_in
+
+    at = logged_in("pages/tabular.py", "researcher").run()
     assert not at.exception, at.exception
     at.number_input[0].set_value(1)  # epochs
     at.number_input[1].set_value(50)  # batch size
