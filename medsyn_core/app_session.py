@@ -102,7 +102,11 @@ def login_gate() -> User:
 
 
 def logout() -> None:
-    entry = st.session_state.pop(SESSION_KEY, None)
+    """End the session and forget everything it held (sampled rows, job ids, …), so the next user of
+    the same browser tab sees nothing of the previous one's work."""
+    entry = st.session_state.get(SESSION_KEY)
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
     if entry:
         with Store() as store:
             store.append_event(entry["username"], "logout", {})

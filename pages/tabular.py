@@ -1,15 +1,19 @@
 """Tabular: train CTGAN/TVAE generators on EHR-like tables and sample synthetic rows.
 
 Thin page: reading, schema, PHI, training, sampling and saving are the engine's functions
-(``medsyn_tabular``), the same ones the CLI and the tests use. Training runs in a background thread
-(:class:`medsyn_tabular.jobs.TrainingJob`) polled by a fragment, so the page never freezes.
+(``medsyn_tabular``), the same ones the CLI and the tests use. Training is a background job
+(``medsyn_core.jobs``, kind ``tabular-fit``) in its own process: the page only polls the job table, so it
+never freezes and a reload finds the running job again. Clinicians sample from saved models only.
 """
 
 import pandas as pd
 import streamlit as st
 
+from medsyn_core import jobs
 from medsyn_core.app_session import page_guard, refusal
+from medsyn_core.catalog import bundled
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
+from medsyn_core.storage import Store
 from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import ACTIONS, detect_phi
@@ -17,9 +21,92 @@ from medsyn_tabular.schema import KINDS, infer_schema
 
 st.title("Tabular")
 user = page_guard("sample")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load_synthesizer(path: str, mtime: float):
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    return TabularSynthesizer.load(path)
+
+
+def show_ledger(synth) -> None:
+    if synth.ledger is None:
+        return
+    with st.expander("Privacy ledger", expanded=True):
+        total, _ = synth.ledger.total()
+        m1, m2, m3 = st.columns(3)
+        m1.metric("ε total (recomputed from the ledger)", f"{total:.3f}")
+        breakdown = synth.ledger.breakdown()
+        m2.metric("ε preprocessing", f"{breakdown['preprocessing'][0]:.3f}")
+        m3.metric("ε training (from the accountant)", f"{breakdown['training'][0]:.3f}")
+        st.dataframe(pd.DataFrame([{
+            "stage": e.stage, "mechanism": e.mechanism, "applied to": e.target, "ε": e.epsilon,
+            "δ": e.delta, "σ": e.noise_multiplier, "q": e.sample_rate, "steps": e.steps,
+            "clip": e.max_grad_norm, "accountant": e.accountant} for e in synth.ledger.entries]),
+            hide_index=True)
+        if synth.ledger.public_statistics:
+            st.caption("Declared public (no budget): " + ", ".join(synth.ledger.public_statistics))
+
+
+def sampling_panel(synth, model_name: str) -> None:
+    """Sample N rows (optionally under conditions), preview them and download a CSV."""
+    st.subheader("Sample")
+    s1, s2 = st.columns([1, 3])
+    n_rows = s1.number_input("Rows", min_value=1, max_value=1_000_000, value=500, step=100)
+    sample_seed = s1.number_input("Sampling seed", min_value=0, value=0, step=1)
+    conditions_text = s2.text_area("Conditions, one per line (e.g. sex=1, age>=65)", height=100)
+    if st.button("Generate"):
+        conditions = [line for line in conditions_text.splitlines() if line.strip()] or None
+        try:
+            with st.spinner("Generating..."):
+                rows = synth.sample(int(n_rows), conditions=conditions, seed=int(sample_seed))
+            st.session_state["tabular_rows"] = (model_name, rows)
+            with Store() as store:
+                store.append_event(user.username, "sample", {"model": model_name, "rows": len(rows),
+                                                             "conditions": conditions or []})
+        except ValueError as exc:
+            st.error(str(exc))
+    sampled = st.session_state.get("tabular_rows")
+    if sampled is not None and sampled[0] == model_name:
+        rows = sampled[1]
+        st.dataframe(rows.head(200), hide_index=True)
+        if st.download_button("Download CSV", rows.to_csv(index=False).encode("utf-8"),
+                              file_name=f"synthetic-{model_name}.csv", mime="text/csv"):
+            with Store() as store:
+                store.append_event(user.username, "export", {"model": model_name, "rows": len(rows),
+                                                             "format": "csv"})
+
+
+def saved_model_sampling() -> None:
+    from medsyn_core.model_store import list_models
+
+    with Store() as store:
+        entries = [m for m in list_models(store, user) if m.engine in ("ctgan", "tvae")]
+    if not entries:
+        st.info("No tabular model is saved yet. A researcher trains one here; it then appears in this list.")
+        return
+    def label(m) -> str:
+        dp = f"ε = {m.dp_epsilon:.3g}" if m.dp_epsilon is not None else "DP: off"
+        return f"{m.name} ({m.engine}, {dp})"
+
+    labels = {label(m): m for m in entries}
+    entry = labels[st.selectbox("Saved model", list(labels))]
+    st.caption(f"Trained on {entry.card.get('data_source', '?')} · {entry.card.get('rows', '?')} rows · "
+               f"{entry.card.get('dp_label', '')}")
+    synth = load_synthesizer(str(entry.path), (entry.path / "model_card.json").stat().st_mtime)
+    show_ledger(synth)
+    sampling_panel(synth, entry.name)
+
+
 # Server-side: real data and the training controls are only built for roles allowed to train.
-if (message := refusal(user, "train")) is not None:
-    st.error(message)
+denied = refusal(user, "train")
+modes = ["Sample from a saved model"] if denied else ["Train a new model", "Sample from a saved model"]
+mode = st.radio("What to do", modes, horizontal=True)
+if denied:
+    st.info(denied)
+if mode == "Sample from a saved model":
+    saved_model_sampling()
     st.stop()
 st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier columns are removed or "
            "transformed (HIPAA Safe Harbor) before training. Optional differential privacy: the ε covers "
@@ -27,7 +114,7 @@ st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
-df, source = None, None
+df, source, upload_bytes = None, None, None
 if source_kind == "Bundled dataset":
     name = st.selectbox("Dataset", list(LOADERS))
     df, source = load_bundled_table(name), name
@@ -36,6 +123,7 @@ else:
     if upload is not None:
         try:
             df, source = read_table(upload.getvalue(), name=upload.name), upload.name
+            upload_bytes = upload.getvalue()
         except ValueError as exc:
             st.error(str(exc))
 if df is None:
@@ -102,8 +190,9 @@ if preset != "off":
     st.caption("Without declared bounds and categories, 10 % of ε is spent to learn them privately; rare "
                "categories are then never revealed. The column names, kinds and the row count are public.")
 
+model_name = st.text_input("Model name", value=f"{source}-{model}".replace(".", "-"))
 if st.button("Train", type="primary"):
-    from medsyn_tabular.jobs import TrainingJob
+    from medsyn_tabular.fit_job import save_upload
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     try:
@@ -112,81 +201,72 @@ if st.button("Train", type="primary"):
         synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
                                    schema=overrides, phi_actions=phi_actions, **private)
         synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
-        st.session_state["tabular_job"] = TrainingJob(synth, df, source=source).start()
-        st.session_state["tabular_job_shown"] = False
+        with Store() as store:
+            if upload_bytes is not None:
+                data_path = save_upload(upload_bytes, source)
+                store.append_event(user.username, "upload", {"file_sha256_prefix": data_path.stem[:16],
+                                                             "rows": len(df), "columns": df.shape[1]})
+            else:
+                data_path = bundled(source).path
+            params = {"data_path": str(data_path), "source": source, "name": model_name.strip() or None,
+                      "model": model, "epochs": int(epochs), "batch_size": int(batch_size),
+                      "seed": int(seed), "schema": overrides, "phi_actions": phi_actions,
+                      "privacy": private}
+            st.session_state["tabular_job_id"] = jobs.submit(store, user, "tabular-fit", params)
     except ValueError as exc:
         st.error(str(exc))
 
-job = st.session_state.get("tabular_job")
+
+def current_job() -> dict | None:
+    """This session's training job, or after a reload the user's latest unfinished one."""
+    with Store() as store:
+        job_id = st.session_state.get("tabular_job_id")
+        if job_id is None:
+            mine = [j for j in jobs.list_jobs(store, 50)
+                    if j["kind"] == "tabular-fit" and j["owner"] == user.username
+                    and j["status"] in ("queued", "running")]
+            if not mine:
+                return None
+            job_id = st.session_state["tabular_job_id"] = mine[0]["id"]
+        return jobs.get_job(store, job_id)
 
 
 @st.fragment(run_every=1.0)
 def training_progress() -> None:
-    job = st.session_state.get("tabular_job")
+    job = current_job()
     if job is None:
         return
-    st.progress(job.fraction, text=f"{job.status}: epoch {len(job.records)} of {job.synthesizer.epochs}")
-    losses = job.losses()
+    st.progress(job["progress"], text=f"Job #{job['id']} {job['status']}: {job['message'] or 'waiting'}")
+    losses = pd.DataFrame(job["payload"].get("losses") or [])
     if not losses.empty:
-        st.line_chart(losses)
-    if job.status == "failed":
-        st.error(job.error)
-    elif job.status == "finished" and not st.session_state.get("tabular_job_shown"):
-        st.session_state["tabular_job_shown"] = True
+        st.line_chart(losses.set_index("epoch"))
+    if job["status"] in ("queued", "running") and st.button("Cancel training"):
+        with Store() as store:
+            jobs.request_cancel(store, user, job["id"])
+    if job["status"] == "failed":
+        st.error(f"Training failed: {job['error']}")
+    elif job["status"] == "cancelled":
+        st.warning("Training was cancelled.")
+    elif job["status"] == "finished" and st.session_state.get("tabular_job_shown") != job["id"]:
+        st.session_state["tabular_job_shown"] = job["id"]
         st.rerun()
 
 
-if job is not None:
-    training_progress()
+training_progress()
 
-# 4. sampling and saving ----------------------------------------------------------------------------
-if job is not None and job.status == "finished":
-    synth = job.synthesizer
+# 4. sampling ----------------------------------------------------------------------------------------
+job = current_job()
+if job is not None and job["status"] == "finished":
+    result = job["result"]
+    from pathlib import Path
+
+    path = Path(result["model_path"])
+    synth = load_synthesizer(str(path), (path / "model_card.json").stat().st_mtime)
     st.success(f"Trained {synth.model_name} in {synth.card['training_seconds']:.1f} s "
-               f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing). {synth.card['dp_label']}")
-    if synth.ledger is not None:
-        with st.expander("Privacy ledger", expanded=True):
-            total, total_delta = synth.ledger.total()
-            m1, m2, m3 = st.columns(3)
-            m1.metric("ε total (recomputed from the ledger)", f"{total:.3f}")
-            breakdown = synth.ledger.breakdown()
-            m2.metric("ε preprocessing", f"{breakdown['preprocessing'][0]:.3f}")
-            m3.metric("ε training (from the accountant)", f"{breakdown['training'][0]:.3f}")
-            st.dataframe(pd.DataFrame([{
-                "stage": e.stage, "mechanism": e.mechanism, "applied to": e.target, "ε": e.epsilon,
-                "δ": e.delta, "σ": e.noise_multiplier, "q": e.sample_rate, "steps": e.steps,
-                "clip": e.max_grad_norm, "accountant": e.accountant} for e in synth.ledger.entries]),
-                hide_index=True)
-            if synth.ledger.public_statistics:
-                st.caption("Declared public (no budget): " + ", ".join(synth.ledger.public_statistics))
+               f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing) and saved as "
+               f"**{result['model_name']}** in the model store. {synth.card['dp_label']}")
+    show_ledger(synth)
     if synth.phi_record:
         with st.expander("PHI handling applied"):
             st.table(pd.DataFrame(synth.phi_record)[["column", "category", "action", "detail"]])
-    name = st.text_input("Model name", value=f"{source}-{synth.model_name}".replace(".", "-"))
-    if st.button("Save to model store"):
-        try:
-            from medsyn_core import settings
-
-            path = synth.save(settings.models_dir() / name, name=name)
-            st.success(f"Saved to {path} and registered in the model store.")
-        except (FileExistsError, ValueError) as exc:
-            st.error(str(exc))
-
-    st.subheader("Sample")
-    s1, s2 = st.columns([1, 3])
-    n_rows = s1.number_input("Rows", min_value=1, max_value=1_000_000, value=500, step=100)
-    sample_seed = s1.number_input("Sampling seed", min_value=0, value=0, step=1)
-    conditions_text = s2.text_area("Conditions, one per line (e.g. sex=1, age>=65)", height=100)
-    if st.button("Generate"):
-        conditions = [line for line in conditions_text.splitlines() if line.strip()] or None
-        try:
-            with st.spinner("Generating..."):
-                st.session_state["tabular_rows"] = synth.sample(int(n_rows), conditions=conditions,
-                                                                seed=int(sample_seed))
-        except ValueError as exc:
-            st.error(str(exc))
-    rows = st.session_state.get("tabular_rows")
-    if rows is not None:
-        st.dataframe(rows.head(200), hide_index=True)
-        st.download_button("Download CSV", rows.to_csv(index=False).encode("utf-8"),
-                           file_name="synthetic.csv", mime="text/csv")
+    sampling_panel(synth, result["model_name"])

@@ -34,3 +34,21 @@ def login_as(session_state, role: str, username: str | None = None) -> auth.User
             user = auth.User(username, role)
     session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
     return user
+
+
+def finish_job(job_id: int, timeout: float = 300) -> dict:
+    """Run the background worker's loop (what app.py's JobWorker does) until job ``job_id`` ends."""
+    from medsyn_core import jobs
+
+    deadline = time.time() + timeout
+    procs = []
+    with Store() as store:
+        while time.time() < deadline:
+            procs = [p for p in procs if p.poll() is None] + jobs.tick(store)
+            job = jobs.get_job(store, job_id)
+            if job["status"] in jobs.TERMINAL:
+                for p in procs:
+                    p.wait(30)
+                return job
+            time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} did not finish within {timeout} s")

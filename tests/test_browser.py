@@ -216,12 +216,40 @@ def step_researcher_sees_training_section(j: Journey) -> None:
     j.logout()
 
 
+def step_researcher_trains_tabular_model_samples_and_downloads_csv(j: Journey) -> None:
+    import pandas as pd
+
+    j.login("rita", USERS["rita"][1])
+    j.nav("Tabular")
+    j.see("Schema and identifiers", exact=True)
+    j.fill("Epochs", "2")
+    j.fill("Batch size", "100")
+    j.fill("Model name", "e2e-heart-ctgan")
+    j.click("Train")  # a background job in the server's worker process; the page polls it
+    j.page.get_by_text("saved as", exact=False).first.wait_for(state="visible", timeout=180_000)
+    j.fill("Rows", "200")
+    j.click("Generate")
+    button = j.page.get_by_role("button", name="Download CSV")
+    button.wait_for(state="visible")
+    j.shot("tabular_sampled")
+    with j.page.expect_download() as info:
+        button.click()
+    rows = pd.read_csv(info.value.path())
+    real_columns = pd.read_csv(ROOT / "data" / "tabular" / "heart_cleveland.csv", nrows=1).columns
+    assert len(rows) == 200 and list(rows.columns) == list(real_columns)
+    assert set(rows["sex"].dropna().unique()) <= {0, 1}
+    j.logout()
+
+
 def step_clinician_cannot_reach_training(j: Journey) -> None:
     j.login("cleo", USERS["cleo"][1])
     titles = j.nav_titles()
     assert titles == ["Home", "Tabular", "Imaging", "Synthetic scans", "Model store"], titles
     j.nav("Tabular")
     j.see("Not allowed: the clinician role cannot train models")
+    j.see("Trained on heart_cleveland", exact=False)  # the researcher's saved model, offered for sampling
+    assert j.page.get_by_role("button", name="Download CSV").count() == 0  # nothing left from rita
+    assert j.page.get_by_role("button", name="Train", exact=True).count() == 0
     j.shot("clinician_refused_training")
 
 
@@ -275,6 +303,7 @@ STEPS = [
     step_first_run_creates_admin,
     step_admin_creates_researcher_and_clinician,
     step_researcher_sees_training_section,
+    step_researcher_trains_tabular_model_samples_and_downloads_csv,
     step_clinician_cannot_reach_training,
     step_clinician_opens_imaging_viewer,
     step_clinician_exports_dicom_zip_from_demo_model,

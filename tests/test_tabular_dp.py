@@ -223,7 +223,7 @@ def test_cli_fit_with_dp_prints_the_breakdown_and_off_is_labelled(tmp_path, caps
 
 
 def test_tabular_page_trains_with_a_preset_and_shows_the_ledger():
-    from app_helpers import logged_in
+    from app_helpers import finish_job, logged_in
 
     at = logged_in("pages/tabular.py", "researcher").run()
     assert not at.exception, at.exception
@@ -232,12 +232,10 @@ def test_tabular_page_trains_with_a_preset_and_shows_the_ledger():
     preset = next(s for s in at.selectbox if s.label == "Preset")
     preset.set_value("strict").run()
     assert not at.exception, at.exception
-    with one_torch_thread():
-        next(b for b in at.button if b.label == "Train").click().run()
-        job = at.session_state["tabular_job"]
-        job.wait(120)
-        assert job.status == "finished", job.error
-        at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    job = finish_job(at.session_state["tabular_job_id"])
+    assert job["status"] == "finished", job["error"]
+    at.run()
     assert not at.exception, at.exception
     assert any("DP: ε = " in s.value for s in at.success)
     assert any(m.label.startswith("ε total") for m in at.metric)

@@ -1,31 +1,41 @@
-"""The Tabular page: train in the background, then sample under a condition (Streamlit AppTest)."""
+"""The Tabular page: train as a background job, sample under a condition; a clinician samples the
+saved model but gets no training controls (Streamlit AppTest)."""
 
-from pathlib import Path
-
-from app_helpers import logged_in
-from tabular_helpers import one_torch_thread
-
-ROOT = Path(__file__).resolve().parents[1]
+from app_helpers import finish_job, logged_in
 
 
-def test_tabular_page_trains_and_samples_with_a_condition():
+def _button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
     at = logged_in("pages/tabular.py", "researcher").run()
     assert not at.exception, at.exception
     assert [h.value for h in at.subheader][:2] == ["Schema and identifiers", "Train"]
     at.number_input[0].set_value(2)  # epochs
     at.number_input[1].set_value(100)  # batch size
-    with one_torch_thread():
-        at.button[0].click().run()
-        job = at.session_state["tabular_job"]
-        job.wait(120)
-        assert job.status == "finished", job.error
-        at.run()
-        assert not at.exception, at.exception
-        assert any("Trained ctgan" in s.value for s in at.success)
-        at.text_area[0].set_value("sex=0")
-        generate = next(b for b in at.button if b.label == "Generate")
-        generate.click().run()
+    _button(at, "Train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = finish_job(at.session_state["tabular_job_id"])
+    assert job["status"] == "finished", job["error"]
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Trained ctgan" in s.value and "DP: off" in s.value for s in at.success)
+    at.text_area[0].set_value("sex=0")
+    _button(at, "Generate").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    rows = at.session_state["tabular_rows"]
+    name, rows = at.session_state["tabular_rows"]
+    assert name == job["result"]["model_name"]
     assert len(rows) == 500 and (rows["sex"] == 0).all()
+
+    clinician = logged_in("pages/tabular.py", "clinician").run()
+    assert not clinician.exception, clinician.exception
+    assert clinician.radio[0].options == ["Sample from a saved model"]
+    assert any("cannot train models" in i.value for i in clinician.info)
+    assert not any(b.label == "Train" for b in clinician.button)
+    saved = next(s for s in clinician.selectbox if s.label == "Saved model")
+    assert any(o.startswith(name) for o in saved.options)
+    _button(clinician, "Generate").click().run()
+    assert not clinician.exception and not clinician.error
+    assert len(clinician.session_state["tabular_rows"][1]) == 500

@@ -1,0 +1,67 @@
+"""Training a tabular synthesizer as a background job (``medsyn_core.jobs``, kind ``tabular-fit``).
+
+The job runs in its own process, so training survives page switches and reloads and never blocks the
+app; the page only polls the job table. The real table is read from a file: a bundled dataset's path
+or an upload that the page saved in the MedSyn home folder (``uploads/``).
+
+Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name), ``model``,
+``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions`` and ``privacy``
+(``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``).
+Tabular training has no mid-run checkpoint: a resumed job starts the training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from medsyn_core import settings
+from medsyn_core.files import atomic_write_bytes
+
+MAX_LOSS_POINTS = 500  # loss history kept in the job's progress payload (for the live chart)
+
+
+def save_upload(data: bytes, filename: str) -> Path:
+    """Keep an uploaded table in ``$MEDSYN_HOME/uploads/`` under its SHA-256 (same file, same path)."""
+    suffix = Path(filename).suffix.lower() or ".csv"
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    path = settings.home_dir() / "uploads" / f"{digest}{suffix}"
+    if not path.exists():
+        atomic_write_bytes(path, data)
+    return path
+
+
+def unique_model_dir(name: str) -> Path:
+    """``models/<name>``, or ``<name>-2``, ``-3`` … when taken (a job never overwrites a model)."""
+    base = settings.models_dir() / name
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
+    """Fit, save and register a synthesizer; returns ``{"model_path", "model_name", "dp_label", ...}``."""
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    epochs = int(params["epochs"])
+    synth = TabularSynthesizer(
+        params.get("model", "ctgan"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
+        seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
+        phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
+    losses: list[dict[str, Any]] = []
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        losses.append({k: v for k, v in record.items() if k in ("epoch", "loss", "loss_g", "loss_d")})
+        progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}",
+                 {"losses": losses[-MAX_LOSS_POINTS:]})
+
+    progress(0.0, "preprocessing", {"losses": []})
+    synth.fit(params["data_path"], progress=on_epoch, source=params.get("source"))
+    path = unique_model_dir(params.get("name") or f"{params.get('source', 'table')}-{synth.model_name}")
+    synth.save(path, name=path.name)
+    eps = synth.ledger.total()[0] if synth.ledger is not None else None
+    return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
+            "epsilon": eps, "training_seconds": synth.card.get("training_seconds")}
