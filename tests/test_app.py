@@ -93,7 +93,8 @@ def test_clinician_is_refused_training_and_admin_pages_server_side():
         assert not at.exception, at.exception
         assert text in at.error[0].value, page
     at = logged_in("pages/tabular.py", "clinician").run()
-    assert "Not allowed: the clinician role cannot train models" in at.error[0].value
+    assert "Not allowed: the clinician role cannot train models" in at.info[0].value
+    assert not any(b.label == "Train" for b in at.button) and not at.get("file_uploader")
     at = logged_in("pages/tabular.py", "researcher").run()
     assert not at.error
 
