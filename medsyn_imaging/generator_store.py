@@ -234,8 +234,8 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
             "final_losses": trainer.history[-1] if trainer.history else None,
         },
         "weights": "exponential moving average (EMA) of the generator",
-        "evaluation": {"fid": None, "note": "FID is filled in by the imaging evaluation, which is not "
-                                            "built yet; judge the samples by eye until then."},
+        "evaluation": {"fid": None, "note": "Not evaluated yet: run `medsyn imaging evaluate MODEL_DIR "
+                                            "--data DATA` (FID/KID, PRDC, TSTR, memorisation)."},
         "differential_privacy": {"enabled": False,
                                  "note": "DP-SGD training is not available yet for image generators."},
         "intended_use": "Previews and method development with synthetic scans; not for diagnosis.",

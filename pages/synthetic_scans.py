@@ -27,6 +27,17 @@ def _load(path: str, mtime: float):
     return load_generator(path)
 
 
+def _evaluation_text(ev: dict) -> str:
+    if ev.get("fid") is None:
+        return "FID: not measured yet (Evaluation page or `medsyn imaging evaluate`)"
+    text = f"FID {ev['fid']:.1f}"
+    if ev.get("fid_real_floor") is not None:
+        text += f" (real-vs-real floor {ev['fid_real_floor']:.1f})"
+    if ev.get("tstr_auc") is not None:
+        text += f" · TSTR AUC {ev['tstr_auc']:.3f} vs TRTR {ev.get('trtr_auc', float('nan')):.3f}"
+    return text
+
+
 def _generators():
     from medsyn_imaging.generator_store import list_generators
 
@@ -52,7 +63,7 @@ with preview_tab:
         st.caption(
             f"Trained on {card.get('data', {}).get('source', '?')} · "
             f"{training.get('kimg', '?')} thousand images seen · {training.get('device', '?')} · "
-            f"FID: {card.get('evaluation', {}).get('fid') or 'not measured yet'}"
+            + _evaluation_text(card.get("evaluation", {}))
         )
         c1, c2, c3 = st.columns(3)
         seed = int(c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
