@@ -61,6 +61,7 @@ def register_job_type(kind: str, target: str, action: str, needs_gpu: bool = Fal
 register_job_type("example-primes", "medsyn_core.job_examples:count_primes", "run_example_job")
 # Engine jobs are named by import path, so this module imports no engine.
 register_job_type("tabular-fit", "medsyn_tabular.fit_job:fit_table", "train", needs_gpu=True)
+register_job_type("imaging-train", "medsyn_imaging.training_job:train_generator", "train", needs_gpu=True)
 
 
 class JobCancelled(Exception):

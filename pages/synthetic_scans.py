@@ -124,10 +124,26 @@ with train_tab:
     if (denied := refusal(user, "train")) is not None:
         st.error(denied)
         st.stop()
-    job = st.session_state.get("imaging_training_job")
+    from medsyn_core import jobs
+    from medsyn_core.storage import Store
+
+    def current_job() -> dict | None:
+        """This session's training job, or after a reload the user's latest unfinished one."""
+        with Store() as store:
+            job_id = st.session_state.get("imaging_job_id")
+            if job_id is None:
+                mine = [j for j in jobs.list_jobs(store, 50) if j["kind"] == "imaging-train"
+                        and j["owner"] == user.username and j["status"] in ("queued", "running")]
+                if not mine:
+                    return None
+                job_id = st.session_state["imaging_job_id"] = mine[0]["id"]
+            return jobs.get_job(store, job_id)
+
+    active = current_job()
     st.markdown(
         "Train a class-conditional generator on a bundled MedMNIST set or on a folder on this "
-        "workstation with one sub-folder of PNG images per class. On a CPU, expect a few to a few "
+        "workstation with one sub-folder of PNG images per class. Training runs as a background job "
+        "(it goes on if you leave this page; see also **Jobs**). On a CPU, expect a few to a few "
         "dozen images per second; a GPU is used automatically when present. The command line "
         "equivalent is `medsyn imaging train DATA --kimg K --out DIR`."
     )
@@ -145,52 +161,55 @@ with train_tab:
         width = t6.selectbox("Width (StyleGAN2 channel base)", [512, 1024, 2048, 4096], index=0,
                              help="Wider is better but slower; 512 trains at tens of images/s on a CPU.")
         name = st.text_input("Model name", "my-generator")
-        submitted = st.form_submit_button("Start training", disabled=bool(job and job.running))
+        busy = bool(active and active["status"] in ("queued", "running"))
+        submitted = st.form_submit_button("Start training", disabled=busy)
     if submitted:
         from medsyn_imaging.gan_training import TrainConfig
-        from medsyn_imaging.training_job import TrainingJob
+        from medsyn_imaging.training_job import check_model_name
 
         data_source = folder.strip() if source.startswith("a folder") else source
         try:
             if not data_source:
                 raise ValueError("Enter the folder that holds one sub-folder of PNGs per class.")
+            check_model_name(name.strip())
             config = TrainConfig(
                 model=model, kimg=float(kimg), batch_size=batch, seed=seed_train,
                 lr=0.0025 if model == "stylegan2" else 0.0002, beta1=0.0 if model == "stylegan2" else 0.5,
                 checkpoint_kimg=max(1.0, float(kimg) / 10), grid_kimg=max(0.5, float(kimg) / 50),
                 arch={"channel_base": int(width), "channel_max": 256} if model == "stylegan2" else {},
             )
-            job = TrainingJob(data_source, name.strip(), config, resolution=int(resolution)).start()
-            st.session_state["imaging_training_job"] = job
+            params = {"data": data_source, "name": name.strip(), "resolution": int(resolution),
+                      "split": "train", "config": config.to_dict()}
+            with Store() as store:
+                st.session_state["imaging_job_id"] = jobs.submit(store, user, "imaging-train", params)
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             st.error(str(exc))
 
     @st.fragment(run_every=2.0)
     def _job_panel() -> None:
-        job = st.session_state.get("imaging_training_job")
+        job = current_job()
         if job is None:
             st.caption("No training job in this session.")
             return
-        p = job.progress
-        fraction = p.fraction if p else 0.0
-        st.progress(fraction, text=f"{job.name}: {job.status}")
-        if p is not None:
+        payload = job["payload"] or {}
+        st.progress(job["progress"], text=f"Job #{job['id']} {job['params']['name']}: {job['status']}")
+        if payload.get("images_seen") is not None:
             m1, m2, m3, m4 = st.columns(4)
-            m1.metric("Images seen", f"{p.images_seen:,} / {p.total_images:,}")
-            m2.metric("D loss", f"{p.d_loss:.3f}")
-            m3.metric("G loss", f"{p.g_loss:.3f}")
-            m4.metric("Speed", f"{p.images_per_s:.1f} img/s")
-        if job.latest_grid is not None:
-            g = job.latest_grid
-            st.image(g[..., 0] if g.shape[-1] == 1 else g,
-                     caption="Live samples (EMA generator), rows by class")
-        if job.running and st.button("Cancel training"):
-            job.cancel()
-        if job.status == "finished":
-            st.success(f"Saved to {job.model_path}; it is now listed in the Preview tab (reload the page).")
-        elif job.status == "failed":
-            st.error(f"Training failed: {job.error}")
-        elif job.status == "cancelled":
+            m1.metric("Images seen", f"{payload['images_seen']:,} / {payload['total_images']:,}")
+            m2.metric("D loss", f"{payload['d_loss']:.3f}")
+            m3.metric("G loss", f"{payload['g_loss']:.3f}")
+            m4.metric("Speed", f"{payload['images_per_s']:.1f} img/s")
+        if payload.get("grid") and Path(payload["grid"]).is_file():
+            st.image(payload["grid"], caption="Live samples (EMA generator), rows by class")
+        if job["status"] in ("queued", "running") and st.button("Cancel training"):
+            with Store() as store:
+                jobs.request_cancel(store, user, job["id"])
+        if job["status"] == "finished":
+            st.success(f"Saved to {job['result']['model_path']}; it is now listed in the Preview tab "
+                       "(reload the page).")
+        elif job["status"] == "failed":
+            st.error(f"Training failed: {job['error']} (resume it from its checkpoint on the Jobs page)")
+        elif job["status"] == "cancelled":
             st.warning("Training was cancelled; no model was saved (the checkpoint is kept).")
 
     _job_panel()

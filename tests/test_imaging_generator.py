@@ -327,32 +327,51 @@ def _png_folder(root, n: int = 24):
     return root
 
 
-def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
-    from medsyn_core.storage import Store
-    from medsyn_imaging.training_job import TrainingJob
+def _submit_training(name: str, folder, **config):
+    from app_helpers import login_as
 
-    folder = _png_folder(tmp_path / "pngs")
-    job = TrainingJob(folder, "job-gen", tiny_config(kimg=0.016, grid_kimg=0.008)).start()
-    job.join(timeout=120)
-    assert job.status == "finished", job.error
-    assert job.progress.images_seen == 16 and job.latest_grid is not None
-    assert load_generator(job.model_path, device="cpu").class_names == ["disc", "square"]
+    from medsyn_core import jobs
+    from medsyn_core.storage import Store
+
+    user = login_as({}, "researcher")
+    params = {"data": str(folder), "name": name, "resolution": 32, "config": tiny_config(**config).to_dict()}
+    with Store() as store:
+        return jobs.submit(store, user, "imaging-train", params), user
+
+
+def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
+    from app_helpers import finish_job
+
+    from medsyn_core.storage import Store
+    from medsyn_imaging.training_job import check_model_name
+
+    job_id, _ = _submit_training("job-gen", _png_folder(tmp_path / "pngs"), kimg=0.016, grid_kimg=0.008,
+                                 checkpoint_kimg=0.008)
+    job = finish_job(job_id)
+    assert job["status"] == "finished", job["error"]
+    assert job["payload"]["images_seen"] == 16 and Path(job["payload"]["grid"]).is_file()
+    assert job["checkpoint"] and Path(job["checkpoint"]).is_file()
+    assert load_generator(job["result"]["model_path"], device="cpu").class_names == ["disc", "square"]
     with Store() as store:
         assert [m.name for m in store.list_models()] == ["job-gen"]
     with pytest.raises(FileExistsError, match="already exists"):
-        TrainingJob(folder, "job-gen", tiny_config())
+        check_model_name("job-gen")
     with pytest.raises(ValueError, match="simple name"):
-        TrainingJob(folder, "../escape", tiny_config())
+        check_model_name("../escape")
 
 
 def test_cancelled_job_saves_no_model(tmp_path):
-    from medsyn_imaging.training_job import TrainingJob
+    from app_helpers import finish_job
 
-    job = TrainingJob(_png_folder(tmp_path / "pngs"), "cancelled-gen", tiny_config(kimg=50))
-    job.cancel()  # cancelled before the first step
-    job.start().join(timeout=120)
-    assert job.status == "cancelled" and job.model_path is None
-    assert not job.out_dir.exists()
+    from medsyn_core import jobs, settings
+    from medsyn_core.storage import Store
+
+    job_id, user = _submit_training("cancelled-gen", _png_folder(tmp_path / "pngs"), kimg=50)
+    with Store() as store:
+        jobs.request_cancel(store, user, job_id)  # before the first progress report
+    job = finish_job(job_id)
+    assert job["status"] == "cancelled" and job["result"] is None
+    assert not (settings.models_dir() / "cancelled-gen").exists()
 
 
 def test_synthetic_scans_page_previews_the_demo_model_and_exports():
@@ -366,3 +385,22 @@ def test_synthetic_scans_page_previews_the_demo_model_and_exports():
     export.click().run()
     assert not at.exception, at.exception
     assert at.success and "synthetic images" in at.success[0].value
+
+
+def test_synthetic_scans_page_trains_a_generator_as_a_job_for_researchers_only():
+    from app_helpers import finish_job, logged_in
+
+    clinician = logged_in("pages/synthetic_scans.py", "clinician").run()
+    assert any("cannot train models" in e.value for e in clinician.error)
+    assert not any(b.label == "Start training" for b in clinician.button)
+
+    at = logged_in("pages/synthetic_scans.py", "researcher").run()
+    assert not at.exception, at.exception
+    next(n for n in at.number_input if n.label.startswith("Length")).set_value(0.1)
+    next(t for t in at.text_input if t.label == "Model name").set_value("page-gen")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = finish_job(at.session_state["imaging_job_id"])
+    assert job["status"] == "finished", job["error"]
+    at.run()
+    assert any("Saved to" in s.value for s in at.success)
