@@ -16,13 +16,16 @@ st.markdown(
 
 st.subheader("Quick start")
 st.markdown(
-    "1. **Tabular** — pick the bundled heart-disease table or upload a CSV, review the detected "
-    "columns and identifiers, train a generator, sample rows and download a CSV.\n"
-    "2. **Imaging** — preview synthetic chest X-rays from the demo model and export them as DICOM, "
-    "NIfTI or PNG; researchers can train a new generator.\n"
-    "3. **Evaluation** — read the fidelity, utility and privacy report of a synthetic dataset.\n"
-    "4. **Model store** — the trained models on this workstation with their model cards.\n"
-    "5. **Audit** — who did what, in a tamper-evident log."
+    "1. **Synthetic scans** — preview synthetic chest X-rays from the bundled demo model, by class, "
+    "and export them as DICOM, NIfTI or PNG; researchers can train a new generator.\n"
+    "2. **Tabular** — sample rows from a saved model and download a CSV; researchers pick the bundled "
+    "heart-disease table or upload a CSV, review the detected columns and identifiers, choose a "
+    "privacy level (ε) and train a generator.\n"
+    "3. **Imaging** — view DICOM, NIfTI and PNG images; DICOM headers are de-identified as they are read.\n"
+    "4. **Evaluation** — the fidelity, utility and privacy report of a synthetic table, or FID, "
+    "TSTR and memorisation of synthetic images (researchers).\n"
+    "5. **Model store** — the models on this workstation with their model cards and privacy ledgers.\n"
+    "6. **Jobs** and **Audit** — running trainings; who did what, in a tamper-evident log."
 )
 st.caption("Everything runs on this machine; no data or model leaves it, and nothing is downloaded.")
 
