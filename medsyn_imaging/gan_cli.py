@@ -223,8 +223,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{ledger.entries[0].steps} DP-SGD steps on the discriminator); ledger in "
               f"{out / 'privacy_ledger.json'}")
     save_grid_png(trainer.sample_grid(), work / "final_grid.png")
+    kept = ("grids (no checkpoint: DP runs cannot be resumed)" if ledger is not None
+            else "checkpoint and grids")
     print(f"Saved the EMA generator to {out} ({trainer.images_seen / 1000:.1f} kimg, "
-          f"{_format_seconds(trainer.train_seconds)} of training); checkpoint and grids in {work}")
+          f"{_format_seconds(trainer.train_seconds)} of training); {kept} in {work}")
     return 0
 
 

@@ -74,10 +74,12 @@ def test_opacus_gives_exact_per_sample_gradients_and_adds_noise():
     assert noise.std().item() == pytest.approx(expected_sd, rel=0.1)
 
 
-def test_dp_training_spends_the_planned_epsilon_and_it_recomputes(tmp_path):
+@pytest.mark.parametrize("model", ["stylegan2", "dcgan"])
+def test_dp_training_spends_the_planned_epsilon_and_it_recomputes(model):
     from medsyn_core.privacy.ledger import dpsgd_epsilon
 
-    trainer = GANTrainer(toy_set(64), dp_config())
+    extra = {} if model == "stylegan2" else dict(model="dcgan", lr=2e-4, beta1=0.5, arch={})
+    trainer = GANTrainer(toy_set(64), dp_config(**extra))  # DCGAN: MONAI's InstanceNorm is per image
     trainer.train()
     assert trainer.step == 10 and trainer.images_seen == 80
     assert trainer.privacy_engine.accountant.history  # one accountant step per optimizer step
