@@ -161,3 +161,18 @@ def test_non_dp_card_says_dp_is_off(tmp_path):
     card = json.loads((tmp_path / "g" / "model_card.json").read_text())
     assert card["dp_label"] == "DP: off" and not card["differential_privacy"]["enabled"]
     assert not (tmp_path / "g" / "privacy_ledger.json").exists()
+
+
+def test_poisson_batches_vary_in_size_and_empty_ones_still_take_a_step():
+    trainer = GANTrainer(toy_set(4), dp_config(kimg=0.06, batch_size=2, seed=1, dp_epsilon=50.0))
+    sizes, draw = [], trainer._private_real_batch
+
+    def recording_draw():
+        real, labels = draw()
+        sizes.append(len(real))
+        return real, labels
+
+    trainer._private_real_batch = recording_draw
+    trainer.train()
+    assert trainer.step == 30 and 0 in sizes and max(sizes) > 2  # q = 1/2 over 4 images
+    assert sum(h[2] for h in trainer.privacy_engine.accountant.history) == 30
