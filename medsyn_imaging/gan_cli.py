@@ -63,6 +63,15 @@ def register(subparsers) -> None:
                        help="continue from the checkpoint in the work folder (same data); --kimg may "
                             "be raised to train longer, or set to what was done to just save the model")
     train.add_argument("--no-register", action="store_true", help="do not record the model in the store")
+    dp = train.add_argument_group(
+        "differential privacy", "DP-SGD on the discriminator (Opacus); σ is calibrated before training "
+        "and ε is read back from the accountant. Turns off minibatch stddev, R1 and mixed precision; DP "
+        "runs cannot be resumed.")
+    dp.add_argument("--epsilon", type=float, default=None, help="total privacy budget ε (e.g. 1 to 10)")
+    dp.add_argument("--preset", choices=("strict", "balanced", "exploratory", "off"), default=None,
+                    help="strict ε=1, balanced ε=3, exploratory ε=10, off (instead of --epsilon)")
+    dp.add_argument("--delta", type=float, default=None, help="δ (default 1 / (10 n), must be below 1/n)")
+    dp.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clipping norm (default 1)")
     train.set_defaults(func=cmd_train)
 
     sample = sub.add_parser(
@@ -97,6 +106,10 @@ def _canonical_train_command(args: argparse.Namespace) -> str:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     parts += ["--mixing-prob", f"{args.mixing_prob:g}", "--diffaugment", args.diffaugment,
               "--split", args.split, "--checkpoint-kimg", f"{args.checkpoint_kimg:g}"]
+    if getattr(args, "dp_epsilon", None) is not None:
+        parts += ["--epsilon", f"{args.dp_epsilon:g}", "--clip", f"{args.clip:g}"]
+        if args.delta is not None:
+            parts += ["--delta", f"{args.delta:g}"]
     if args.name:
         parts += ["--name", args.name]
     if args.no_register:
@@ -116,6 +129,7 @@ def _format_seconds(seconds: float) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from medsyn_core import settings
     from medsyn_core.files import atomic_write_text
+    from medsyn_core.privacy import PrivacyBudget
     from medsyn_imaging.gan_training import GANTrainer, TrainConfig
     from medsyn_imaging.generator_store import save_generator
     from medsyn_imaging.image_grid import save_grid_png
@@ -125,6 +139,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.exists():
         raise UserError(f"{out} already exists; choose a new --out folder (trained models are not "
                         "overwritten).")
+    # validate ε/preset now (δ against 1/n once the images are loaded); None = DP off
+    budget = PrivacyBudget.create(10**12, args.epsilon, None, args.preset)
+    args.dp_epsilon = budget.epsilon if budget is not None else None
+    if args.dp_epsilon is None and (args.delta is not None or args.clip != 1.0):
+        raise UserError("--delta and --clip apply to differentially private training; add --epsilon or "
+                        "--preset.")
+    if args.dp_epsilon is not None:
+        if args.resume:
+            raise UserError("Differentially private runs cannot be resumed (the privacy accountant is not "
+                            "checkpointed); start a new run without --resume.")
+        if args.r1_gamma is not None:
+            raise UserError("--r1-gamma cannot be combined with --epsilon/--preset: R1 is turned off under "
+                            "differential privacy.")
     name = args.name or out.name
     work = Path(args.work_dir) if args.work_dir else settings.home_dir() / "runs" / name
     checkpoint = work / "checkpoint.pt"
@@ -151,8 +178,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             beta1=0.0 if args.model == "stylegan2" else 0.5,
             r1_gamma=args.r1_gamma, mixing_prob=args.mixing_prob, diffaugment=args.diffaugment,
             checkpoint_kimg=args.checkpoint_kimg, grid_kimg=args.report_kimg, arch=arch,
+            dp_epsilon=args.dp_epsilon, dp_delta=args.delta, dp_max_grad_norm=args.clip,
+            dp_preset=budget.preset if budget is not None else None,
         )
-        trainer = GANTrainer(data, config)
+        trainer = GANTrainer(data, config)  # with DP: σ is planned here, before any image is read
+        if trainer.dp_plan is not None:
+            plan = trainer.dp_plan
+            print(f"DP-SGD: target ε = {plan.target_epsilon:g}, δ = {plan.delta:.2g}, σ = "
+                  f"{plan.noise_multiplier:.3f}, q = {plan.sample_rate:.4g}, {plan.steps} steps, clip "
+                  f"{plan.max_grad_norm:g} ({plan.accountant} accountant)")
     work.mkdir(parents=True, exist_ok=True)
     # every invocation of this run (first one, then each --resume) goes into the model card
     previous = (work / "command.txt").read_text(encoding="utf-8") if args.resume else ""
@@ -182,9 +216,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.train(callback=report, checkpoint_path=checkpoint,
                   report_every_images=max(1, int(args.report_kimg * 1000)))
     save_generator(trainer, out, name=name, command=command, register=not args.no_register)
+    ledger = trainer.privacy_ledger()
+    if ledger is not None:
+        eps, delta = ledger.total()
+        print(f"DP: ε = {eps:.4g} spent, δ = {delta:.3g} (n = {ledger.dataset_rows} images; "
+              f"{ledger.entries[0].steps} DP-SGD steps on the discriminator); ledger in "
+              f"{out / 'privacy_ledger.json'}")
     save_grid_png(trainer.sample_grid(), work / "final_grid.png")
+    kept = ("grids (no checkpoint: DP runs cannot be resumed)" if ledger is not None
+            else "checkpoint and grids")
     print(f"Saved the EMA generator to {out} ({trainer.images_seen / 1000:.1f} kimg, "
-          f"{_format_seconds(trainer.train_seconds)} of training); checkpoint and grids in {work}")
+          f"{_format_seconds(trainer.train_seconds)} of training); {kept} in {work}")
     return 0
 
 

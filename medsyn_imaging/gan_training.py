@@ -11,6 +11,18 @@ Lengths count **images shown to the discriminator** (``kimg`` = thousands of rea
 precision (bf16 where supported, else fp16 with gradient scaling) is used on CUDA only. Checkpoints hold
 the models, optimisers, scalers, counters and every random-number-generator state, so a resumed run
 continues exactly as if it had not been interrupted (bit for bit on the CPU).
+
+**Differential privacy** (``TrainConfig.dp_epsilon``): only D sees real images, so only D is trained with
+DP-SGD (Opacus, through :mod:`medsyn_core.privacy`); G's updates read only D and are post-processing.
+σ is calibrated by ``plan_dpsgd`` before training for ``ceil(kimg * 1000 / batch)`` steps over the ``n``
+training images (one image with its label = one record). Real batches come from Opacus' Poisson sampler;
+real and generated images go through D in ONE forward/backward, so one optimizer step is one accountant
+step. Under DP: minibatch stddev is off (it mixes samples), R1 is off (double backward does not work
+with per-sample gradients), mixed precision is off, generated images get uniformly drawn labels (the
+real class mix would be an unaccounted statistic), and no checkpoints are written (a DP run cannot be
+resumed: the accountant and sampler state are not checkpointed). The StyleGAN2 discriminator's custom
+equalised-lr layers have no Opacus grad sampler; Opacus computes their per-sample gradients with
+functorch (tested in ``tests/test_imaging_dp.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +71,16 @@ class TrainConfig:
     checkpoint_kimg: float = 10.0  # checkpoint every this many kimg (0 = only at the end)
     grid_kimg: float = 2.0  # live sample grid every this many kimg (0 = never)
     arch: dict[str, Any] = field(default_factory=dict)  # e.g. {"channel_base": 2048, "channel_max": 128}
+    # differential privacy (DP-SGD on D); dp_epsilon None = off
+    dp_epsilon: float | None = None  # total ε for the run (no preprocessing share: nothing else is read)
+    dp_delta: float | None = None  # None: 1 / (10 n)
+    dp_max_grad_norm: float = 1.0  # per-sample clipping norm C
+    dp_accountant: str = "rdp"
+    dp_preset: str | None = None  # the preset name the ε came from, for the record
+
+    @property
+    def private(self) -> bool:
+        return self.dp_epsilon is not None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
@@ -68,6 +90,14 @@ class TrainConfig:
         if not 0 <= self.mixing_prob <= 1:
             raise ValueError("mixing_prob must lie in [0, 1].")
         parse_policy(self.diffaugment)
+        if self.private:
+            if self.r1_interval > 0 and self.r1_gamma not in (None, 0, 0.0):
+                raise ValueError("R1 regularisation cannot be used with differential privacy (its double "
+                                 "backward breaks per-sample gradients); leave r1_gamma unset.")
+            self.r1_interval = 0  # DP: no lazy R1
+            if self.arch.get("mbstd_group", 0):
+                raise ValueError("Minibatch standard deviation mixes samples and cannot be used with "
+                                 "differential privacy; leave mbstd_group unset (DP turns it off).")
 
     @property
     def total_images(self) -> int:
@@ -128,8 +158,11 @@ class GANTrainer:
         self.config = config
         self.data = data
         self.device = choose_device(str(device)) if device is not None else choose_device()
+        arch_values = dict(config.arch)
+        if config.private and config.model == "stylegan2":
+            arch_values["mbstd_group"] = 0  # minibatch stddev mixes samples: off under DP
         arch = make_arch_config(config.model, resolution=data.resolution, img_channels=data.channels,
-                                n_classes=data.n_classes if data.n_classes > 1 else 0, **config.arch)
+                                n_classes=data.n_classes if data.n_classes > 1 else 0, **arch_values)
         self.arch = arch.to_dict()
         seed_everything(config.seed)
         self.G = build_generator(config.model, self.arch).to(self.device)
@@ -142,7 +175,7 @@ class GANTrainer:
         self.G_opt = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.D_opt = torch.optim.Adam(self.D.parameters(), lr=config.lr * c,
                                       betas=(config.beta1**c, config.beta2**c))
-        self.amp_dtype = _amp_dtype(self.device)
+        self.amp_dtype = None if config.private else _amp_dtype(self.device)
         use_scaler = self.amp_dtype == torch.float16
         self.G_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.D_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
@@ -155,10 +188,110 @@ class GANTrainer:
         self.step = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []  # one row per progress report
+        self.dp_plan = self.privacy_engine = self.replaced_layers = None
+        if config.private:
+            self._make_private()
         grid_rng = torch.Generator().manual_seed(config.seed + 1)
         self.grid_per_class = 8
         self.grid_z = torch.randn(max(data.n_classes, 1) * self.grid_per_class, self.G.z_dim,
                                   generator=grid_rng)
+
+    # -- differential privacy ---------------------------------------------------------------------
+    def plan_privacy(self):
+        """(PrivacyBudget, DPSGDPlan) for this run: σ calibrated for ceil(total_images / batch) steps at
+        q = 1 / ceil(n / batch) over the n training images. Raises PrivacyError with advice when the
+        budget is unreachable; uses only public numbers (n, batch, kimg)."""
+        import dataclasses
+
+        from medsyn_core.privacy import PrivacyBudget
+        from medsyn_core.privacy.dpsgd import plan_dpsgd
+
+        cfg, n = self.config, len(self.data.images)
+        budget = PrivacyBudget.create(n, cfg.dp_epsilon, cfg.dp_delta)
+        budget = dataclasses.replace(budget, preprocessing_share=0.0, preset=cfg.dp_preset)  # all training
+        steps = math.ceil(cfg.total_images / cfg.batch_size)
+        plan = plan_dpsgd(budget.epsilon, budget.delta, n, cfg.batch_size, steps, cfg.dp_max_grad_norm,
+                          cfg.dp_accountant)
+        return budget, plan
+
+    def _make_private(self) -> None:
+        """Plan σ, then attach Opacus to D, its optimizer and a Poisson loader over the real images."""
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from medsyn_core.privacy.dpsgd import make_private, replace_unsupported_layers
+
+        self.dp_budget, self.dp_plan = self.plan_privacy()  # before any real image is read
+        self.D, self.replaced_layers = replace_unsupported_layers(self.D)
+        self.D_opt = torch.optim.Adam(self.D.parameters(), lr=self.config.lr,
+                                      betas=(self.config.beta1, self.config.beta2))
+        dataset = TensorDataset(torch.from_numpy(np.ascontiguousarray(self.data.images)),
+                                torch.from_numpy(np.ascontiguousarray(self.data.labels)))
+        loader = DataLoader(dataset, batch_size=self.config.batch_size)
+        self.privacy_engine, self.D_private, self.D_opt, self.real_loader = make_private(
+            self.dp_plan, self.D, self.D_opt, loader)
+        self._real_iter = iter(self.real_loader)
+
+    def _private_real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next Poisson-sampled real batch (size varies, may be empty); a new epoch when one ends."""
+        try:
+            images, labels = next(self._real_iter)
+        except StopIteration:
+            self._real_iter = iter(self.real_loader)
+            images, labels = next(self._real_iter)
+        return images.to(self.device).float() / 127.5 - 1.0, labels.to(self.device).long()
+
+    def _uniform_labels(self, b: int) -> torch.Tensor:
+        """Labels for generated images under DP: uniform over the (public) class names."""
+        return torch.randint(max(self.data.n_classes, 1), (b,), generator=self.data_rng).to(self.device)
+
+    def privacy_ledger(self):
+        """The :class:`~medsyn_core.privacy.PrivacyLedger` of this run (ε read back from the accountant
+        and checked against a recomputation); None without DP. The only entry is DP-SGD on D: no
+        statistic of the images is computed anywhere else (resize/pad are data-independent)."""
+        if self.privacy_engine is None:
+            return None
+        from medsyn_core.privacy import PrivacyLedger
+        from medsyn_core.privacy.dpsgd import training_entry
+
+        ledger = PrivacyLedger(dataset_rows=len(self.data.images), budget=self.dp_budget.to_dict())
+        ledger.add(training_entry(self.dp_plan, self.privacy_engine, target="discriminator"))
+        return ledger
+
+    def _train_step_private(self) -> dict[str, float]:
+        """One DP-SGD step of D on a Poisson batch of real images plus B generated ones (one
+        forward/backward, per-sample clipping and noise by Opacus), then the G step and EMA."""
+        cfg, b = self.config, self.config.batch_size
+        mixing = cfg.mixing_prob if cfg.model == "stylegan2" else 0.0
+        real, real_c = self._private_real_batch()
+        gen_c = self._uniform_labels(b)
+        z = torch.randn(b, self.G.z_dim, device=self.device)
+        with torch.no_grad():
+            fake = self.G(z, gen_c, mixing_prob=mixing)
+        images = torch.cat([self._augment(real), self._augment(fake)])  # augmentations are per image
+        scores = self.D_private(images, torch.cat([real_c, gen_c]))
+        target = torch.cat([torch.ones(len(real), device=self.device), torch.zeros(b, device=self.device)])
+        # mean over the records of the batch, as Opacus' loss_reduction="mean" expects
+        d_loss = F.binary_cross_entropy_with_logits(scores, target)
+        self.D_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.D_opt.step()
+
+        self.D_private.disable_hooks()  # the G step reads D; no per-sample gradients, no privacy cost
+        z = torch.randn(b, self.G.z_dim, device=self.device)
+        gen_c2 = self._uniform_labels(b)
+        fake = self.G(z, gen_c2, mixing_prob=mixing, update_w_avg=True)
+        g_loss = F.softplus(-self.D(self._augment(fake), gen_c2)).mean()
+        self.G_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.G_opt.step()
+        self.D_private.enable_hooks()
+        self.D_opt.zero_grad(set_to_none=True)  # drop D's gradients from the G pass
+
+        self.images_seen += b  # expected real images per step (Poisson batches vary around b)
+        self.step += 1
+        self._update_ema()
+        # 2 x the mean: comparable with the non-DP loss softplus(D(fake)).mean() + softplus(-D(real)).mean()
+        return {"d_loss": 2 * float(d_loss.detach()), "g_loss": float(g_loss.detach()), "r1": math.nan}
 
     # -- one step ---------------------------------------------------------------------------------
     def _autocast(self):
@@ -177,6 +310,8 @@ class GANTrainer:
 
     def train_step(self) -> dict[str, float]:
         """One D step (+ lazy R1), one G step and the EMA update; returns the losses."""
+        if self.config.private:
+            return self._train_step_private()
         cfg, b = self.config, self.config.batch_size
         real, real_c, gen_c = self._batch()
         mixing = cfg.mixing_prob if cfg.model == "stylegan2" else 0.0
@@ -243,6 +378,8 @@ class GANTrainer:
         """Train until ``config.kimg`` thousand images (or ``should_stop()``), checkpointing every
         ``checkpoint_kimg`` and at the end, and calling ``callback`` every ``report_every_images``."""
         cfg = self.config
+        if cfg.private:
+            checkpoint_path = None  # DP runs cannot be resumed (see the module docstring)
         total = cfg.total_images
         ckpt_every = int(cfg.checkpoint_kimg * 1000) if cfg.checkpoint_kimg > 0 else 0
         grid_every = int(cfg.grid_kimg * 1000) if cfg.grid_kimg > 0 else 0
@@ -380,6 +517,10 @@ class GANTrainer:
         """Rebuild a trainer from ``path`` to continue training on ``data`` (optionally longer: ``kimg``)."""
         state = read_checkpoint(path)
         config = TrainConfig.from_dict(state["config"])
+        if config.private:
+            raise ValueError("Differentially private runs cannot be resumed (the privacy accountant and "
+                             "the Poisson sampler are not checkpointed, so ε could not be guaranteed); "
+                             "start a new run.")
         if kimg is not None:
             config.kimg = float(kimg)
         trainer = cls(data, config, device=device)

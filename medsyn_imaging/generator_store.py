@@ -183,6 +183,34 @@ def load_generator(path: str | Path, device=None) -> LoadedGenerator:
 
 
 # -- saving ---------------------------------------------------------------------------------------------
+LEDGER_FILE = "privacy_ledger.json"
+
+
+def privacy_card(ledger) -> dict:
+    """The model card's ``differential_privacy`` block, ε/δ recomputed from the ledger's DP-SGD entry."""
+    eps, delta = ledger.total()
+    entry = next(e for e in ledger.entries if e.mechanism == "dp-sgd")
+    return {
+        "enabled": True, "epsilon_total": eps, "delta_total": delta, "requested": ledger.budget,
+        "mechanism": "DP-SGD on the discriminator (Opacus, Poisson sampling, flat per-sample clipping)",
+        "noise_multiplier": entry.noise_multiplier, "sample_rate": entry.sample_rate, "steps": entry.steps,
+        "max_grad_norm": entry.max_grad_norm, "accountant": entry.accountant,
+        "dataset_rows": ledger.dataset_rows, "unit": "one image with its label (add/remove one image)",
+        "ledger_file": LEDGER_FILE, "library_versions": ledger.library_versions,
+        "note": "Only the discriminator reads real images; the generator's updates are post-processing. "
+                "No other statistic of the images is computed (resize/pad are data-independent), so the "
+                "ledger has only the DP-SGD entry. Class counts and D's loss are left out of this card.",
+    }
+
+
+def dp_label(card: dict) -> str:
+    """One line for a model card: 'DP: ε = 1 (δ = 3.3e-05)' or 'DP: off' (as the tabular engine)."""
+    dp = card.get("differential_privacy")
+    if not isinstance(dp, dict) or not dp.get("enabled"):
+        return "DP: off"
+    return f"DP: ε = {dp['epsilon_total']:.3g} (δ = {dp['delta_total']:.2g})"
+
+
 def save_generator(trainer, out_dir: str | Path, name: str | None = None, command: str | None = None,
                    register: bool = True, overwrite: bool = False) -> Path:
     """Write the trainer's EMA generator as a generator folder (atomically) and register it.
@@ -237,11 +265,21 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
         "evaluation": {"fid": None, "note": "Not evaluated yet: run `medsyn imaging evaluate MODEL_DIR "
                                             "--data DATA` (FID/KID, PRDC, TSTR, memorisation)."},
         "differential_privacy": {"enabled": False,
-                                 "note": "DP-SGD training is not available yet for image generators."},
+                                 "note": "Trained without differential privacy; train with "
+                                         "`medsyn imaging train ... --epsilon E` for DP-SGD."},
         "intended_use": "Previews and method development with synthetic scans; not for diagnosis.",
         "limitations": "Trained on a small dataset at low resolution; samples may reproduce "
                        "features of training images and have not been checked for memorisation.",
     }
+    ledger = trainer.privacy_ledger()
+    if ledger is not None:
+        card["differential_privacy"] = privacy_card(ledger)
+        # statistics of the real images that DP does not cover are left out of the released card
+        del card["data"]["class_counts"]
+        losses = card["training"]["final_losses"]
+        if losses:
+            losses.pop("d_loss", None)  # computed on real images without noise; G's loss is post-processing
+    card["dp_label"] = dp_label(card)
     from medsyn_imaging.gan_models import build_generator
 
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -249,6 +287,8 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
         save_file(state, str(tmp / WEIGHTS_FILE))
         atomic_write_json(tmp / CONFIG_FILE, config)
         atomic_write_json(tmp / CARD_FILE, card)
+        if ledger is not None:
+            ledger.save(tmp / LEDGER_FILE)
         build_generator(config["model"], config["arch"])  # the saved config must rebuild the model
     if register:
         register_generator(out_dir, name=name)
@@ -263,7 +303,10 @@ def register_generator(path: str | Path, name: str | None = None) -> int:
     config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
     with Store() as store:
-        model_id = store.register_model(name or card.get("name", path.name), config["model"], path, card)
+        dp = card.get("differential_privacy")
+        dp_epsilon = dp.get("epsilon_total") if isinstance(dp, dict) and dp.get("enabled") else None
+        model_id = store.register_model(name or card.get("name", path.name), config["model"], path, card,
+                                        dp_epsilon=dp_epsilon)
         store.append_event("cli", "imaging.generator.register",
                            {"name": name or card.get("name", path.name), "model": config["model"]})
     return model_id

@@ -147,7 +147,8 @@ with train_tab:
         "dozen images per second; a GPU is used automatically when present. The command line "
         "equivalent is `medsyn imaging train DATA --kimg K --out DIR`."
     )
-    st.info("Differentially private training (DP-SGD) of image generators is not available yet.")
+    st.info("DP training: CLI only. Differentially private training (DP-SGD on the discriminator) runs "
+            "with `medsyn imaging train DATA --epsilon E --out DIR`; this page trains without DP.")
     with st.form("train_form"):
         source = st.selectbox("Training data", ["pneumoniamnist", "breastmnist", "a folder on this machine"])
         folder = st.text_input("Folder (when training on a folder)", "")
