@@ -112,6 +112,24 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def plan_private_training(cfg: TrainConfig, n: int):
+    """(PrivacyBudget, DPSGDPlan) for a DP run on ``n`` training images: σ calibrated for
+    ceil(total_images / batch) steps at q = 1 / ceil(n / batch). Raises PrivacyError with advice when the
+    budget is unreachable; uses only public numbers (n, batch, kimg), so the app can check it before
+    submitting a job."""
+    import dataclasses
+
+    from medsyn_core.privacy import PrivacyBudget
+    from medsyn_core.privacy.dpsgd import plan_dpsgd
+
+    budget = PrivacyBudget.create(n, cfg.dp_epsilon, cfg.dp_delta)
+    budget = dataclasses.replace(budget, preprocessing_share=0.0, preset=cfg.dp_preset)  # all training
+    steps = math.ceil(cfg.total_images / cfg.batch_size)
+    plan = plan_dpsgd(budget.epsilon, budget.delta, n, cfg.batch_size, steps, cfg.dp_max_grad_norm,
+                      cfg.dp_accountant)
+    return budget, plan
+
+
 @dataclass
 class TrainingProgress:
     """What the CLI and the app show while training (losses are means since the previous report)."""
@@ -198,21 +216,8 @@ class GANTrainer:
 
     # -- differential privacy ---------------------------------------------------------------------
     def plan_privacy(self):
-        """(PrivacyBudget, DPSGDPlan) for this run: σ calibrated for ceil(total_images / batch) steps at
-        q = 1 / ceil(n / batch) over the n training images. Raises PrivacyError with advice when the
-        budget is unreachable; uses only public numbers (n, batch, kimg)."""
-        import dataclasses
-
-        from medsyn_core.privacy import PrivacyBudget
-        from medsyn_core.privacy.dpsgd import plan_dpsgd
-
-        cfg, n = self.config, len(self.data.images)
-        budget = PrivacyBudget.create(n, cfg.dp_epsilon, cfg.dp_delta)
-        budget = dataclasses.replace(budget, preprocessing_share=0.0, preset=cfg.dp_preset)  # all training
-        steps = math.ceil(cfg.total_images / cfg.batch_size)
-        plan = plan_dpsgd(budget.epsilon, budget.delta, n, cfg.batch_size, steps, cfg.dp_max_grad_norm,
-                          cfg.dp_accountant)
-        return budget, plan
+        """(PrivacyBudget, DPSGDPlan) for this run; see :func:`plan_private_training`."""
+        return plan_private_training(self.config, len(self.data.images))
 
     def _make_private(self) -> None:
         """Plan σ, then attach Opacus to D, its optimizer and a Poisson loader over the real images."""

@@ -147,8 +147,6 @@ with train_tab:
         "dozen images per second; a GPU is used automatically when present. The command line "
         "equivalent is `medsyn imaging train DATA --kimg K --out DIR`."
     )
-    st.info("DP training: CLI only. Differentially private training (DP-SGD on the discriminator) runs "
-            "with `medsyn imaging train DATA --epsilon E --out DIR`; this page trains without DP.")
     with st.form("train_form"):
         source = st.selectbox("Training data", ["pneumoniamnist", "breastmnist", "a folder on this machine"])
         folder = st.text_input("Folder (when training on a folder)", "")
@@ -162,6 +160,11 @@ with train_tab:
         width = t6.selectbox("Width (StyleGAN2 channel base)", [512, 1024, 2048, 4096], index=0,
                              help="Wider is better but slower; 512 trains at tens of images/s on a CPU.")
         name = st.text_input("Model name", "my-generator")
+        dp_preset = st.selectbox(
+            "Differential privacy", ["off", "strict", "balanced", "exploratory"],
+            help="DP-SGD on the discriminator, the only network that sees real images: strict ε = 1, "
+                 "balanced ε = 3, exploratory ε = 10 (δ = 1/(10 n), clipping norm 1). Off = no DP. "
+                 "Under DP, R1 and minibatch-stddev are off and the run cannot be resumed.")
         busy = bool(active and active["status"] in ("queued", "running"))
         submitted = st.form_submit_button("Start training", disabled=busy)
     if submitted:
@@ -179,6 +182,16 @@ with train_tab:
                 checkpoint_kimg=max(1.0, float(kimg) / 10), grid_kimg=max(0.5, float(kimg) / 50),
                 arch={"channel_base": int(width), "channel_max": 256} if model == "stylegan2" else {},
             )
+            if dp_preset != "off":
+                import dataclasses
+
+                from medsyn_core.privacy import PRESETS
+                from medsyn_imaging.gan_training import plan_private_training
+                from medsyn_imaging.training_data import load_training_images
+
+                config = dataclasses.replace(config, dp_epsilon=PRESETS[dp_preset], dp_preset=dp_preset)
+                n_images = len(load_training_images(data_source, int(resolution)).images)
+                plan_private_training(config, n_images)  # unreachable budgets are refused now, with advice
             params = {"data": data_source, "name": name.strip(), "resolution": int(resolution),
                       "split": "train", "config": config.to_dict()}
             with Store() as store:

@@ -406,3 +406,27 @@ def test_synthetic_scans_page_trains_a_generator_as_a_job_for_researchers_only()
     assert job["status"] == "finished", job["error"]
     at.run()
     assert any("Saved to" in s.value for s in at.success)
+
+
+def test_synthetic_scans_page_trains_with_a_dp_preset_and_refuses_unreachable_budgets():
+    import json
+
+    from app_helpers import finish_job, logged_in
+
+    at = logged_in("pages/synthetic_scans.py", "researcher").run()
+    length = next(n for n in at.number_input if n.label.startswith("Length"))
+    next(s for s in at.selectbox if s.label == "Differential privacy").set_value("strict")
+    length.set_value(25000.0)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert any("cannot be met" in e.value for e in at.error), [e.value for e in at.error]
+    assert "imaging_job_id" not in at.session_state
+
+    next(n for n in at.number_input if n.label.startswith("Length")).set_value(0.1)
+    next(t for t in at.text_input if t.label == "Model name").set_value("dp-page-gen")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    job = finish_job(at.session_state["imaging_job_id"])
+    assert job["status"] == "finished", job["error"]
+    model = Path(job["result"]["model_path"])
+    ledger = json.loads((model / "privacy_ledger.json").read_text())
+    assert 0 < ledger["total_epsilon"] <= 1.0
