@@ -341,18 +341,17 @@ class TableTransformer:
                 out[enc.name] = self._numeric_to_series(enc, x, missing)
             else:
                 slot = data[:, spans[0].start:spans[0].start + spans[0].size].argmax(axis=1)
-                values = np.empty(len(slot), dtype=object)
-                slots = np.asarray(enc.slots + [None], dtype=object)[:-1]
-                values[:] = slots[slot]
-                is_other = values == OTHER
+                values = np.asarray(enc.slots + [None], dtype=object)[:-1][slot]
+                # OTHER / MISSING found by slot number, not by comparing every object value
+                is_other = slot == (enc.slots.index(OTHER) if OTHER in enc.slots else -1)
+                is_missing = slot == (enc.slots.index(MISSING) if MISSING in enc.slots else -1)
                 if enc.other_values:
                     pick = rng.choice(len(enc.other_values), size=int(is_other.sum()), p=enc.other_freq)
                     values[is_other] = np.asarray(enc.other_values + [None], dtype=object)[:-1][pick]
                 else:  # DP: categories too rare to be released are generated as missing values
-                    values[is_other] = MISSING
-                is_missing = values == MISSING
+                    is_missing = is_missing | is_other
                 values[is_missing] = np.nan
-                out[enc.name] = self._category_to_series(enc, values)
+                out[enc.name] = self._category_to_series(enc, values, is_missing)
         return pd.DataFrame(out)
 
     def _numeric_to_series(self, enc: ColumnEncoding, x: np.ndarray, missing: np.ndarray) -> pd.Series:
@@ -370,11 +369,11 @@ class TableTransformer:
         s = pd.Series(x).mask(missing)
         return s.astype(enc.dtype) if enc.dtype.startswith("float") else s
 
-    def _category_to_series(self, enc: ColumnEncoding, values: np.ndarray) -> pd.Series:
+    def _category_to_series(self, enc: ColumnEncoding, values: np.ndarray, missing: np.ndarray) -> pd.Series:
         s = pd.Series(values, dtype=object)
         if enc.dtype.startswith(("int", "float", "bool", "Int")):
             try:
-                if s.isna().any():
+                if missing.any():
                     return s.astype("Float64" if enc.dtype.startswith("float") else "Int64") \
                         if not enc.dtype.startswith("bool") else s
                 return s.astype(enc.dtype)
