@@ -6,7 +6,8 @@ sigma (clamped to [0.01, 1]), and logits for each one-hot block. Loss: Gaussian 
 of the scalars + cross-entropy of the blocks (times ``loss_factor`` = 2) + KL divergence to N(0, I).
 Adam, lr 1e-3, weight decay 1e-5, batch 500, 300 epochs: the published defaults.
 
-Training is factored for a DP wrapper: :meth:`TVAEModel.make_optimizer` and :meth:`TVAEModel.data_loader`.
+Training and the DP path share the ELBO (:meth:`TVAEModel._elbo`); :meth:`TVAEModel.make_optimizer` is
+the non-private optimizer.
 
 **Differential privacy** (:meth:`TVAEModel.fit_private`): encoder and decoder both see real rows, so they
 are trained as one module (:class:`PrivateVAE`) by DP-SGD (Opacus: Poisson sampling, per-sample clipping
@@ -112,16 +113,9 @@ class TVAEModel:
         return torch.optim.Adam(params, lr=self.params.lr, weight_decay=self.params.weight_decay,
                                 foreach=True)
 
-    def data_loader(self, data: np.ndarray) -> torch.utils.data.DataLoader:
-        """Shuffled batches of real encoded rows (drop_last, like the reference)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        dataset = torch.utils.data.TensorDataset(torch.as_tensor(data, dtype=torch.float32))
-        return torch.utils.data.DataLoader(dataset, batch_size=min(self.params.batch_size, len(data)),
-                                           shuffle=True, drop_last=True, generator=generator)
-
     def batches(self, data: torch.Tensor, generator: torch.Generator):
-        """One epoch of shuffled batches of ``data`` (n, data_dim), drop_last: what :meth:`data_loader`
-        yields, by slicing one permutation instead of collating rows one by one."""
+        """One epoch of shuffled batches of ``data`` (n, data_dim), drop_last like the reference, sliced
+        from one permutation instead of collated row by row."""
         bs = min(self.params.batch_size, data.shape[0])
         perm = torch.randperm(data.shape[0], generator=generator).to(data.device)
         for i in range(data.shape[0] // bs):
