@@ -270,3 +270,31 @@ if job is not None and job["status"] == "finished":
         with st.expander("PHI handling applied"):
             st.table(pd.DataFrame(synth.phi_record)[["column", "category", "action", "detail"]])
     sampling_panel(synth, result["model_name"])
+
+    # 5. evaluation of the sampled rows against the real table (researchers) ---------------------------
+    sampled = st.session_state.get("tabular_rows")
+    if sampled is not None and sampled[0] == result["model_name"] and refusal(user, "evaluate") is None:
+        st.subheader("Evaluate these rows")
+        rows = sampled[1]
+        shared = [c for c in rows.columns if c in df.columns]
+        target = st.selectbox("Target column for the utility test", shared, index=len(shared) - 1)
+        st.caption("Against the whole real table, so no holdout is available: the membership-inference "
+                   "checks are skipped and utility is tested on a split of the real rows (optimistic). "
+                   "The Evaluation page takes a separate holdout file.")
+        if st.button("Evaluate"):
+            from medsyn_tabular.evaluation import evaluate_tabular
+
+            try:
+                with st.spinner("Evaluating fidelity, utility, privacy and fairness…"):
+                    st.session_state["tabular_report"] = (
+                        result["model_name"], evaluate_tabular(df[shared], rows[shared], target=target))
+                with Store() as store:
+                    store.append_event(user.username, "evaluate", {"model": result["model_name"],
+                                                                   "target": target, "rows": len(rows)})
+            except ValueError as exc:
+                st.error(str(exc))
+        evaluated = st.session_state.get("tabular_report")
+        if evaluated is not None and evaluated[0] == result["model_name"]:
+            from medsyn_core.report_view import render_report
+
+            render_report(evaluated[1], key="tabular-eval")

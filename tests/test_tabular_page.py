@@ -28,6 +28,10 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
     name, rows = at.session_state["tabular_rows"]
     assert name == job["result"]["model_name"]
     assert len(rows) == 500 and (rows["sex"] == 0).all()
+    # the sampled rows are evaluated on the page (target: 'num', the last column)
+    _button(at, "Evaluate").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("Fidelity") for s in at.subheader)
 
     clinician = logged_in("pages/tabular.py", "clinician").run()
     assert not clinician.exception, clinician.exception
