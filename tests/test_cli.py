@@ -35,3 +35,19 @@ def test_console_script_is_installed():
     assert script.exists(), "run `make test` (it installs the package) before the tests"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert __version__ in out.stdout
+
+
+def test_engines_and_core_import_without_streamlit():
+    """Every library module (all but the two app-only view helpers) imports without Streamlit."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import medsyn_core, medsyn_tabular, medsyn_imaging\n"
+        "app_only = {'medsyn_core.report_view', 'medsyn_core.app_session'}\n"
+        "for pkg in (medsyn_core, medsyn_tabular, medsyn_imaging):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        if m.name not in app_only and not m.name.endswith('__main__'):\n"
+        "            importlib.import_module(m.name)\n"
+        "print('streamlit' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
