@@ -15,6 +15,7 @@ database (``medsyn audit verify`` prints it; ``--expect-head`` checks it) catche
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -254,6 +255,20 @@ class Store:
             (status, json.dumps(metrics or {}, default=str), model_id, time.time(), run_id),
         )
 
+    @contextlib.contextmanager
+    def recorded_run(self, kind: str, params: dict[str, Any], dataset_id: int | None = None):
+        """Record a run around a block: yields a dict whose ``metrics`` and ``model_id`` the block fills;
+        the run ends 'finished', or 'cancelled'/'failed' (with the error) when the block raises."""
+        run_id = self.start_run(kind, params, dataset_id)
+        outcome: dict[str, Any] = {"metrics": {}, "model_id": None}
+        try:
+            yield outcome
+        except BaseException as exc:
+            status = "cancelled" if type(exc).__name__ in ("JobCancelled", "KeyboardInterrupt") else "failed"
+            self.finish_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        self.finish_run(run_id, "finished", outcome["metrics"], outcome["model_id"])
+
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
@@ -286,6 +301,10 @@ class Store:
                         r["dp_epsilon"], r["created_at"])
             for r in rows
         ]
+
+    def model_id(self, name: str) -> int | None:
+        row = self._conn.execute("SELECT id FROM models WHERE name=?", (name,)).fetchone()
+        return int(row["id"]) if row else None
 
     def delete_model(self, name: str) -> bool:
         """Remove the model's row (not its files); True if it existed."""

@@ -141,9 +141,10 @@ class LoadedGenerator:
             labels = np.asarray([self.label_index(x) for x in label], dtype=np.int64)
             if len(labels) != n:
                 raise ValueError(f"Got {len(labels)} labels for {n} images.")
+        from medsyn_imaging.training_data import crop_to_native
+
         images = generate(self.module, labels, seed=seed, truncation=truncation, device=self.device)
-        if self.pad:
-            images = images[..., self.pad:-self.pad, self.pad:-self.pad]
+        images = crop_to_native(images, self.pad)
         return np.ascontiguousarray(images), labels.astype(np.int64)
 
     def class_grid(self, per_class: int = 8, seed: int = 0, truncation: float = 1.0,

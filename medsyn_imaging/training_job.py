@@ -57,12 +57,21 @@ def train_generator(params: dict[str, Any], progress, resume_from: str | None = 
                   "g_loss": p.g_loss, "images_per_s": p.images_per_s,
                   "grid": str(grid_png) if grid_png.exists() else None})
 
-    trainer.train(callback=on_progress, checkpoint_path=checkpoint,
-                  report_every_images=max(trainer.config.batch_size, 500))
-    command = (f"app job: data={params['data']}, resolution={params.get('resolution', 32)}, "
-               f"config={trainer.config.to_dict()}")
-    if resume_from:
-        command += f", resumed from {resume_from}"
-    path = save_generator(trainer, out_dir, name=params["name"], command=command)
+    from medsyn_core.storage import Store
+
+    with Store() as store:
+        dataset_id = store.register_dataset(str(params["data"]), "imaging", str(params["data"]),
+                                            "bundled" if not Path(str(params["data"])).exists() else "folder",
+                                            n_rows=len(data.images))
+        with store.recorded_run("imaging-train", {**params, "resume_from": resume_from}, dataset_id) as run:
+            trainer.train(callback=on_progress, checkpoint_path=checkpoint,
+                          report_every_images=max(trainer.config.batch_size, 500))
+            command = (f"app job: data={params['data']}, resolution={params.get('resolution', 32)}, "
+                       f"config={trainer.config.to_dict()}")
+            if resume_from:
+                command += f", resumed from {resume_from}"
+            path = save_generator(trainer, out_dir, name=params["name"], command=command)
+            run["metrics"] = {"images_seen": trainer.images_seen, "wall_time_s": trainer.train_seconds}
+            run["model_id"] = store.model_id(params["name"])
     return {"model_path": str(path), "model_name": params["name"], "images_seen": trainer.images_seen,
             "wall_time_s": trainer.train_seconds}

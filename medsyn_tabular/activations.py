@@ -51,22 +51,11 @@ class SpanLayout:
         """(n, dim) -> (n, S, K) one-hot spans side by side; padding set to ``fill``."""
         return x[:, self.pad_index].masked_fill(self.pad_mask, fill)
 
-    def assemble(self, tanh_part: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """(n, t) scalars + (n, S, K) one-hot blocks -> (n, dim) in column order."""
-        soft = blocks.reshape(blocks.shape[0], -1)[:, self.flat_valid]
-        return torch.cat([tanh_part, soft], dim=1)[:, self.inverse]
-
 
 def gumbel_noise(shape, generator, device) -> torch.Tensor:
     """Standard Gumbel noise of ``shape``: -log(-log(u)), u uniform."""
     u = torch.rand(shape, generator=generator, device=device).clamp_(1e-10, 1 - 1e-10)
     return u.log_().neg_().log_().neg_()  # -log(-log(u))
-
-
-def gumbel_softmax(logits: torch.Tensor, tau: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Soft Gumbel-softmax sample (rows sum to 1) of ``logits`` (n, k) at temperature ``tau``."""
-    return F.softmax((logits + gumbel_noise(logits.shape, generator, logits.device)) / tau, dim=1)
 
 
 def apply_activations(raw: torch.Tensor, spans: list[Span] | SpanLayout, tau: float = 0.2,
@@ -109,9 +98,3 @@ def span_cross_entropy(layout: SpanLayout, logits: torch.Tensor, target: torch.T
     lse = torch.logsumexp(layout.blocks(logits), dim=2).sum()
     picked = (logits[:, layout.soft_cols] * target[:, layout.soft_cols]).sum()
     return lse - picked
-
-
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Hard one-hot sample (n, k) from softmax(``logits``) via the Gumbel-max trick."""
-    idx = (logits + gumbel_noise(logits.shape, generator, logits.device)).argmax(dim=1)
-    return F.one_hot(idx, logits.shape[1]).to(logits.dtype)

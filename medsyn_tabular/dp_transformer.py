@@ -240,8 +240,4 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             ledger.public_statistics.append(f"{col.name}: never missing")
         transformer.columns.append(enc)
         transformer.provenance[col.name] = prov
-    if not transformer.columns:
-        raise SchemaError("No column can be modelled: every column is an identifier, free text, empty or "
-                          "was removed for PHI. Check the schema (medsyn tabular schema DATA).")
-    transformer._build_spans()
-    return transformer
+    return transformer._finish_fit()

@@ -18,6 +18,7 @@ from typing import Any
 
 from medsyn_core import settings
 from medsyn_core.files import atomic_write_bytes
+from medsyn_core.storage import Store
 
 MAX_LOSS_POINTS = 500  # loss history kept in the job's progress payload (for the live chart)
 
@@ -59,9 +60,22 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
                  {"losses": losses[-MAX_LOSS_POINTS:]})
 
     progress(0.0, "preprocessing", {"losses": []})
-    synth.fit(params["data_path"], progress=on_epoch, source=params.get("source"))
-    path = unique_model_dir(params.get("name") or f"{params.get('source', 'table')}-{synth.model_name}")
-    synth.save(path, name=path.name)
-    eps = synth.ledger.total()[0] if synth.ledger is not None else None
+    data_path = Path(params["data_path"])
+    origin = "upload" if data_path.parent.name == "uploads" else "bundled"
+    with Store() as store:
+        dataset_id = store.register_dataset(params.get("source") or data_path.name, "tabular", data_path,
+                                            origin)
+        run_params = {k: v for k, v in params.items() if k != "data_path"}
+        with store.recorded_run("tabular-fit", run_params, dataset_id) as run:
+            synth.fit(data_path, progress=on_epoch, source=params.get("source"))
+            store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
+                                   n_rows=int(synth.card["rows"]))
+            default_name = f"{params.get('source', 'table')}-{synth.model_name}"
+            path = unique_model_dir(params.get("name") or default_name)
+            synth.save(path, name=path.name)
+            eps = synth.ledger.total()[0] if synth.ledger is not None else None
+            run["metrics"] = {"final_loss": synth.card.get("final_loss"), "epsilon": eps,
+                              "training_seconds": synth.card.get("training_seconds")}
+            run["model_id"] = store.model_id(path.name)
     return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
             "epsilon": eps, "training_seconds": synth.card.get("training_seconds")}

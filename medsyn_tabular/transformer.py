@@ -194,6 +194,10 @@ class TableTransformer:
                 prov["frequencies"] = "data"
             self.columns.append(enc)
             self.provenance[col.name] = prov
+        return self._finish_fit()
+
+    def _finish_fit(self) -> TableTransformer:
+        """Shared end of :meth:`fit` and the DP fit: refuse an empty model, lay out the spans."""
         if not self.columns:
             raise SchemaError("No column can be modelled: every column is an identifier, free text, empty or "
                               "was removed for PHI. Check the schema (medsyn tabular schema DATA).")

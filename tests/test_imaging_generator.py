@@ -356,6 +356,9 @@ def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
     assert load_generator(job["result"]["model_path"], device="cpu").class_names == ["disc", "square"]
     with Store() as store:
         assert [m.name for m in store.list_models()] == ["job-gen"]
+        run = store.get_run(1)
+        assert run["status"] == "finished" and run["metrics"]["images_seen"] == 16
+        assert run["model_id"] == store.model_id("job-gen")
     with pytest.raises(FileExistsError, match="already exists"):
         check_model_name("job-gen")
     with pytest.raises(ValueError, match="simple name"):

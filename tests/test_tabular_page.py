@@ -3,6 +3,8 @@ saved model but gets no training controls (Streamlit AppTest)."""
 
 from app_helpers import finish_job, logged_in
 
+from medsyn_core.storage import Store
+
 
 def _button(at, label):
     return next(b for b in at.button if b.label == label)
@@ -18,6 +20,12 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
     assert not at.exception and not at.error, [e.value for e in at.error]
     job = finish_job(at.session_state["tabular_job_id"])
     assert job["status"] == "finished", job["error"]
+    with Store() as store:  # the job recorded the dataset and the run with its metrics and model
+        datasets = [(d["name"], d["n_rows"]) for d in store.list_datasets("tabular")]
+        assert datasets == [("heart_cleveland", 303)]
+        run = store.get_run(1)
+        assert run["status"] == "finished" and run["params"]["epochs"] == 2
+        assert run["model_id"] == store.model_id(job["result"]["model_name"]) is not None
     at.run()
     assert not at.exception, at.exception
     assert any("Trained ctgan" in s.value and "DP: off" in s.value for s in at.success)
