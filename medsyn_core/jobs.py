@@ -238,14 +238,21 @@ class JobWorker:
         self._thread.join(timeout)
 
     def _loop(self) -> None:
-        with Store() as store:
-            while not self._stop.is_set():
-                try:
-                    self._procs = [p for p in self._procs if p.poll() is None]  # reap finished children
-                    self._procs += tick(store)
-                except Exception:  # keep serving; the job rows carry the errors
-                    traceback.print_exc()
-                self._stop.wait(self.interval)
+        store: Store | None = None
+        while not self._stop.is_set():
+            try:
+                if store is None:
+                    store = Store()
+                self._procs = [p for p in self._procs if p.poll() is None]  # reap finished children
+                self._procs += tick(store)
+            except Exception:  # keep serving: log, reopen the store on the next tick; job rows carry errors
+                traceback.print_exc()
+                if store is not None:
+                    store.close()
+                    store = None
+            self._stop.wait(self.interval)
+        if store is not None:
+            store.close()
 
 
 class JobProgress:

@@ -161,6 +161,15 @@ class ModelRecord:
     created_at: float
 
 
+#: Seconds a connection waits for another one's lock before reporting the database busy.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def _event_hash(prev_hash: str, ts: float, actor: str, action: str, details_json: str) -> str:
     payload = json.dumps([prev_hash, repr(ts), actor, action, details_json], separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -172,15 +181,38 @@ class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else settings.database_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.01
+        while True:
+            try:
+                self._conn = self._open()
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a fresh file to WAL, or opening one while the last other connection is
+                # closing (checkpoint and WAL removal), can report "locked" without waiting on the
+                # busy handler. Both are momentary: retry with back-off until the busy timeout.
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"Cannot open the MedSyn database {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except sqlite3.Error as exc:
+                raise StoreError(f"Cannot open the MedSyn database {self.path}: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, set WAL (persistent in the file, so only switched once) and migrate."""
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"Cannot open the MedSyn database {self.path}: {exc}") from exc
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # -- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:

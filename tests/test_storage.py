@@ -2,6 +2,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -56,6 +57,31 @@ def test_second_process_sees_what_the_first_wrote(medsyn_home):
     with Store() as store:
         assert [e["actor"] for e in store.audit_events()] == ["tester", "other-process"]
         assert store.verify_audit_chain() is None
+
+
+def test_concurrent_first_opens_of_a_fresh_database_all_succeed(tmp_path):
+    # Regression: the worker thread and a page opening a brand-new file at once got "database is
+    # locked" from the switch to WAL, which SQLite reports without waiting on the busy handler.
+    for trial in range(15):
+        path = tmp_path / f"fresh{trial}.sqlite3"
+        errors: list[BaseException] = []
+
+        def open_and_append(path=path, errors=errors):
+            try:
+                for _ in range(3):
+                    with Store(path) as store:
+                        store.append_event("rita", "login", {})
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_append) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with Store(path) as store:
+            assert len(store.audit_events()) == 12 and store.check_audit_chain().ok
 
 
 def test_audit_chain_detects_an_edit(medsyn_home):
