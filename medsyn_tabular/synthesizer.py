@@ -41,6 +41,8 @@ from medsyn_tabular.transformer import OTHER, TableTransformer
 MODELS = ("ctgan", "tvae")
 MIN_ROWS = 10
 FORMAT_VERSION = 1
+#: Per-epoch losses computed on real rows, per model (left out of a DP model's saved history).
+REAL_ROW_LOSSES = {"ctgan": ("loss_d",), "tvae": ("loss",)}
 #: Sampling with conditions gives up after generating this many rows per requested row (plus a floor).
 MAX_TRIES_PER_ROW, MIN_TRIES = 200, 200_000
 
@@ -218,11 +220,21 @@ class TabularSynthesizer:
             "preprocessing_seconds": round(preprocess_s, 3),
             "training_seconds": round(time.time() - train_started, 3),
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
-            "differential_privacy": self._privacy_card(), "final_loss": self.model.loss_history[-1],
+            "differential_privacy": self._privacy_card(), "final_loss": self.released_loss_history()[-1],
             "python": platform.python_version(),
         }
         self.card["dp_label"] = dp_label(self.card)
         return self
+
+    def released_loss_history(self) -> list[dict[str, Any]]:
+        """The per-epoch records that may leave with the model. Under DP, losses computed on real rows
+        (CTGAN's critic loss, TVAE's reconstruction loss) are statistics of the data that DP-SGD does not
+        cover, so they are kept out of the saved model and its card; CTGAN's generator loss (synthetic
+        rows through the private critic) is post-processing and stays."""
+        if self.ledger is None:
+            return self.model.loss_history
+        hidden = REAL_ROW_LOSSES[self.model_name]
+        return [{k: v for k, v in r.items() if k not in hidden} for r in self.model.loss_history]
 
     def plan_privacy(self, n_rows: int):
         """(PrivacyBudget, DPSGDPlan) for ``n_rows`` rows, or (None, None) with DP off. Uses only public
@@ -369,7 +381,7 @@ class TabularSynthesizer:
                 "format_version": FORMAT_VERSION, "model": self.model_name, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "hyperparameters": self.hyperparameters,
                 "privacy": self.privacy_settings if self.ledger is not None else None,
-                "dropped": self.dropped, "loss_history": self.model.loss_history})
+                "dropped": self.dropped, "loss_history": self.released_loss_history()})
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
             atomic_write_json(tmp / "transformer.json", self.transformer.to_dict())

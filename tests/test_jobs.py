@@ -36,7 +36,7 @@ def worker():
 def test_job_runs_in_the_background_and_a_reload_sees_its_progress(worker):
     with Store() as store:
         job_id = jobs.submit(store, RITA, "example-primes",
-                             {"limit": 20_000, "chunks": 4, "chunk_delay_s": 0.3})
+                             {"limit": 20_000, "chunks": 4, "chunk_delay_s": 0.5})
     mid = _wait(job_id, lambda j: j["status"] == "running" and 0 < j["progress"] < 1)
     assert mid["message"].startswith("chunk ") and "primes_so_far" in mid["payload"]
     done = _wait(job_id, lambda j: j["status"] in jobs.TERMINAL)

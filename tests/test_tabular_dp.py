@@ -110,6 +110,11 @@ def test_dp_model_save_load_keeps_the_ledger_and_is_marked_in_the_store(dp_ctgan
     card = json.loads((path / "model_card.json").read_text())
     assert card["differential_privacy"]["noise_multiplier"] > 0 and card["dp_label"].startswith("DP: ε")
     assert card["differential_privacy"]["library_versions"]["opacus"]
+    # the critic's loss on real rows is not covered by DP-SGD: it stays out of what leaves with the model
+    config = json.loads((path / "config.json").read_text())
+    assert "loss_d" in dp_ctgan.model.loss_history[-1]  # shown live to the researcher during training
+    assert "loss_d" not in card["final_loss"] and "loss_g" in card["final_loss"]
+    assert all("loss_d" not in r for r in config["loss_history"])
     again = TabularSynthesizer.load(path)
     assert again.ledger.total() == pytest.approx(dp_ctgan.ledger.total())
     assert again.model.params.pac == 1
@@ -136,6 +141,7 @@ def test_dp_tvae_clips_sigma_with_the_rest(heart):
     assert all(p.grad_sample is not None for p in module.parameters() if p.requires_grad)
     assert torch.equal(synth.model.decoder.sigma, module._module.sigma.weight[:, 0].detach())
     assert synth.ledger.entries[-1].target == "encoder+decoder"
+    assert "loss" not in synth.card["final_loss"] and "loss" in synth.model.loss_history[-1]
     assert independent_epsilon(synth.ledger) == pytest.approx(synth.ledger.total()[0], rel=0.01) \
         and synth.ledger.total()[0] <= 3.0 + 1e-9
 
