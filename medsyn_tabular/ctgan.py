@@ -37,10 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsyn_tabular import checkpoint as checkpoints
 from medsyn_tabular.activations import SpanLayout, apply_activations
 from medsyn_tabular.transformer import TableTransformer
 
 ProgressCallback = Callable[[dict], None]
+#: ``checkpoint(epochs_done, epochs, make_state)``, e.g. a :class:`~medsyn_tabular.checkpoint.Checkpointer`.
+CheckpointCallback = Callable[[int, int, Callable[[], dict]], None]
 SAMPLE_CHUNK = 2_000  # rows per forward pass when sampling (fits the CPU caches; 10,000 was slower)
 
 
@@ -257,17 +260,26 @@ class CTGANModel:
         picked = raw.gather(1, (d.starts[col] + slot)[:, None]).squeeze(1)
         return (torch.logsumexp(logits, dim=1) - picked).sum() / raw.shape[0]
 
-    def fit(self, data: np.ndarray, progress: ProgressCallback | None = None) -> None:
-        """Train on the encoded ``data`` (n_rows, data_dim) for ``params.epochs`` epochs."""
+    def fit(self, data: np.ndarray, progress: ProgressCallback | None = None,
+            checkpoint: CheckpointCallback | None = None, resume: dict | None = None) -> None:
+        """Train on the encoded ``data`` (n_rows, data_dim) for ``params.epochs`` epochs; ``checkpoint``
+        (a :class:`~medsyn_tabular.checkpoint.Checkpointer`) is offered the state after each epoch and
+        ``resume`` (a state it wrote) continues from there, as if never interrupted."""
         p = self.params
         rng = np.random.default_rng(self.seed)
         self.sampler = ConditionSampler(self.frequencies(), discrete_slots(self.transformer, data))
         real_all = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         opt_g, opt_d = self.make_generator_optimizer(), self.make_critic_optimizer()
         steps = max(1, len(data) // p.batch_size)
+        nets = {"generator": self.generator, "critic": self.critic}
+        opts = {"generator": opt_g, "critic": opt_d}
+        fp = checkpoints.fingerprint(data, "ctgan", self.params_dict(), self.seed)
+        start = 0
+        if resume is not None:
+            start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, rng, {})
         self.generator.train()
         self.critic.train()
-        for epoch in range(p.epochs):
+        for epoch in range(start, p.epochs):
             t0 = time.perf_counter()
             for real, real_cond in self.real_batches(real_all, steps * p.discriminator_steps, rng):
                 with torch.no_grad():  # the critic step needs no gradient through the generator
@@ -298,6 +310,9 @@ class CTGANModel:
             self.loss_history.append(record)
             if progress is not None:
                 progress(record)
+            if checkpoint is not None:
+                checkpoint(epoch + 1, p.epochs, lambda e=epoch + 1: checkpoints.capture(
+                    e, fp, nets, opts, rng, {}, self.loss_history))
 
     def real_loader(self, data: np.ndarray) -> torch.utils.data.DataLoader:
         """Batches of real encoded rows for DP-SGD (Opacus replaces it by its Poisson loader)."""

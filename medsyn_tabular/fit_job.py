@@ -5,9 +5,14 @@ app; the page only polls the job table. The real table is read from a file: a bu
 or an upload that the page saved in the MedSyn home folder (``uploads/``).
 
 Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name), ``model``,
-``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions`` and ``privacy``
-(``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``).
-Tabular training has no mid-run checkpoint: a resumed job starts the training again.
+``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions``, ``privacy``
+(``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``) and
+``checkpoint_every_s`` (default 30).
+
+Without DP the training state is checkpointed into the job's folder (at most every
+``checkpoint_every_s`` seconds, between epochs), so a job whose process died resumes where it stopped
+and ends with the same model as an uninterrupted run. A DP job writes no checkpoint and cannot be
+resumed (see :mod:`medsyn_tabular.checkpoint`): it is started again as a new job.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def unique_model_dir(name: str) -> Path:
 
 def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
     """Fit, save and register a synthesizer; returns ``{"model_path", "model_name", "dp_label", ...}``."""
+    from medsyn_tabular.checkpoint import Checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     epochs = int(params["epochs"])
@@ -52,12 +58,18 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
         params.get("model", "ctgan"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
         phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
-    losses: list[dict[str, Any]] = []
 
     def on_epoch(record: dict[str, Any]) -> None:
-        losses.append({k: v for k, v in record.items() if k in ("epoch", "loss", "loss_g", "loss_d")})
-        progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}",
-                 {"losses": losses[-MAX_LOSS_POINTS:]})
+        # the model's history, so that a resumed job's chart also shows the epochs before the crash
+        losses = [{k: v for k, v in r.items() if k in ("epoch", "loss", "loss_g", "loss_d")}
+                  for r in synth.model.loss_history[-MAX_LOSS_POINTS:]]
+        progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}", {"losses": losses})
+
+    checkpointer = None
+    if not params.get("privacy"):
+        checkpointer = Checkpointer(progress.dir / "checkpoint.pt",
+                                    every_s=float(params.get("checkpoint_every_s", 30.0)),
+                                    on_saved=progress.checkpoint)
 
     progress(0.0, "preprocessing", {"losses": []})
     data_path = Path(params["data_path"])
@@ -67,7 +79,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
                                             origin)
         run_params = {k: v for k, v in params.items() if k != "data_path"}
         with store.recorded_run("tabular-fit", run_params, dataset_id) as run:
-            synth.fit(data_path, progress=on_epoch, source=params.get("source"))
+            synth.fit(data_path, progress=on_epoch, source=params.get("source"), checkpoint=checkpointer,
+                      resume_from=resume_from)
             store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
                                    n_rows=int(synth.card["rows"]))
             default_name = f"{params.get('source', 'table')}-{synth.model_name}"
@@ -78,4 +91,5 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
                               "training_seconds": synth.card.get("training_seconds")}
             run["model_id"] = store.model_id(path.name)
     return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
-            "epsilon": eps, "training_seconds": synth.card.get("training_seconds")}
+            "epsilon": eps, "training_seconds": synth.card.get("training_seconds"),
+            "resumed_after_epoch": synth.card.get("resumed_after_epoch")}

@@ -173,13 +173,20 @@ class TabularSynthesizer:
         section = self.overrides.get("columns") or {}
         return {"columns": {k: v for k, v in section.items() if k in set(map(str, columns))}}
 
-    def fit(self, data: pd.DataFrame | str | Path, progress=None, source: str | None = None
-            ) -> TabularSynthesizer:
+    def fit(self, data: pd.DataFrame | str | Path, progress=None, source: str | None = None,
+            checkpoint=None, resume_from: str | Path | None = None) -> TabularSynthesizer:
         """Fit on a DataFrame or a table file; ``progress(record)`` is called after every epoch with
-        ``{"epoch", "epochs", "seconds", "loss_g"/"loss_d" (CTGAN) or "loss" (TVAE)}``."""
+        ``{"epoch", "epochs", "seconds", "loss_g"/"loss_d" (CTGAN) or "loss" (TVAE)}``.
+
+        ``checkpoint``: a :class:`~medsyn_tabular.checkpoint.Checkpointer` that saves the training state
+        between epochs; ``resume_from``: a file it wrote, to continue that training (same table,
+        parameters and seed) exactly where it stopped. Neither works with DP (see
+        :mod:`medsyn_tabular.checkpoint`)."""
         from medsyn_core.device import choose_device, seed_everything
+        from medsyn_tabular import checkpoint as checkpoints
 
         started = time.time()
+        resume = checkpoints.read(resume_from) if resume_from is not None else None
         if isinstance(data, (str, Path)):
             source = source or Path(data).name
             data = read_table(data)
@@ -189,6 +196,9 @@ class TabularSynthesizer:
         device = choose_device(self.device_preference)
         seed_everything(self.seed)
         budget, plan = self.plan_privacy(len(data))  # before any statistic: unreachable budgets fail here
+        if resume is not None and plan is not None:
+            raise ValueError("Differentially private training cannot be resumed: the privacy accountant's "
+                             "state is not checkpointed, so ε could not be guaranteed. Start it again.")
         table, self.schema = self.prepare(data)
         self.transformer = TableTransformer(seed=self.seed)
         if budget is None:
@@ -204,7 +214,7 @@ class TabularSynthesizer:
         seed_everything(self.seed)
         train_started = time.time()
         if plan is None:
-            self.model.fit(encoded, progress=progress)
+            self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume)
         else:
             from medsyn_core.privacy.dpsgd import training_entry
 
@@ -220,6 +230,7 @@ class TabularSynthesizer:
             "preprocessing_seconds": round(preprocess_s, 3),
             "training_seconds": round(time.time() - train_started, 3),
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
+            "resumed_after_epoch": int(resume["epoch"]) if resume is not None else None,
             "differential_privacy": self._privacy_card(), "final_loss": self.released_loss_history()[-1],
             "python": platform.python_version(),
         }

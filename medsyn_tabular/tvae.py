@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsyn_tabular import checkpoint as checkpoints
 from medsyn_tabular.activations import SpanLayout, gumbel_noise, one_hot_blocks, span_cross_entropy
-from medsyn_tabular.ctgan import SAMPLE_CHUNK, ProgressCallback
+from medsyn_tabular.ctgan import SAMPLE_CHUNK, CheckpointCallback, ProgressCallback
 from medsyn_tabular.transformer import TableTransformer
 
 
@@ -138,13 +139,22 @@ class TVAEModel:
         kld = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp())
         return (self.params.loss_factor * rec + kld) / max(1, x.shape[0])
 
-    def fit(self, data: np.ndarray, progress: ProgressCallback | None = None) -> None:
+    def fit(self, data: np.ndarray, progress: ProgressCallback | None = None,
+            checkpoint: CheckpointCallback | None = None, resume: dict | None = None) -> None:
+        """Train on the encoded ``data`` (n_rows, data_dim); ``checkpoint``/``resume`` as in
+        :meth:`medsyn_tabular.ctgan.CTGANModel.fit`."""
         opt = self.make_optimizer()
         generator = torch.Generator().manual_seed(self.seed)
         real = torch.as_tensor(data, dtype=torch.float32, device=self.device)
+        nets, opts = {"encoder": self.encoder, "decoder": self.decoder}, {"vae": opt}
+        fp = checkpoints.fingerprint(data, "tvae", self.params_dict(), self.seed)
+        start = 0
+        if resume is not None:
+            start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, None,
+                                                           {"batches": generator})
         self.encoder.train()
         self.decoder.train()
-        for epoch in range(self.params.epochs):
+        for epoch in range(start, self.params.epochs):
             t0 = time.perf_counter()
             for x in self.batches(real, generator):
                 loss = self.loss(x)
@@ -158,6 +168,9 @@ class TVAEModel:
             self.loss_history.append(record)
             if progress is not None:
                 progress(record)
+            if checkpoint is not None:
+                checkpoint(epoch + 1, self.params.epochs, lambda e=epoch + 1: checkpoints.capture(
+                    e, fp, nets, opts, None, {"batches": generator}, self.loss_history))
 
     def fit_private(self, data: np.ndarray, plan, progress: ProgressCallback | None = None):
         """DP-SGD training of encoder + decoder with the noise of ``plan`` (a calibrated

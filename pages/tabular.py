@@ -243,10 +243,11 @@ def training_progress() -> None:
     if job["status"] in ("queued", "running") and st.button("Cancel training"):
         with Store() as store:
             jobs.request_cancel(store, user, job["id"])
+    resumable = " It can be resumed from its last checkpoint on the Jobs page." if job["checkpoint"] else ""
     if job["status"] == "failed":
-        st.error(f"Training failed: {job['error']}")
+        st.error(f"Training failed: {job['error']}.{resumable}")
     elif job["status"] == "cancelled":
-        st.warning("Training was cancelled.")
+        st.warning(f"Training was cancelled; no model was saved.{resumable}")
     elif job["status"] == "finished" and st.session_state.get("tabular_job_shown") != job["id"]:
         st.session_state["tabular_job_shown"] = job["id"]
         st.rerun()
@@ -262,7 +263,9 @@ if job is not None and job["status"] == "finished":
 
     path = Path(result["model_path"])
     synth = load_synthesizer(str(path), (path / "model_card.json").stat().st_mtime)
+    resumed = synth.card.get("resumed_after_epoch")
     st.success(f"Trained {synth.model_name} in {synth.card['training_seconds']:.1f} s "
+               f"{f'(after resuming at epoch {resumed}) ' if resumed else ''}"
                f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing) and saved as "
                f"**{result['model_name']}** in the model store. {synth.card['dp_label']}")
     show_ledger(synth)
