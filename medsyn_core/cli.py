@@ -24,6 +24,7 @@ ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_imaging.eval_cli",  # extends the imaging group made by gan_cli
     "medsyn_core.audit_cli",
     "medsyn_core.users_cli",
+    "medsyn_core.jobs_cli",
 )
 
 

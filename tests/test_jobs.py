@@ -1,6 +1,7 @@
 """Background jobs with real child processes: progress seen from a fresh handle (a page reload),
 cancel, one GPU job at a time, and a killed worker marked failed and resumed from its checkpoint."""
 
+import json
 import os
 import signal
 import time
@@ -128,3 +129,44 @@ def test_failing_job_reports_its_error():
         proc.wait(60)
         job = jobs.get_job(store, job_id)
     assert job["status"] == "failed" and "limit must be at least 2" in job["error"]
+
+
+def test_jobs_cli_lists_shows_cancels_resumes_and_runs_a_worker(capsys):
+    from medsyn_core.cli import main
+
+    with Store() as store:
+        done_id = jobs.submit(store, RITA, "example-primes", {"limit": 2000, "chunks": 2})
+        queued_id = jobs.submit(store, RITA, "example-primes", {"limit": 2000, "chunks": 2})
+        jobs.request_cancel(store, RITA, queued_id)
+    assert main(["jobs", "worker", "--once"]) == 0  # starts the one queued job and waits for it
+    assert "Ran 1 job(s)." in capsys.readouterr().out
+    assert main(["jobs", "list"]) == 0
+    assert "No queued, running or failed jobs" in capsys.readouterr().out
+    assert main(["jobs", "list", "--all"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{done_id:>5}  example-primes" in listing and "finished" in listing and "cancelled" in listing
+    assert main(["jobs", "show", str(done_id)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["result"]["primes"] == 303 and "payload" not in shown
+
+    with Store() as store:  # a job that died after its first checkpoint
+        job_id = jobs.submit(store, RITA, "example-primes",
+                             {"limit": 20_000, "chunks": 10, "chunk_delay_s": 0.3})
+        (proc,) = jobs.tick(store)
+    _wait(job_id, lambda j: j["checkpoint"] and j["progress"] >= 0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert main(["jobs", "resume", str(job_id)]) == 0
+    assert "resuming job" in capsys.readouterr().out
+    assert main(["jobs", "worker", "--once"]) == 0
+    with Store() as store:
+        resumed = jobs.list_jobs(store, 1)[0]
+        events = [(e["actor"], e["action"]) for e in store.audit_events()]
+    assert resumed["resumed_job_id"] == job_id and resumed["owner"] == "cli"
+    assert resumed["status"] == "finished" and resumed["result"]["primes"] == PRIMES_BELOW_20000
+    assert ("cli", "job_submitted") in events
+
+    assert main(["jobs", "show", "999"]) == 2
+    assert "There is no job 999" in capsys.readouterr().err
+    assert main(["jobs", "resume", str(done_id)]) == 2  # finished jobs are not resumable
+    assert "only failed or cancelled jobs" in capsys.readouterr().err
