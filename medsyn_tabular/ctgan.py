@@ -273,7 +273,8 @@ class CTGANModel:
         steps = max(1, len(data) // p.batch_size)
         nets = {"generator": self.generator, "critic": self.critic}
         opts = {"generator": opt_g, "critic": opt_d}
-        fp = checkpoints.fingerprint(data, "ctgan", self.params_dict(), self.seed)
+        wants_state = checkpoint is not None or resume is not None  # hashing a big table is not free
+        fp = checkpoints.fingerprint(data, "ctgan", self.params_dict(), self.seed) if wants_state else ""
         start = 0
         if resume is not None:
             start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, rng, {})

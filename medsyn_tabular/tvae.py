@@ -147,7 +147,8 @@ class TVAEModel:
         generator = torch.Generator().manual_seed(self.seed)
         real = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         nets, opts = {"encoder": self.encoder, "decoder": self.decoder}, {"vae": opt}
-        fp = checkpoints.fingerprint(data, "tvae", self.params_dict(), self.seed)
+        wants_state = checkpoint is not None or resume is not None  # hashing a big table is not free
+        fp = checkpoints.fingerprint(data, "tvae", self.params_dict(), self.seed) if wants_state else ""
         start = 0
         if resume is not None:
             start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, None,
