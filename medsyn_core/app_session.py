@@ -6,6 +6,12 @@ the server; the browser cannot set it. Each rerun reloads the account from the d
 change or a disabled account applies at once, and an idle session older than
 :func:`medsyn_core.auth.session_timeout_s` is logged out.
 
+Optional single sign-on: when Streamlit's secrets hold an ``[auth]`` section (an OIDC provider, see
+``st.login``), the login page also offers "Log in with single sign-on". The provider's login alone grants
+nothing: the identity it asserts (``[medsyn] sso_identity_claim``, default ``email``) must be linked to an
+active local account by an admin (Users page), whose role then applies. Logging out, or an idle timeout,
+also ends the provider login in this browser, so it cannot silently log the next person back in.
+
 Tests log in with ``tests/app_helpers.logged_in``: it creates the account in the test's MedSyn home and
 puts the same session entry a real login puts.
 """
@@ -21,6 +27,44 @@ from medsyn_core.auth import User
 from medsyn_core.storage import Store
 
 SESSION_KEY = "medsyn_auth"
+SSO_END_KEY = "medsyn_sso_end"
+
+
+def sso_settings() -> dict | None:
+    """The single sign-on set-up from Streamlit's secrets, or None when no ``[auth]`` section exists
+    (then only local accounts log in)."""
+    try:
+        if "auth" not in st.secrets:
+            return None
+        medsyn = st.secrets.get("medsyn", {})
+    except (FileNotFoundError, st.errors.StreamlitSecretNotFoundError):
+        return None
+    return {"claim": medsyn.get("sso_identity_claim", "email"),
+            "provider": medsyn.get("sso_provider"),  # a named [auth.<provider>] section, if several
+            "label": medsyn.get("sso_button_label", "Log in with single sign-on")}
+
+
+def _start_sso(provider: str | None) -> None:
+    try:
+        st.login(provider) if provider else st.login()
+    except st.errors.StreamlitAuthError as exc:  # e.g. a missing key in the [auth] secrets
+        st.session_state["medsyn_notice_error"] = (
+            f"Single sign-on is not set up correctly, so it cannot start: {exc} Ask IT to check the "
+            "[auth] section of .streamlit/secrets.toml; local MedSyn accounts still work.")
+
+
+def _sso_login(sso: dict) -> None:
+    """The provider has logged this browser in: find the linked account or explain why not; stops."""
+    try:
+        with Store() as store:
+            user = auth.authenticate_sso(store, dict(st.user), sso["claim"])
+    except auth.AuthError as exc:
+        st.title("MedSyn — log in")
+        st.error(str(exc))
+        st.button("Sign out of single sign-on", on_click=st.logout)
+        st.stop()
+    st.session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time(), "via": "sso"}
+    st.rerun()
 
 
 def current_user() -> User | None:
@@ -34,6 +78,8 @@ def current_user() -> User | None:
             store.append_event(entry["username"], "session_expired", {})
             del st.session_state[SESSION_KEY]
             st.session_state["medsyn_notice"] = "Your session expired after inactivity; please log in again."
+            if entry.get("via") == "sso":
+                st.session_state[SSO_END_KEY] = True  # the login gate ends the provider login too
             return None
         user = auth.load_user(store, entry["username"])
     if user is None:  # disabled or deleted meanwhile
@@ -66,11 +112,16 @@ def _first_run_form() -> None:
             st.rerun()
 
 
-def _login_form() -> None:
+def _login_form(sso: dict | None) -> None:
     st.title("MedSyn — log in")
     notice = st.session_state.pop("medsyn_notice", None)
     if notice:
         st.info(notice)
+    if error := st.session_state.pop("medsyn_notice_error", None):
+        st.error(error)
+    if sso is not None:
+        st.button(sso["label"], type="primary", on_click=_start_sso, args=(sso["provider"],))
+        st.caption("Or log in with a local MedSyn account:")
     with st.form("login"):
         username = st.text_input("Username")
         password = st.text_input("Password", type="password")
@@ -91,13 +142,19 @@ def login_gate() -> User:
     user = current_user()
     if user is not None:
         return user
+    sso = sso_settings()
+    end_sso = st.session_state.pop(SSO_END_KEY, False)
+    if sso is not None and st.user.get("is_logged_in", False):
+        if end_sso:
+            st.logout()  # an expired single sign-on session: do not log straight back in
+        _sso_login(sso)
     with Store() as store:
         auth.ensure_admin_from_env(store)
         first_run = not auth.has_users(store)
     if first_run:
         _first_run_form()
     else:
-        _login_form()
+        _login_form(sso)
     st.stop()
 
 
@@ -110,14 +167,16 @@ def logout() -> None:
     if entry:
         with Store() as store:
             store.append_event(entry["username"], "logout", {})
+        if entry.get("via") == "sso":
+            st.logout()  # also end the provider login in this browser (a redirect via the provider)
 
 
 def sidebar(user: User) -> None:
     """Who is logged in, with which role, and the logout button."""
     st.sidebar.markdown(f"**{user.username}** · {user.role}")
-    if st.sidebar.button("Log out", key="medsyn_logout"):
-        logout()
-        st.rerun()
+    # a callback, so the run that follows already shows the login page; st.rerun() here would also
+    # drop the redirect that st.logout() queues for a single sign-on session
+    st.sidebar.button("Log out", key="medsyn_logout", on_click=logout)
 
 
 def refusal(user: User | None, action: str) -> str | None:

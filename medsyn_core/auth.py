@@ -199,10 +199,51 @@ def _count_admins(store: Store) -> int:
 
 
 def list_users(store: Store, actor: User) -> list[dict]:
-    """Usernames, roles and state (never the hashes)."""
+    """Usernames, roles, state and single sign-on link (never the hashes)."""
     require(actor, "manage_users")
-    rows = store._conn.execute("SELECT username, role, active, created_at FROM users ORDER BY username")
+    rows = store._conn.execute("SELECT username, role, active, sso_identity, created_at FROM users "
+                               "ORDER BY username")
     return [dict(r) for r in rows]
+
+
+def _normalise_identity(identity: str) -> str:
+    return identity.strip().lower()
+
+
+def set_sso_identity(store: Store, actor: User, username: str, identity: str | None) -> None:
+    """Admin links ``username`` to the identity the OIDC provider asserts (e.g. its e-mail claim), or
+    removes the link with ``None``/empty (audited; the identity itself is not written to the log)."""
+    require(actor, "manage_users")
+    value = _normalise_identity(identity) if identity and identity.strip() else None
+    if value is not None:
+        other = store._conn.execute("SELECT username FROM users WHERE sso_identity=? AND username<>?",
+                                    (value, username)).fetchone()
+        if other is not None:
+            raise AuthError(f"That single sign-on identity is already linked to {other['username']!r}; "
+                            "unlink it there first.")
+    cur = store._conn.execute("UPDATE users SET sso_identity=? WHERE username=?", (value, username))
+    if cur.rowcount == 0:
+        raise AuthError(f"No user called {username!r}.")
+    store.append_event(actor.username, "sso_linked" if value else "sso_unlinked", {"username": username})
+
+
+def authenticate_sso(store: Store, claims: dict, claim: str = "email") -> User:
+    """The active account linked to the identity in ``claims[claim]`` of an OIDC login (the provider
+    already checked the person); raise :class:`AuthError` with a readable message otherwise. Accounts
+    are never created from a provider's login: an admin creates them, sets the role and links them."""
+    raw = claims.get(claim)
+    if not isinstance(raw, str) or not raw.strip():
+        store.append_event("(unknown user)", "login_failed", {"via": "sso", "reason": f"no {claim} claim"})
+        raise AuthError(f"The identity provider did not send the '{claim}' claim that MedSyn uses to find "
+                        "your account. Ask IT to check the single sign-on set-up.")
+    row = store._conn.execute("SELECT username, role, active FROM users WHERE sso_identity=?",
+                              (_normalise_identity(raw),)).fetchone()
+    if row is None or not row["active"]:
+        store.append_event(row["username"] if row else "(unknown user)", "login_failed", {"via": "sso"})
+        raise AuthError("Single sign-on worked, but no active MedSyn account is linked to your identity. "
+                        "Ask a MedSyn admin to create or enable your account and link it on the Users page.")
+    store.append_event(row["username"], "login", {"role": row["role"], "via": "sso"})
+    return User(row["username"], row["role"])
 
 
 def load_user(store: Store, username: str) -> User | None:

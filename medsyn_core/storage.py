@@ -124,6 +124,12 @@ MIGRATIONS: list[str] = [
                         '0000000000000000000000000000000000000000000000000000000000000000')
         FROM audit_events
     """,
+    # v3: optional single sign-on: an admin links an account to the identity an OIDC provider asserts
+    # (by default its e-mail claim); a login through the provider finds the account by this link only.
+    """
+    ALTER TABLE users ADD COLUMN sso_identity TEXT;
+    CREATE UNIQUE INDEX users_sso_identity ON users (sso_identity) WHERE sso_identity IS NOT NULL
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 GENESIS_HASH = "0" * 64

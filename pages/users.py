@@ -3,7 +3,7 @@
 import streamlit as st
 
 from medsyn_core import auth
-from medsyn_core.app_session import page_guard
+from medsyn_core.app_session import page_guard, sso_settings
 from medsyn_core.storage import Store
 
 st.title("Users")
@@ -11,8 +11,17 @@ user = page_guard("manage_users")
 
 with Store() as store:
     accounts = auth.list_users(store, user)
-st.dataframe([{"username": a["username"], "role": a["role"], "active": bool(a["active"])}
+st.dataframe([{"username": a["username"], "role": a["role"], "active": bool(a["active"]),
+               "single sign-on identity": a["sso_identity"] or ""}
               for a in accounts], hide_index=True, use_container_width=True)
+sso = sso_settings()
+if sso is None:
+    st.caption("Single sign-on is not configured (no `[auth]` section in `.streamlit/secrets.toml`); "
+               "accounts log in with their MedSyn password. See the README to connect the hospital's "
+               "OpenID Connect provider.")
+else:
+    st.caption(f"Single sign-on is on: a login through the provider reaches the account whose link "
+               f"equals its `{sso['claim']}` claim. Unlinked identities are refused.")
 
 st.subheader("Create an account")
 with st.form("create_user", clear_on_submit=True):
@@ -20,10 +29,13 @@ with st.form("create_user", clear_on_submit=True):
     role = st.selectbox("Role", auth.ROLES, index=auth.ROLES.index("clinician"))
     password = st.text_input(f"Initial password (at least {auth.MIN_PASSWORD_LENGTH} characters)",
                              type="password")
+    identity = st.text_input("Single sign-on identity (optional, e.g. the person's hospital e-mail)")
     if st.form_submit_button("Create account"):
         try:
             with Store() as store:
                 created = auth.create_user(store, user, username, password, role)
+                if identity.strip():
+                    auth.set_sso_identity(store, user, created.username, identity)
             st.session_state["users_notice"] = f"Created {created.username} ({created.role})."
             st.rerun()
         except auth.AuthError as exc:
@@ -54,3 +66,13 @@ with col2:
             st.rerun()
         except auth.AuthError as exc:
             st.error(str(exc))
+
+link = st.text_input("Single sign-on identity of this account (empty: no single sign-on)",
+                     value=current["sso_identity"] or "", key=f"sso-{target}")
+if st.button("Save single sign-on link", disabled=link.strip().lower() == (current["sso_identity"] or "")):
+    try:
+        with Store() as store:
+            auth.set_sso_identity(store, user, target, link)
+        st.rerun()
+    except auth.AuthError as exc:
+        st.error(str(exc))

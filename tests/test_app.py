@@ -128,6 +128,45 @@ def test_admin_creates_user_and_changes_role_on_users_page():
         assert [e["action"] for e in store.audit_events()][-2:] == ["user_created", "role_changed"]
 
 
+SSO_SECRETS = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+               "client_id": "medsyn", "client_secret": "s",
+               "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}
+
+
+def test_single_sign_on_button_only_when_configured_and_admin_links_accounts():
+    with Store() as store:
+        auth.create_first_admin(store, "admin", PW, via="test")
+    at = _app().run()
+    assert not at.exception and not [b for b in at.button if "single sign-on" in b.label]
+    at = _app()
+    at.secrets["auth"] = SSO_SECRETS
+    at.run()
+    assert not at.exception, at.exception
+    assert [b.label for b in at.button][0] == "Log in with single sign-on"
+    broken = _app()  # an [auth] section without the provider's keys: a readable error, not a traceback
+    broken.secrets["auth"] = {"redirect_uri": SSO_SECRETS["redirect_uri"]}
+    broken.run().button[0].click().run()
+    assert not broken.exception and "Single sign-on is not set up correctly" in broken.error[0].value
+    at.text_input[0].input("admin")
+    at.text_input[1].input(PW)
+    next(b for b in at.button if b.label == "Log in").click().run()
+    assert at.title[0].value == "MedSyn"  # local accounts still work beside it
+
+    users = logged_in("pages/users.py", "admin")
+    users.secrets["auth"] = SSO_SECRETS
+    users.run()
+    assert any("Single sign-on is on" in c.value for c in users.caption)
+    users.text_input[0].input("rita")
+    users.text_input[1].input(PW)
+    users.text_input[2].input("Rita@Hospital.example")
+    users.button[0].click().run()
+    assert not users.exception, users.exception
+    with Store() as store:
+        rita = next(a for a in auth.list_users(store, auth.User("admin", "admin")) if a["username"] == "rita")
+        assert rita["sso_identity"] == "rita@hospital.example"
+        assert auth.authenticate_sso(store, {"email": "rita@hospital.example"}).username == "rita"
+
+
 def test_audit_page_verifies_and_exports():
     at = logged_in("pages/audit.py", "admin").run()
     with Store() as store:

@@ -138,3 +138,31 @@ def test_cli_create_admin_once(monkeypatch, capsys):
     assert "already exist" in capsys.readouterr().err
     with Store() as store:
         assert auth.authenticate(store, "admin", PW).role == "admin"
+
+
+def test_single_sign_on_finds_only_linked_active_accounts_and_logs_no_identity(store_with_admin):
+    store, admin = store_with_admin
+    rita = auth.create_user(store, admin, "rita", PW, "researcher")
+    with pytest.raises(PermissionDenied):
+        auth.set_sso_identity(store, rita, "rita", "rita@hospital.example")  # only admins link
+    auth.set_sso_identity(store, admin, "rita", "  Rita@Hospital.example ")
+    claims = {"sub": "abc123", "email": "rita@hospital.example", "iss": "https://idp.hospital.example"}
+    assert auth.authenticate_sso(store, claims) == User("rita", "researcher")
+    assert auth.authenticate_sso(store, {"upn": "RITA@hospital.example"}, claim="upn").username == "rita"
+    with pytest.raises(AuthError, match="no active MedSyn account is linked"):
+        auth.authenticate_sso(store, {"email": "eve@hospital.example"})  # the provider's word alone
+    with pytest.raises(AuthError, match="did not send the 'email' claim"):
+        auth.authenticate_sso(store, {"sub": "abc123"})
+    auth.create_user(store, admin, "sam", PW, "clinician")
+    with pytest.raises(AuthError, match="already linked to 'rita'"):
+        auth.set_sso_identity(store, admin, "sam", "rita@hospital.example")
+    auth.set_active(store, admin, "rita", False)
+    with pytest.raises(AuthError, match="no active MedSyn account"):
+        auth.authenticate_sso(store, claims)
+    auth.set_sso_identity(store, admin, "rita", "")  # unlink
+    assert auth.list_users(store, admin)[1]["sso_identity"] is None
+    events = store.audit_events()
+    assert [(e["actor"], e["action"]) for e in events if e["action"].startswith(("sso", "login"))] == [
+        ("admin", "sso_linked"), ("rita", "login"), ("rita", "login"), ("(unknown user)", "login_failed"),
+        ("(unknown user)", "login_failed"), ("rita", "login_failed"), ("admin", "sso_unlinked")]
+    assert "hospital.example" not in "".join(e["details_json"] for e in events)

@@ -13,6 +13,8 @@ write a ``step_...(j)`` function with the helpers below and insert it into the l
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -48,10 +50,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """``streamlit run app.py`` on a free port with an empty MEDSYN_HOME; yields (url, log path)."""
-    port = _free_port()
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str) -> None:
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            pytest.fail(f"{what} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def streamlit_server(tmp_path: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
+    """``streamlit run app.py`` on a free port with MEDSYN_HOME = tmp_path/home; yields (url, log)."""
+    port = port or _free_port()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, MEDSYN_HOME=str(tmp_path / "home"), MEDSYN_DEVICE="cpu")
     env.pop("MEDSYN_ADMIN_PASSWORD", None)
@@ -59,21 +75,11 @@ def server(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *extra_args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        _wait_healthy(f"{url}/_stcore/health", proc, log, "streamlit")
         yield url, log
     finally:
         proc.terminate()
@@ -81,6 +87,13 @@ def server(tmp_path):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The app on a free port with an empty MEDSYN_HOME; yields (url, log path)."""
+    with streamlit_server(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -324,3 +337,79 @@ def test_end_to_end_in_chromium(server, page):
     server_log = log.read_text()
     for secret in [ADMIN_PW, *(pw for _, pw in USERS.values()), "$argon2"]:
         assert secret not in server_log and secret not in page.content()
+
+
+def test_single_sign_on_in_chromium(tmp_path, page, monkeypatch):
+    """Optional OIDC login (``st.login``) against a local test identity provider (oidc-provider-mock,
+    a real OIDC server): an unlinked identity is refused, a linked one gets its account's role, and
+    logging out also ends the provider login."""
+    from medsyn_core import auth
+    from medsyn_core.storage import Store
+
+    monkeypatch.setenv("MEDSYN_HOME", str(tmp_path / "home"))
+    with Store() as store:
+        admin = auth.create_first_admin(store, "admin", ADMIN_PW, via="test")
+        auth.create_user(store, admin, "rita", USERS["rita"][1], "researcher")
+        auth.set_sso_identity(store, admin, "rita", "rita@hospital.example")
+    idp_port, app_port = _free_port(), _free_port()
+    idp_log = tmp_path / "idp.log"
+    with open(idp_log, "wb") as out:
+        idp = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--port", str(idp_port)],
+                               stdout=out, stderr=subprocess.STDOUT)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{app_port}/oauth2callback"\n'
+        'cookie_secret = "a-test-cookie-secret-that-is-long-enough"\n'
+        'client_id = "medsyn"\nclient_secret = "medsyn-test-secret"\n'
+        f'server_metadata_url = "http://127.0.0.1:{idp_port}/.well-known/openid-configuration"\n')
+    try:
+        _wait_healthy(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration", idp, idp_log,
+                      "the test identity provider")
+        with streamlit_server(tmp_path, app_port, ("--secrets.files", str(secrets))) as (url, log):
+            j = Journey(page, url)
+            # the test provider's pages link a stylesheet on a public CDN: never try to reach it
+            page.context.route("https://**/*", lambda route: route.abort())
+
+            def sso_login(identity: str) -> None:
+                j.page.goto(url)
+                j.heading("MedSyn — log in")
+                j.click("Log in with single sign-on")
+                j.page.wait_for_url(f"http://127.0.0.1:{idp_port}/oauth2/authorize**")
+                j.page.fill("input[name=sub]", identity)
+                j.page.get_by_role("button", name="Authorize").click()
+                j.page.wait_for_url(f"{url}/**")
+
+            def provider_logout() -> None:  # st.logout() goes through the provider's end_session page
+                j.page.wait_for_url(f"http://127.0.0.1:{idp_port}/oauth2/end_session**")
+                j.page.get_by_role("button", name="End session").click()
+                j.page.wait_for_url(f"{url}/")
+                j.heading("MedSyn — log in")
+
+            sso_login("eve@hospital.example")  # the provider vouches for eve, but no account is linked
+            j.see("no active MedSyn account is linked to your identity")
+            j.click("Sign out of single sign-on")
+            provider_logout()
+
+            sso_login("rita@hospital.example")
+            sidebar = j.page.locator('[data-testid="stSidebar"]')
+            sidebar.get_by_text("Log out", exact=True).wait_for(state="visible")
+            assert sidebar.get_by_text("rita · researcher").count() == 1
+            assert "Users" not in j.nav_titles()  # the linked account's role applies
+            j.shot("sso_logged_in")
+            j.click("Log out")
+            provider_logout()
+            j.page.reload()  # the provider login ended too: a reload does not log rita back in
+            j.heading("MedSyn — log in")
+            j.page.wait_for_timeout(1000)
+            assert j.page.locator('[data-testid="stSidebar"]').get_by_text("Log out").count() == 0
+            server_log = log.read_text()
+    finally:
+        idp.terminate()
+        idp.wait(15)
+    with Store() as store:
+        events = [(e["actor"], e["action"], json.loads(e["details_json"])) for e in store.audit_events()]
+    assert ("(unknown user)", "login_failed", {"via": "sso"}) in events
+    assert ("rita", "login", {"role": "researcher", "via": "sso"}) in events
+    assert ("rita", "logout", {}) in events
+    assert "medsyn-test-secret" not in server_log and "a-test-cookie-secret" not in server_log
