@@ -145,8 +145,9 @@ def login_gate() -> User:
     sso = sso_settings()
     end_sso = st.session_state.pop(SSO_END_KEY, False)
     if sso is not None and st.user.get("is_logged_in", False):
-        if end_sso:
-            st.logout()  # an expired single sign-on session: do not log straight back in
+        if end_sso:  # an expired single sign-on session: end the provider login, never log back in
+            st.logout()  # queues the redirect through the provider's end_session page
+            st.stop()
         _sso_login(sso)
     with Store() as store:
         auth.ensure_admin_from_env(store)

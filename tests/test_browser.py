@@ -65,11 +65,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str) -> Non
 
 
 @contextlib.contextmanager
-def streamlit_server(tmp_path: Path, port: int | None = None, extra_args: tuple[str, ...] = ()):
+def streamlit_server(tmp_path: Path, port: int | None = None, extra_args: tuple[str, ...] = (),
+                     extra_env: dict[str, str] | None = None):
     """``streamlit run app.py`` on a free port with MEDSYN_HOME = tmp_path/home; yields (url, log)."""
     port = port or _free_port()
     log = tmp_path / "streamlit.log"
-    env = dict(os.environ, MEDSYN_HOME=str(tmp_path / "home"), MEDSYN_DEVICE="cpu")
+    env = dict(os.environ, MEDSYN_HOME=str(tmp_path / "home"), MEDSYN_DEVICE="cpu", **(extra_env or {}))
     env.pop("MEDSYN_ADMIN_PASSWORD", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -366,7 +367,9 @@ def test_single_sign_on_in_chromium(tmp_path, page, monkeypatch):
     try:
         _wait_healthy(f"http://127.0.0.1:{idp_port}/.well-known/openid-configuration", idp, idp_log,
                       "the test identity provider")
-        with streamlit_server(tmp_path, app_port, ("--secrets.files", str(secrets))) as (url, log):
+        idle_s = 12  # a short idle timeout, to see that it also ends the provider login
+        with streamlit_server(tmp_path, app_port, ("--secrets.files", str(secrets)),
+                              {"MEDSYN_SESSION_TIMEOUT_MIN": str(idle_s / 60)}) as (url, log):
             j = Journey(page, url)
             # the test provider's pages link a stylesheet on a public CDN: never try to reach it
             page.context.route("https://**/*", lambda route: route.abort())
@@ -403,13 +406,21 @@ def test_single_sign_on_in_chromium(tmp_path, page, monkeypatch):
             j.heading("MedSyn — log in")
             j.page.wait_for_timeout(1000)
             assert j.page.locator('[data-testid="stSidebar"]').get_by_text("Log out").count() == 0
+
+            sso_login("rita@hospital.example")  # idle past the timeout, then touch the page
+            j.page.locator('[data-testid="stSidebar"]').get_by_text("Log out", exact=True).wait_for()
+            j.page.wait_for_timeout((idle_s + 2) * 1000)
+            j.page.locator('[data-testid="stSidebarNav"] a').first.click()  # any rerun
+            provider_logout()
             server_log = log.read_text()
     finally:
         idp.terminate()
         idp.wait(15)
     with Store() as store:
         events = [(e["actor"], e["action"], json.loads(e["details_json"])) for e in store.audit_events()]
-    assert ("(unknown user)", "login_failed", {"via": "sso"}) in events
+    failed = [details for actor, action, details in events if action == "login_failed"]
+    assert failed == [{"via": "sso"}]  # eve only: the idle timeout ended rita's login without noise
     assert ("rita", "login", {"role": "researcher", "via": "sso"}) in events
-    assert ("rita", "logout", {}) in events
+    rita = [action for actor, action, _ in events if actor == "rita"]
+    assert rita == ["login", "logout", "login", "session_expired"]  # not logged straight back in
     assert "medsyn-test-secret" not in server_log and "a-test-cookie-secret" not in server_log
