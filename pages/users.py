@@ -47,32 +47,29 @@ st.subheader("Change an account")
 names = [a["username"] for a in accounts]
 target = st.selectbox("Account", names)
 current = next(a for a in accounts if a["username"] == target)
+
+
+def apply(change, *args) -> None:
+    """Run one audited account change on ``target``; show its refusal, or rerun to show the result."""
+    try:
+        with Store() as store:
+            change(store, user, target, *args)
+    except auth.AuthError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
 col1, col2 = st.columns(2)
 with col1:
     new_role = st.selectbox("New role", auth.ROLES, index=auth.ROLES.index(current["role"]))
     if st.button("Change role", disabled=new_role == current["role"]):
-        try:
-            with Store() as store:
-                auth.set_role(store, user, target, new_role)
-            st.rerun()
-        except auth.AuthError as exc:
-            st.error(str(exc))
+        apply(auth.set_role, new_role)
 with col2:
-    label = "Disable account" if current["active"] else "Enable account"
-    if st.button(label):
-        try:
-            with Store() as store:
-                auth.set_active(store, user, target, not current["active"])
-            st.rerun()
-        except auth.AuthError as exc:
-            st.error(str(exc))
+    if st.button("Disable account" if current["active"] else "Enable account"):
+        apply(auth.set_active, not current["active"])
 
 link = st.text_input("Single sign-on identity of this account (empty: no single sign-on)",
                      value=current["sso_identity"] or "", key=f"sso-{target}")
 if st.button("Save single sign-on link", disabled=link.strip().lower() == (current["sso_identity"] or "")):
-    try:
-        with Store() as store:
-            auth.set_sso_identity(store, user, target, link)
-        st.rerun()
-    except auth.AuthError as exc:
-        st.error(str(exc))
+    apply(auth.set_sso_identity, link)

@@ -165,6 +165,16 @@ def test_single_sign_on_button_only_when_configured_and_admin_links_accounts():
         rita = next(a for a in auth.list_users(store, auth.User("admin", "admin")) if a["username"] == "rita")
         assert rita["sso_identity"] == "rita@hospital.example"
         assert auth.authenticate_sso(store, {"email": "rita@hospital.example"}).username == "rita"
+    users.selectbox[1].set_value("rita").run()
+    users.text_input[3].input("rita.k@hospital.example").run()  # re-link an existing account
+    next(b for b in users.button if b.label == "Save single sign-on link").click().run()
+    next(b for b in users.button if b.label == "Disable account").click().run()
+    assert not users.exception and not users.error
+    with Store() as store:
+        with pytest.raises(auth.AuthError, match="no active MedSyn account"):
+            auth.authenticate_sso(store, {"email": "rita.k@hospital.example"})
+        assert [e["action"] for e in store.audit_events()][-3:] == ["sso_linked", "user_disabled",
+                                                                    "login_failed"]
 
 
 def test_audit_page_verifies_and_exports():
