@@ -165,6 +165,7 @@ class Journey:
 
     def login(self, username: str, password: str) -> None:
         self.heading("MedSyn — log in")
+        self.settle()  # the previous page's widgets (the Users page also has "Username") fade out first
         self.fill("Username", username)
         self.fill("Password", password)
         self.click("Log in")
