@@ -46,7 +46,7 @@ def sso_settings() -> dict | None:
 
 def _start_sso(provider: str | None) -> None:
     try:
-        st.login(provider) if provider else st.login()
+        st.login(provider)  # None: the single [auth] provider
     except st.errors.StreamlitAuthError as exc:  # e.g. a missing key in the [auth] secrets
         st.session_state["medsyn_notice_error"] = (
             f"Single sign-on is not set up correctly, so it cannot start: {exc} Ask IT to check the "
