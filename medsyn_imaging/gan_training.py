@@ -73,7 +73,7 @@ class TrainConfig:
     arch: dict[str, Any] = field(default_factory=dict)  # e.g. {"channel_base": 2048, "channel_max": 128}
     # differential privacy (DP-SGD on D); dp_epsilon None = off
     dp_epsilon: float | None = None  # total ε for the run (no preprocessing share: nothing else is read)
-    dp_delta: float | None = None  # None: 1 / (10 n)
+    dp_delta: float | None = None  # None: min(1e-5, 1 / (10 n))
     dp_max_grad_norm: float = 1.0  # per-sample clipping norm C
     dp_accountant: str = "rdp"
     dp_preset: str | None = None  # the preset name the ε came from, for the record

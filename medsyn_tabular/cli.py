@@ -151,7 +151,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     dp = p.add_argument_group("differential privacy (off unless --epsilon or a preset is given)")
     dp.add_argument("--epsilon", type=float, help="total ε, preprocessing included (e.g. 1 to 10)")
-    dp.add_argument("--delta", type=float, help="δ (default 1/(10 n); must be below 1/n)")
+    dp.add_argument("--delta", type=float, help="δ (default min(1e-5, 1/(10 n)); must be below 1/n)")
     dp.add_argument("--preset", choices=("strict", "balanced", "exploratory", "off"),
                     help="strict ε=1, balanced ε=3, exploratory ε=10, off")
     dp.add_argument("--metadata", help="JSON/YAML file of public bounds/categories (schema-file layout)")

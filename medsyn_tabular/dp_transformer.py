@@ -38,6 +38,7 @@ from medsyn_core.privacy.mechanisms import (
     numeric_histogram,
     stable_categories,
 )
+from medsyn_core.privacy.mechanisms import missing_rate as noisy_missing_rate
 from medsyn_tabular.schema import SchemaError, TableSchema
 from medsyn_tabular.transformer import (
     MISSING,
@@ -112,9 +113,14 @@ def _points_from_histogram(edges: np.ndarray, counts: np.ndarray, unit_bins: boo
 
 
 def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSchema,
-                metadata: dict[str, Any] | None, budget: PrivacyBudget, ledger: PrivacyLedger
-                ) -> TableTransformer:
-    """Fill ``transformer`` with DP statistics of ``df`` (see the module docstring); returns it."""
+                metadata: dict[str, Any] | None, budget: PrivacyBudget, ledger: PrivacyLedger,
+                unit_rows: int = 1) -> TableTransformer:
+    """Fill ``transformer`` with DP statistics of ``df`` (see the module docstring); returns it.
+
+    ``schema`` and ``metadata`` are the declared ones (kinds, bounds, categories, nullability: never read
+    from ``df``); ``unit_rows`` is the most rows one privacy unit (a patient) holds, the L1 sensitivity of
+    every count. Each column's decoded dtype comes from its declared kind and the declared or DP-released
+    categories, never from ``df``'s dtypes (which flip when one row with a missing value is added)."""
     calls, n_stable = _plan_calls(schema, metadata)
     eps_call = budget.epsilon_preprocessing / max(1, len(calls))
     delta_call = budget.delta_preprocessing / n_stable if n_stable else 0.0
@@ -123,15 +129,15 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
 
     def record(column: str, mechanism: str, statistic: str, delta: float = 0.0, **details) -> None:
         ledger.add(LedgerEntry("preprocessing", mechanism, f"{column}: {statistic}", epsilon=eps_call,
-                               delta=delta, details={"sensitivity": 1, "noise": "laplace",
-                                                     "laplace_scale": 1.0 / eps_call, **details}))
+                               delta=delta, details={"sensitivity": unit_rows, "noise": "discrete laplace",
+                                                     "laplace_scale": unit_rows / eps_call, **details}))
 
     for col in schema.modelled:
         meta = _declared(metadata, col)
         s = df[col.name]
-        enc = ColumnEncoding(name=col.name, kind=col.kind, dtype=str(s.dtype))
-        prov: dict[str, str] = {}
         nullable = meta.get("nullable", True) is not False
+        enc = ColumnEncoding(name=col.name, kind=col.kind, dtype=declared_dtype(col.kind, nullable))
+        prov: dict[str, str] = {}
         if not nullable and s.isna().any():
             raise SchemaError(f"Column {col.name!r} is declared 'nullable: false' but has missing values. "
                               "Remove that setting from the metadata file or fill the missing cells.")
@@ -141,7 +147,7 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             hi = None if meta.get("max") is None else _to_number(meta["max"], col.kind)
             if lo is None or hi is None:
                 try:
-                    dp_lo, dp_hi = approx_bounds(x, eps_call)
+                    dp_lo, dp_hi = approx_bounds(x, eps_call, unit_rows)
                 except PrivacyError as exc:
                     raise PrivacyError(
                         f"Column {col.name!r}: not enough rows to estimate its range privately with "
@@ -153,18 +159,25 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             else:
                 ledger.public_statistics.append(f"{col.name}: bounds")
                 prov["bounds"] = "metadata"
+            cap = meta.get("phi_max")  # a PHI rule (e.g. age90) caps the range whatever its source
+            if cap is not None:
+                hi = min(hi, float(cap))
+                lo = min(lo, hi - 1.0) if lo >= hi else lo
+                prov["bounds"] += "+phi"
             if not hi > lo:
                 raise SchemaError(f"Column {col.name!r}: declared min ({lo}) must be below max ({hi}).")
             unit_bins = col.kind == "integer" and float(lo).is_integer() and float(hi).is_integer() \
                 and hi - lo + 1 <= MAX_INTEGER_BINS
             if unit_bins:
-                edges, counts, missing_rate = numeric_histogram(x, lo - 0.5, hi + 0.5, int(hi - lo + 1),
-                                                                eps_call)
+                edges, counts, missing_count = numeric_histogram(x, lo - 0.5, hi + 0.5, int(hi - lo + 1),
+                                                                 eps_call, unit_rows)
             else:
-                edges, counts, missing_rate = numeric_histogram(x, lo, hi, HISTOGRAM_BINS, eps_call)
+                edges, counts, missing_count = numeric_histogram(x, lo, hi, HISTOGRAM_BINS, eps_call,
+                                                                 unit_rows)
             record(col.name, "numeric-histogram", "histogram and missing rate", bins=len(counts) + 1)
             enc.low, enc.high = float(lo), float(hi)
-            enc.missing_rate = missing_rate if nullable else 0.0
+            # missingness is estimated inside the column's own histogram (one more bin)
+            enc.missing_rate = noisy_missing_rate(missing_count, counts.sum()) if nullable else 0.0
             # the network learns missingness from the real rows (under DP-SGD); the slot exists unless the
             # metadata says the column is never missing (whether it is must not be read from the data)
             enc.has_missing_slot = nullable
@@ -176,6 +189,7 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             missing = s.isna().to_numpy()
             if meta.get("categories") is not None:
                 declared_cats = list(meta["categories"])
+                enc.dtype = declared_dtype(col.kind, nullable, declared_cats)
                 keys = s.dropna().map(_category_key)
                 position = {_category_key(c): i for i, c in enumerate(declared_cats)}
                 unknown = sorted(set(keys) - set(position))
@@ -184,17 +198,19 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                                       f"{len(unknown)} value(s). Add them to the metadata file or fix the "
                                       "data.")
                 counts = np.bincount(keys.map(position).to_numpy(dtype=int), minlength=len(declared_cats))
-                noisy = np.clip(laplace_histogram(np.append(counts, missing.sum()), eps_call), 0, None)
+                noisy = np.clip(laplace_histogram(np.append(counts, missing.sum()), eps_call, unit_rows),
+                                0, None).astype(float)
                 record(col.name, "laplace-histogram", "category counts and missing rate",
                        bins=len(declared_cats) + 1)
-                cats = [_typed(c, s.dtype) for c in declared_cats]
+                cats = [_typed(c, enc.dtype) for c in declared_cats]
                 ledger.public_statistics.append(f"{col.name}: categories")
                 prov["categories"] = "metadata"
                 cat_noisy, suppressed = noisy[:-1], None
                 missing_noisy = float(noisy[-1]) if nullable else 0.0
             else:
-                tokens = s.astype(object).where(~missing, MISSING).to_numpy()
-                released = stable_categories(tokens, eps_call, delta_call)
+                tokens = np.asarray([MISSING if m else _token(v) for v, m in
+                                     zip(s.astype(object).to_numpy(), missing, strict=True)], dtype=object)
+                released = stable_categories(tokens, eps_call, delta_call, unit_rows)
                 record(col.name, "stable-categories", "category set, counts and missing rate",
                        delta=delta_call, threshold=released.threshold)
                 counts_of = dict(zip(released.categories, released.noisy_counts, strict=True))
@@ -205,14 +221,16 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                         f"{eps_call:.3g} per statistic (noisy threshold {released.threshold:.0f} rows). "
                         "Declare its categories as public metadata in a schema file (--metadata), or "
                         "raise ε.")
-                cats = [_typed(c, s.dtype) for c in counts_of]
+                # the labels' type is read from the released labels (post-processing), not from df
+                enc.dtype = declared_dtype(col.kind, nullable, list(counts_of))
+                cats = [_typed(c, enc.dtype) for c in counts_of]
                 cat_noisy = np.asarray(list(counts_of.values()), dtype=float)
-                suppressed = released.n_suppressed_noisy
+                suppressed = released.suppressed(len(df))  # n is public
                 prov["categories"] = "dp"
-            # post-processing: one noise standard deviation (√2/ε) added to every released count shrinks
+            # post-processing: one noise standard deviation (√2·k/ε) added to every released count shrinks
             # the frequencies towards uniform when the noise dominates (small n or ε), instead of letting
             # a clipped-to-zero count remove a category from the conditional vector
-            cat_noisy = cat_noisy + np.sqrt(2.0) / eps_call
+            cat_noisy = cat_noisy + np.sqrt(2.0) * unit_rows / eps_call
             total = cat_noisy.sum() + missing_noisy + (suppressed or 0.0)
             freq = cat_noisy / total
             rare = freq < transformer.rare_fraction
@@ -241,3 +259,40 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
         transformer.columns.append(enc)
         transformer.provenance[col.name] = prov
     return transformer._finish_fit()
+
+
+def _token(value: Any) -> str:
+    """Text of a category for the DP category release: numbers by value (3 and 3.0 are one code), text
+    as written (so '02139' keeps its leading zero), booleans as 'True'/'False'."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _category_key(value)
+    return str(value)
+
+
+def declared_dtype(kind: str, nullable: bool, categories: list | None = None) -> str:
+    """The pandas dtype a column is decoded to, from its declared kind, nullability and category labels
+    only (a DP model never takes a dtype from the rows)."""
+    if kind == "continuous":
+        return "float64"
+    if kind == "integer":
+        return "Int64" if nullable else "int64"
+    if kind == "datetime":
+        return "datetime64[ns]"
+    labels = [c for c in (categories or []) if c is not None]
+    if not labels:
+        return "object"
+    if all(isinstance(c, (bool, np.bool_)) or str(c).lower() in ("true", "false") for c in labels):
+        return "boolean" if nullable else "bool"
+    numbers = []
+    for c in labels:
+        if isinstance(c, (bool, np.bool_)):
+            return "object"
+        try:
+            numbers.append(float(c))
+        except (TypeError, ValueError):
+            return "object"
+    if all(np.isfinite(x) and float(x).is_integer() for x in numbers):
+        return "Int64" if nullable else "int64"
+    return "float64"

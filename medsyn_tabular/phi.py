@@ -8,9 +8,14 @@ statistic is taken from it and returns a record of what was done (column, catego
 cells changed: never the values themselves), which is saved with the model.
 
 Actions: ``drop`` (remove the column), ``keep`` (user's decision, recorded), ``year`` (dates reduced to
-the year), ``shift`` (all shifted date columns moved by one secret random offset of up to a year, which
-keeps intervals), ``zip3`` (ZIP code to its first 3 digits; the sparsely populated 3-digit areas become
-``000``), ``age90`` (ages over 89 grouped into 90).
+the year), ``shift`` (all shifted date columns moved by one secret offset of up to a year, which keeps
+intervals; the offset is derived from a key kept in the MedSyn home folder, see
+:mod:`medsyn_core.home_keys`, never from the training seed), ``zip3`` (ZIP code to its first 3 digits; the
+sparsely populated 3-digit areas become ``000``), ``age90`` (ages over 89 grouped into 90).
+
+The actions are also constraints on what a model may generate: :func:`declared_after_phi` narrows a
+column's declared bounds/categories/kind (so a DP model, whose bounds come from metadata or noise, cannot
+learn ages above 90), and :func:`check_phi_output` checks every sampled table before it is returned.
 """
 
 from __future__ import annotations
@@ -78,8 +83,12 @@ def _content_category(series: pd.Series) -> tuple[str, str] | None:
     return None
 
 
-def detect_phi(df: pd.DataFrame, schema=None) -> list[PhiFinding]:
-    """Flag identifier-like columns of ``df`` by name, content and (if given) inferred schema kind."""
+def detect_phi(df: pd.DataFrame, schema=None, content: bool = True) -> list[PhiFinding]:
+    """Flag identifier-like columns of ``df`` by name, content and (if given) schema kind.
+
+    ``content=False`` looks only at column names and the (declared) schema, never at the values: the
+    differentially private path uses it, because which columns the values flag is a function of the rows.
+    """
     findings: list[PhiFinding] = []
     for col in df.columns:
         name = str(col)
@@ -93,11 +102,13 @@ def detect_phi(df: pd.DataFrame, schema=None) -> list[PhiFinding]:
             is_date = schema is not None and name in schema and schema[name].kind == "datetime"
             if hit.category == "date" and not is_date:
                 hit = None  # e.g. a numeric 'death' flag is not a date
-            elif hit.category == "age" and not pd.api.types.is_numeric_dtype(s):
+            elif hit.category == "age" and not (
+                    pd.api.types.is_numeric_dtype(s) if content or schema is None or name not in schema
+                    else schema[name].kind in ("integer", "continuous", "categorical")):
                 hit = None
-        content = _content_category(df[col])
-        if content is not None and (hit is None or hit.action in ("year", "age90")):
-            hit = PhiFinding(name, content[0], f"values look like {content[0]}", content[1])
+        content_hit = _content_category(df[col]) if content else None
+        if content_hit is not None and (hit is None or hit.action in ("year", "age90")):
+            hit = PhiFinding(name, content_hit[0], f"values look like {content_hit[0]}", content_hit[1])
         if hit is None and schema is not None and name in schema:
             kind = schema[name].kind
             if kind == "identifier":
@@ -132,16 +143,21 @@ def _to_datetime(s: pd.Series) -> pd.Series:
     return to_naive_datetime(s)
 
 
-def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], seed: int = 0
-              ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], shift_days: int | None = None,
+              count_cells: bool = True) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Transform ``df`` according to ``plan``; returns (new table, record of what was done).
 
-    The record lists, per column, the category, the action and the number of cells changed, so that it
-    can be stored in the model card without any real value.
+    The record lists, per column, the category and the action (and, with ``count_cells``, the number of
+    cells changed: a statistic of the rows, so differentially private fits leave it out), so that it can
+    be stored in the model card without any real value. ``shift_days``: the date shift (default: the
+    MedSyn home folder's secret, :func:`medsyn_core.home_keys.date_shift_days`); it is never recorded.
     """
     out = df.copy()
     record: list[dict[str, Any]] = []
-    shift_days = int(np.random.default_rng(seed).integers(-365, 366))  # secret: not recorded
+    if shift_days is None and any(f.action == "shift" for f in plan):
+        from medsyn_core.home_keys import date_shift_days
+
+        shift_days = date_shift_days()
     for f in plan:
         s = out[f.column]
         entry = {"column": f.column, "category": f.category, "evidence": f.evidence, "action": f.action}
@@ -166,6 +182,65 @@ def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], seed: int = 0
             numeric = pd.to_numeric(s, errors="coerce")
             over = numeric > 89
             out[f.column] = numeric.where(~over, 90)
-            entry["detail"] = f"ages over 89 grouped into 90 ({int(over.sum())} cells)"
+            entry["detail"] = "ages over 89 grouped into 90" + (f" ({int(over.sum())} cells)" if count_cells
+                                                                else "")
         record.append(entry)
     return out, record
+
+
+def declared_after_phi(spec: dict[str, Any], action: str) -> dict[str, Any]:
+    """A column's declared schema entry (kind, min, max, categories) after its PHI ``action``: the public
+    facts that still hold, narrowed by the action (ages capped at 90, dates reduced to years, ZIP codes to
+    3 digits, shifted dates within ±MAX_DATE_SHIFT_DAYS of the declared range). Data-independent."""
+    from medsyn_core.home_keys import MAX_DATE_SHIFT_DAYS
+
+    out = dict(spec)
+    if action == "age90":
+        out["phi_max"] = 90
+        if out.get("max") is not None:
+            out["max"] = min(float(out["max"]), 90.0)
+    elif action == "year":
+        out["kind"] = "integer"
+        for key in ("min", "max"):
+            if out.get(key) is not None:
+                out[key] = int(pd.Timestamp(out[key]).year)
+        out.pop("dates_only", None)
+        out.pop("categories", None)
+    elif action == "shift":
+        pad = pd.Timedelta(days=MAX_DATE_SHIFT_DAYS)
+        for key, sign in (("min", -1), ("max", 1)):
+            if out.get(key) is not None:
+                out[key] = str(pd.Timestamp(out[key]) + sign * pad)
+    elif action == "zip3":
+        out["kind"] = "categorical"
+        out.pop("min", None)
+        out.pop("max", None)
+        if out.get("categories"):
+            digits = [re.sub(r"\D", "", str(c)).zfill(5)[:3] for c in out["categories"]]
+            out["categories"] = sorted({"000" if d in RESTRICTED_ZIP3 else d for d in digits})
+    return out
+
+
+def check_phi_output(rows: pd.DataFrame, record: list[dict[str, Any]]) -> None:
+    """Raise :class:`PhiError` when sampled ``rows`` break a PHI action of the model's ``record``: a dropped
+    column present, an age above 90, a full date where only years are allowed, a ZIP code longer than 3
+    digits. Run on every sampled table before it is returned (a second line behind the bounds)."""
+    for entry in record:
+        column, action = entry["column"], entry["action"]
+        if action == "drop":
+            if column in rows.columns:
+                raise PhiError(f"Column {column!r} was removed for PHI but appears in the synthetic rows.")
+            continue
+        if column not in rows.columns:
+            continue
+        s = rows[column].dropna()
+        if s.empty:
+            continue
+        if action == "age90" and (pd.to_numeric(s, errors="coerce") > 90).any():
+            raise PhiError(f"Column {column!r}: synthetic ages above 90 break the age90 rule.")
+        if action == "year":
+            values = pd.to_numeric(s, errors="coerce")
+            if values.isna().any() or (values % 1 != 0).any():
+                raise PhiError(f"Column {column!r}: only years may be generated (year rule).")
+        if action == "zip3" and not s.astype(str).str.fullmatch(r"\d{3}").all():
+            raise PhiError(f"Column {column!r}: only 3-digit ZIP prefixes may be generated (zip3 rule).")

@@ -29,6 +29,8 @@ from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_sat
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
 from medsyn_tabular.schema import (
+    KINDS,
+    ColumnSchema,
     SchemaError,
     TableSchema,
     apply_overrides,
@@ -68,6 +70,17 @@ def _merge_overrides(schema: dict[str, Any], metadata: dict[str, Any]) -> dict[s
     return out
 
 
+def _declared_schema(declared: dict[str, dict[str, Any]]) -> TableSchema:
+    """A :class:`TableSchema` from declarations only (no count of the rows: missing/distinct stay 0)."""
+    columns = []
+    for name, spec in declared.items():
+        kind = "empty" if spec["kind"] == "drop" else spec["kind"]
+        columns.append(ColumnSchema(name=name, kind=kind, reason="declared", min=spec.get("min"),
+                                    max=spec.get("max"), categories=spec.get("categories"),
+                                    overridden=True))
+    return TableSchema(columns)
+
+
 def dp_label(card: dict[str, Any]) -> str:
     """One line for a model card: 'DP: ε = 1 (δ = 3.3e-05)' or 'DP: off'."""
     dp = card.get("differential_privacy")
@@ -85,7 +98,7 @@ class TabularSynthesizer:
     hyperparameters (:class:`~medsyn_tabular.ctgan.CTGANParams` / :class:`~medsyn_tabular.tvae.TVAEParams`).
 
     Differential privacy: ``epsilon`` (total, preprocessing included) or ``preset`` ('strict' ε=1,
-    'balanced' ε=3, 'exploratory' ε=10, 'off'); ``delta`` (default 1/(10 n), must be below 1/n);
+    'balanced' ε=3, 'exploratory' ε=10, 'off'); ``delta`` (default min(1e-5, 1/(10 n)), must be below 1/n);
     ``max_grad_norm`` (per-sample clipping norm C); ``metadata``: a file/dict in the schema-file layout
     whose bounds, categories, ``nullable`` and ``dates_only`` are public and cost no budget;
     ``preprocessing_share`` of ε and δ for the DP statistics (default 0.1); ``accountant`` 'rdp' or 'prv'.
@@ -140,18 +153,25 @@ class TabularSynthesizer:
         self.dropped: dict[str, str] = {}
         self.card: dict[str, Any] = {}
         self.ledger = None  # PrivacyLedger once fitted with differential privacy
+        self.privacy_unit = None  # PrivacyUnit of a DP fit (row or patient)
+        self.declared_metadata: dict[str, Any] = self.overrides
 
     # -- fitting ---------------------------------------------------------------------------------
     def prepare(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
-        """Schema + PHI handling + coercion: the table the transformer sees, and its schema."""
+        """Schema + PHI handling + coercion: the table the transformer sees, and its schema.
+
+        Without DP the schema is inferred from the rows (then overridden); with DP it is the declared one
+        (see :meth:`prepare_declared`)."""
         if df.shape[1] == 0:
             raise SchemaError("The table has no columns.")
         if len(df) < MIN_ROWS:
             raise SchemaError(f"The table has {len(df)} row(s); at least {MIN_ROWS} are needed to learn "
                               "anything. Use a larger table.")
+        if self.private:
+            return self.prepare_declared(df)
         first = apply_overrides(infer_schema(df), self._column_overrides(df.columns))
         plan = plan_phi(detect_phi(df, first), self.phi_actions, [str(c) for c in df.columns])
-        clean, self.phi_record = apply_phi(df, plan, seed=self.seed)
+        clean, self.phi_record = apply_phi(df, plan)
         schema = apply_overrides(infer_schema(clean), self._column_overrides(clean.columns))
         self.dropped = {r["column"]: f"PHI: {r['category']}, removed" for r in self.phi_record
                         if r["action"] == "drop"}
@@ -162,12 +182,72 @@ class TabularSynthesizer:
                                   "Remove it from the table or mark it 'drop' in a schema file.")
             if not col.modelled:
                 self.dropped[col.name] = f"{col.kind} column, not modelled"
+        self._check_enough_columns(schema)
+        self.declared_metadata = self.overrides
+        return coerce_to_schema(clean, schema), schema
+
+    def prepare_declared(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
+        """The differentially private preparation: nothing about the schema is read from the rows.
+
+        Kinds, bounds, categories and nullability come from the declared schema (every column must be
+        declared), PHI actions from the column names, declared kinds and the user's choices (never from
+        the values), and each PHI action narrows the declared bounds (:func:`~.phi.declared_after_phi`).
+        The privacy unit is resolved and each patient's contribution bounded before anything else. The
+        saved schema holds no count of the rows (no missing or distinct counts)."""
+        from medsyn_tabular.phi import declared_after_phi
+        from medsyn_tabular.privacy_unit import KEY_LIKE_PHI, bound_contributions, resolve_unit
+
+        names = [str(c) for c in df.columns]
+        declared = {}
+        for name, spec in (self.overrides.get("columns") or {}).items():
+            declared[name] = {"kind": spec} if isinstance(spec, str) else dict(spec or {})
+        undeclared = [n for n in names if not declared.get(n, {}).get("kind")]
+        if undeclared:
+            from medsyn_core.privacy import PrivacyError
+
+            shown = ", ".join(map(repr, undeclared[:8])) + (" …" if len(undeclared) > 8 else "")
+            raise PrivacyError(
+                f"Differential privacy needs a declared schema, but {len(undeclared)} column(s) have no "
+                f"declared kind: {shown}. Kinds, bounds and categories read from the rows would leak "
+                "them. Write the inferred schema with `medsyn tabular schema DATA --out schema.yaml`, "
+                "review it, and pass it with --schema (on the Tabular page the reviewed table is the "
+                "declaration).")
+        bad = {n: d["kind"] for n, d in declared.items() if d["kind"] not in KINDS + ("drop",)}
+        if bad:
+            raise SchemaError(f"Unknown kind(s) in the schema: {bad}; use one of {', '.join(KINDS)} or drop.")
+        first = _declared_schema({n: declared[n] for n in names})
+        plan = plan_phi(detect_phi(df, first, content=False), self.phi_actions, names)
+        key_like = sorted({f.column for f in plan if f.category in KEY_LIKE_PHI}
+                          | {c.name for c in first.columns if c.kind == "identifier"})
+        self.privacy_unit = resolve_unit(self.overrides, names, key_like)
+        bounded = bound_contributions(df, self.privacy_unit)
+        if len(bounded) < MIN_ROWS:
+            raise SchemaError(f"After keeping one row per patient, {len(bounded)} patient(s) remain; at least "
+                              f"{MIN_ROWS} are needed.")
+        plan = [f for f in plan if f.column in bounded.columns]
+        clean, self.phi_record = apply_phi(bounded, plan, count_cells=False)
+        actions = {f.column: f.action for f in plan}
+        after = {n: declared_after_phi(declared[n], actions[n]) if n in actions else declared[n]
+                 for n in map(str, clean.columns)}
+        schema = _declared_schema(after)
+        self.dropped = {r["column"]: f"PHI: {r['category']}, removed" for r in self.phi_record
+                        if r["action"] == "drop"}
+        if self.privacy_unit.kind == "patient":
+            self.dropped[self.privacy_unit.key] = "patient key: used to keep one row per patient, removed"
+        for col in schema.columns:
+            if not col.modelled:
+                self.dropped[col.name] = f"{col.kind} column (declared), not modelled"
+        self._check_enough_columns(schema)
+        self.declared_metadata = {"columns": after}
+        return coerce_to_schema(clean, schema), schema
+
+    @staticmethod
+    def _check_enough_columns(schema: TableSchema) -> None:
         if len(schema.modelled) < 2:
             raise SchemaError(f"Only {len(schema.modelled)} column(s) can be modelled "
                               f"({', '.join(c.name for c in schema.modelled) or 'none'}); "
                               "a synthesizer needs "
                               "at least 2. Check the schema (identifier/text columns are not modelled).")
-        return coerce_to_schema(clean, schema), schema
 
     def _column_overrides(self, columns) -> dict[str, Any]:
         section = self.overrides.get("columns") or {}
@@ -195,11 +275,13 @@ class TabularSynthesizer:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
         device = choose_device(self.device_preference)
         seed_everything(self.seed)
-        budget, plan = self.plan_privacy(len(data))  # before any statistic: unreachable budgets fail here
-        if resume is not None and plan is not None:
+        if self.private and resume is not None:
             raise ValueError("Differentially private training cannot be resumed: the privacy accountant's "
                              "state is not checkpointed, so ε could not be guaranteed. Start it again.")
-        table, self.schema = self.prepare(data)
+        if self.private:
+            self.plan_privacy(len(data))  # a first check on public numbers: unreachable budgets fail here
+        table, self.schema = self.prepare(data)  # under DP: declared schema, bounded per patient, no stats
+        budget, plan = self.plan_privacy(len(table))  # n = privacy units (patients or rows), public
         self.transformer = TableTransformer(seed=self.seed)
         if budget is None:
             self.transformer.fit(table, self.schema, metadata=self.overrides)
@@ -207,7 +289,7 @@ class TabularSynthesizer:
             from medsyn_core.privacy import PrivacyLedger
 
             self.ledger = PrivacyLedger(dataset_rows=len(table), budget=budget.to_dict())
-            self.transformer.fit_private(table, self.schema, self.overrides, budget, self.ledger)
+            self.transformer.fit_private(table, self.schema, self.declared_metadata, budget, self.ledger)
         encoded = self.transformer.transform(table)
         preprocess_s = time.time() - started
         self.model = self._build_model(device)
@@ -223,7 +305,8 @@ class TabularSynthesizer:
             self.ledger.add(training_entry(plan, engine, target=target))
         self.card = {
             "engine": "medsyn-tabular", "model": self.model_name, "format_version": FORMAT_VERSION,
-            "data_source": source or "in-memory DataFrame", "rows": int(len(data)),
+            "data_source": source or "in-memory DataFrame",
+            "rows": int(len(table) if self.ledger is not None else len(data)),
             "columns_in": int(data.shape[1]), "columns_modelled": [c.name for c in self.schema.modelled],
             "columns_not_modelled": self.dropped, "parameters": self.model.params_dict(), "seed": self.seed,
             "device": str(device), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -234,6 +317,8 @@ class TabularSynthesizer:
             "differential_privacy": self._privacy_card(), "final_loss": self.released_loss_history()[-1],
             "python": platform.python_version(),
         }
+        if self.ledger is not None:
+            self.card["privacy_unit"] = self.privacy_unit.to_dict()
         self.card["dp_label"] = dp_label(self.card)
         return self
 
@@ -285,6 +370,10 @@ class TabularSynthesizer:
             "steps": training.steps, "max_grad_norm": training.max_grad_norm,
             "accountant": training.accountant, "dataset_rows": self.ledger.dataset_rows,
             "mechanisms": len(self.ledger.entries), "public_statistics": self.ledger.public_statistics,
+            "unit": self.privacy_unit.describe() if self.privacy_unit is not None else "one row",
+            "public": ["column names", "the declared schema (kinds, bounds, categories, nullability)",
+                       "the PHI actions", f"n = {self.ledger.dataset_rows} (number of privacy units)"],
+            "randomness": "noise and sampling from OS entropy: this fit is not reproducible from its seed",
             "library_versions": self.ledger.library_versions, "ledger_file": "privacy_ledger.json",
         }
 
@@ -317,7 +406,7 @@ class TabularSynthesizer:
         rng = np.random.default_rng(self.seed if seed is None else seed)
         steer = self._steering_condition(conds)
         if not conds:
-            return self._decode(self.model.generate(n, rng), rng).reset_index(drop=True)
+            return self._checked(self._decode(self.model.generate(n, rng), rng).reset_index(drop=True))
         self._check_reachable(conds)
         kept, tried = [], 0
         limit = max_tries if max_tries is not None else max(MIN_TRIES, MAX_TRIES_PER_ROW * n)
@@ -335,7 +424,14 @@ class TabularSynthesizer:
                 f"Only {have} of {tried:,} generated rows met {' and '.join(map(str, conds))} "
                 f"(needed {n}). The condition is too rare for this model: relax it, ask for fewer rows, "
                 "or train longer.")
-        return pd.concat(kept).iloc[:n].reset_index(drop=True)
+        return self._checked(pd.concat(kept).iloc[:n].reset_index(drop=True))
+
+    def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` after the PHI check (:func:`~medsyn_tabular.phi.check_phi_output`)."""
+        from medsyn_tabular.phi import check_phi_output
+
+        check_phi_output(rows, self.phi_record)
+        return rows
 
     def _check_reachable(self, conds) -> None:
         """Range conditions outside the learned bounds of a column can never hold: say so at once."""
@@ -392,6 +488,8 @@ class TabularSynthesizer:
                 "format_version": FORMAT_VERSION, "model": self.model_name, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "hyperparameters": self.hyperparameters,
                 "privacy": self.privacy_settings if self.ledger is not None else None,
+                # the user's declaration (schema/metadata file and PHI choices): public by definition
+                "declaration": self.overrides, "phi_actions": self.phi_actions,
                 "dropped": self.dropped, "loss_history": self.released_loss_history()})
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
@@ -424,7 +522,8 @@ class TabularSynthesizer:
         hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in config["hyperparameters"].items()}
         privacy = config.get("privacy") or {}
         synth = cls(config["model"], config["epochs"], config["batch_size"], config["seed"], device=device,
-                    **privacy, **hyper)
+                    schema=config.get("declaration"), phi_actions=config.get("phi_actions"), **privacy,
+                    **hyper)
         if (path / "privacy_ledger.json").exists():
             from medsyn_core.privacy import PrivacyLedger
 

@@ -297,7 +297,12 @@ class TableTransformer:
         """Slot index (n,) of each value of a categorical column (OTHER for grouped/unseen values)."""
         keys = s.map(lambda v: str(v) if pd.notna(v) else MISSING) if s.dtype == object else \
             s.astype(object).where(s.notna(), MISSING).astype(str)
-        lookup = {str(v): i for i, v in enumerate(enc.slots)}
+        lookup = {}
+        for i, v in enumerate(enc.slots):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) \
+                    and float(v).is_integer():
+                lookup[str(float(v))] = lookup[str(int(v))] = i  # 3 and 3.0 are one code
+            lookup[str(v)] = i
         other = lookup.get(OTHER, -1)
         idx = keys.map(lookup).to_numpy()
         if OTHER in lookup:

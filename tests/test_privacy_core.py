@@ -11,7 +11,9 @@ from medsyn_core.privacy.dpsgd import make_private, plan_dpsgd, replace_unsuppor
 from medsyn_core.privacy.ledger import LedgerEntry, dpsgd_epsilon
 from medsyn_core.privacy.mechanisms import (
     approx_bounds,
+    laplace_epsilon,
     laplace_histogram,
+    missing_rate,
     numeric_histogram,
     stable_categories,
     stable_threshold,
@@ -43,12 +45,21 @@ def test_impossible_budgets_are_clear_errors(kwargs, match):
         PrivacyBudget.create(303, **kwargs)
 
 
-def test_laplace_noise_is_real_and_centred():
-    counts = np.full(20000, 50.0)
+def test_discrete_laplace_noise_is_real_centred_and_integer():
+    counts = np.full(20000, 50)
     noisy = laplace_histogram(counts, epsilon=0.5)
-    assert np.all(noisy != counts)
+    assert noisy.dtype == np.int64
+    # P(noise = 0) = (1 - e^-ε) / (1 + e^-ε) ≈ 0.245 at ε = 0.5; variance 2 e^-ε / (1 - e^-ε)^2
+    q = np.exp(-0.5)
+    assert (noisy != counts).mean() == pytest.approx(1 - (1 - q) / (1 + q), abs=0.02)
     assert abs((noisy - counts).mean()) < 0.1
-    assert (noisy - counts).std() == pytest.approx(np.sqrt(2) / 0.5, rel=0.05)
+    assert (noisy - counts).std() == pytest.approx(np.sqrt(2 * q) / (1 - q), rel=0.05)
+    # a patient with k rows: scale k/ε
+    wide = laplace_histogram(counts, epsilon=0.5, sensitivity=3)
+    assert (wide - counts).std() == pytest.approx(np.sqrt(2 * q ** (1 / 3)) / (1 - q ** (1 / 3)), rel=0.05)
+    assert laplace_epsilon(2.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="whole number"):
+        laplace_histogram(np.array([0.5]), epsilon=1.0)
 
 
 def test_rare_categories_are_never_revealed():
@@ -68,7 +79,7 @@ def test_approx_bounds_and_histogram_on_ages():
     ages[:300] = np.nan
     edges, counts, missing = numeric_histogram(ages, lo, hi, bins=16, epsilon=1.0)
     assert len(edges) == 17 and counts.shape == (16,)
-    assert missing == pytest.approx(0.1, abs=0.02)
+    assert missing_rate(missing, counts.sum()) == pytest.approx(0.1, abs=0.02)
     with pytest.raises(PrivacyError, match="Declare its bounds"):
         approx_bounds(np.array([42.0]), epsilon=0.1)
 

@@ -133,7 +133,7 @@ def test_dp_tvae_clips_sigma_with_the_rest(heart):
                                    metadata=METADATA).fit(heart)
         module = synth.model.private_module
         assert isinstance(module, GradSampleModule)
-        x = torch.as_tensor(synth.transformer.transform(heart)[:6])
+        x = torch.as_tensor(synth.transformer.transform(synth.prepare(heart)[0])[:6])
         synth.model.private_optimizer.zero_grad()
         synth.model._elbo(x, *module(x)).backward()
     trainable = [n for n, p in module.named_parameters() if p.requires_grad]
@@ -200,12 +200,17 @@ def test_impossible_privacy_settings_are_clear_errors(heart):
     with pytest.raises(PrivacyError, match="not below 1/n"):
         TabularSynthesizer("tvae", epsilon=1, delta=1 / 303, batch_size=50, metadata=METADATA).fit(heart)
     with pytest.raises(PrivacyError, match=r"cannot be met.*at most \d+ training steps"):
-        TabularSynthesizer("tvae", epsilon=0.1, epochs=300, batch_size=50, metadata=METADATA).fit(heart)
+        TabularSynthesizer("tvae", epsilon=0.3, epochs=300, batch_size=50, metadata=METADATA).fit(heart)
     with pytest.raises(PrivacyError, match="smaller than the number of rows"):
         TabularSynthesizer("tvae", epsilon=1, batch_size=500).fit(heart)
-    # without public metadata, 303 rows are too few to learn a range at ε = 1: say what to declare
-    with pytest.raises(PrivacyError, match="Declare its bounds"):
+    # under DP the schema must be declared (kinds read from the rows would leak): say how
+    with pytest.raises(PrivacyError, match="needs a declared schema.*medsyn tabular schema DATA --out"):
         TabularSynthesizer("tvae", epsilon=1, epochs=1, batch_size=50).fit(heart)
+    # declared kinds but no bounds: 303 rows are too few to learn a range at ε = 1: say what to declare
+    kinds_only = {"unit": "row", "columns": {c: {"kind": v["kind"]} for c, v in
+                                             heart_cleveland_metadata()["columns"].items()}}
+    with pytest.raises(PrivacyError, match="Declare its bounds"):
+        TabularSynthesizer("tvae", epsilon=1, epochs=1, batch_size=50, schema=kinds_only).fit(heart)
 
 
 def test_cli_fit_with_dp_prints_the_breakdown_and_off_is_labelled(tmp_path, capsys):

@@ -21,11 +21,16 @@ class PrivacyError(ValueError):
     """An impossible or unreachable privacy setting; the message says what to change."""
 
 
+#: The largest default δ: a mechanism may fail with probability δ, e.g. publish one record outright, so δ
+#: is kept far below 1/n, as is the field's practice (e.g. 1e-5 for datasets of thousands).
+MAX_DEFAULT_DELTA = 1e-5
+
+
 def default_delta(n_rows: int) -> float:
-    """δ well below 1/n: 1 / (10 n), the usual 'much smaller than one over the dataset size'."""
+    """δ far below 1/n: min(1e-5, 1 / (10 n))."""
     if n_rows < 1:
         raise PrivacyError("The table has no rows, so no privacy budget can be set.")
-    return 1.0 / (10.0 * n_rows)
+    return min(MAX_DEFAULT_DELTA, 1.0 / (10.0 * n_rows))
 
 
 @dataclass(frozen=True)

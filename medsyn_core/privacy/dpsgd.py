@@ -88,13 +88,12 @@ def plan_dpsgd(target_epsilon: float, delta: float, n_rows: int, batch_size: int
                 lo = mid
             else:
                 hi = mid - 1
-        advice = (f"at most {lo} training steps (about {lo * q:.1f} epochs) at this batch size"
-                  if lo > 0 else "more rows, or a larger ε")
+        advice = (f"Use at most {lo} training steps (about {lo * q:.1f} epochs) at this batch size, or "
+                  "raise ε" if lo > 0 else "Even one step is too many at this ε: use more rows or raise ε")
         raise PrivacyError(
             f"ε = {target_epsilon:g} cannot be met with {n_rows} rows, batch size {batch_size} and "
             f"{steps} steps: the noise multiplier would have to exceed σ = "
-            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned. Use {advice}, or "
-            "raise ε.")
+            f"{MAX_USEFUL_NOISE_MULTIPLIER:g}, where nothing useful is learned. {advice}.")
     return DPSGDPlan(target_epsilon, delta, q, steps, sigma, max_grad_norm, accountant)
 
 
@@ -110,27 +109,55 @@ def replace_unsupported_layers(module):
     return fixed, sorted({type(e).__name__ + ": " + str(e).split("\n")[0] for e in errors})
 
 
+def entropy_generator(device="cpu"):
+    """A torch generator on ``device`` seeded with 63 bits from the operating system's entropy pool.
+
+    DP-SGD's Gaussian noise and Poisson batch sampling draw from such generators, never from torch's
+    global generator, which ``fit`` seeds with the published training seed: with that seed an adversary
+    holding the released model and all rows but one could replay training and test membership exactly.
+    """
+    import secrets
+
+    import torch
+
+    return torch.Generator(device=device).manual_seed(secrets.randbits(63))
+
+
 def make_private(plan: DPSGDPlan, module, optimizer, data_loader):
     """Attach Opacus to ``module``/``optimizer``/``data_loader`` with Poisson sampling and per-sample
-    clipping at ``plan.noise_multiplier``. Returns (engine, module, optimizer, data_loader)."""
+    clipping at ``plan.noise_multiplier``. Returns (engine, module, optimizer, data_loader).
+
+    Randomness: the Poisson sampler and the Gaussian noise each get their own generator seeded from OS
+    entropy (:func:`entropy_generator`), so a DP fit cannot be replayed from its seed; the noise is drawn
+    with Opacus' floating-point-hardened sampler (the sum of 4 Gaussians, Holohan & Braghin 2021) that
+    its ``secure_mode`` uses. Opacus' ``secure_mode=True`` itself would need ``torchcsprng``, which is
+    unmaintained and has no build for the pinned torch, so the generators are torch's own (Mersenne
+    Twister on the CPU, Philox on CUDA) with a fresh secret 63-bit seed per run; see docs/privacy.md.
+    """
+    import warnings
+
     from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader
 
     if abs(1.0 / len(data_loader) - plan.sample_rate) > 1e-12:
         raise ValueError(f"The data loader has {len(data_loader)} batches per epoch, but the plan assumed a "
                          f"sample rate of {plan.sample_rate:g}; plan with the loader's batch size.")
-    import warnings
-
+    # Opacus' Poisson loader takes the original loader's generator: give it a secret one
+    data_loader = DataLoader(data_loader.dataset, batch_size=data_loader.batch_size,
+                             generator=entropy_generator("cpu"))
+    device = next(module.parameters()).device
     # Opacus' per-sample hooks fire with respect to module outputs when the inputs need no gradient (real
     # rows never do): expected, and said once per process otherwise
     warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
-    with warnings.catch_warnings():  # secure_mode=False is documented in the README's privacy section
+    with warnings.catch_warnings():  # secure_mode=False: see the docstring (the noise is hardened below)
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=plan.accountant, secure_mode=False)
     module, optimizer, data_loader = engine.make_private(
         module=module, optimizer=optimizer, data_loader=data_loader,
         noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
-        poisson_sampling=True,
+        poisson_sampling=True, noise_generator=entropy_generator(device),
     )
+    optimizer.secure_mode = True  # Opacus' hardened Gaussian sampling, with the secret generator above
     return engine, module, optimizer, data_loader
 
 
