@@ -152,3 +152,115 @@ def test_no_saved_field_is_an_exact_function_of_the_rows(tmp_path, model):
     card = json.loads((tmp_path / "b" / "model_card.json").read_text())
     assert "cells" not in json.dumps(card["phi_handling"])
     assert "n = 1201" in " ".join(card["differential_privacy"]["public"])
+
+
+# -- Safe Harbor holds on every path ------------------------------------------------------------------
+def test_age90_caps_sampled_ages_with_and_without_dp(heart):
+    """Finding 8: the PHI review said age -> age90, yet a DP CTGAN sampled ages 91-100 in 29 of 303 rows
+    (its bounds came from the metadata, 18-100, ignoring the PHI action)."""
+    meta = heart_cleveland_metadata()
+    with one_torch_thread():
+        plain = TabularSynthesizer("tvae", epochs=1, batch_size=50, seed=2, phi_actions={"age": "age90"})
+        plain.fit(heart)
+        private = TabularSynthesizer("ctgan", epochs=1, batch_size=50, seed=2, epsilon=3.0, metadata=meta,
+                                     phi_actions={"age": "age90"}).fit(heart)
+        for synth in (plain, private):
+            assert synth.sample(2000)["age"].max() <= 90
+    enc = next(c for c in private.transformer.columns if c.name == "age")
+    assert enc.high == 90.0 and private.transformer.provenance["age"]["bounds"] == "metadata+phi"
+
+
+def test_every_phi_action_is_checked_on_sampled_rows():
+    import pandas as pd
+
+    from medsyn_tabular.phi import PhiError, check_phi_output
+
+    rows = pd.DataFrame({"age": [40, 91], "dob": [1950, 1960], "zip": ["021", "02139"], "name": ["a", "b"]})
+    cases = {"age90": "age", "year": "dob", "zip3": "zip", "drop": "name"}
+    for action, column in cases.items():
+        record = [{"column": column, "action": action}]
+        bad = rows if action != "year" else rows.assign(dob=["1950-03-04", "1960-01-01"])
+        with pytest.raises(PhiError, match=column):
+            check_phi_output(bad, record)
+        good = {"age90": rows.iloc[:1], "year": rows, "zip3": rows.iloc[:1], "drop": rows.drop(columns="name")}
+        check_phi_output(good[action], record)
+
+
+def test_date_shift_comes_from_a_home_key_not_the_seed(tmp_path, monkeypatch):
+    """Finding 3: the 'secret' date shift was default_rng(seed), and the seed is on the model card."""
+    import os
+    import stat
+
+    import pandas as pd
+
+    from medsyn_core import home_keys
+    from medsyn_tabular.phi import apply_phi, plan_phi
+
+    df = pd.DataFrame({"admitted": pd.to_datetime(["2020-01-01", "2020-06-30"])})
+    plan = plan_phi([], {"admitted": "shift"}, ["admitted"])
+
+    def shifted_days(home: Path) -> int:
+        monkeypatch.setenv("MEDSYN_HOME", str(home))
+        out, _ = apply_phi(df, plan)
+        return int((out["admitted"] - df["admitted"]).dt.days.iloc[0])
+
+    shifts = [shifted_days(tmp_path / f"home{i}") for i in range(4)]
+    assert shifted_days(tmp_path / "home0") == shifts[0]  # refits in one home stay consistent
+    assert len(set(shifts)) > 1  # other homes: other secrets (4 equal draws of 731 values: ~1e-9)
+    assert all(abs(d) <= home_keys.MAX_DATE_SHIFT_DAYS for d in shifts)
+    key = tmp_path / "home0" / "keys" / "date-shift.key"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key.parent).st_mode) == 0o700
+
+
+def test_default_delta_is_far_below_one_over_n():
+    from medsyn_core.privacy import PrivacyBudget
+    from medsyn_core.privacy.budget import default_delta
+
+    assert default_delta(303) == 1e-5 and default_delta(10**6) == pytest.approx(1e-7)
+    assert PrivacyBudget.create(303, epsilon=1.0).delta == 1e-5
+
+
+# -- the privacy unit ---------------------------------------------------------------------------------
+def visits_table():
+    """120 patients with 3 visits each; PATIENT is the key."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = 120
+    ids = np.repeat([f"P{i:04d}" for i in range(n)], 3)
+    return pd.DataFrame({"PATIENT": ids, "age": np.repeat(rng.integers(20, 80, n), 3),
+                         "sbp": rng.normal(130, 15, 3 * n).round(),
+                         "ward": rng.choice(["a", "b"], 3 * n)})
+
+
+VISITS_SCHEMA = {"columns": {"PATIENT": {"kind": "identifier"}, "age": {"kind": "integer", "min": 0, "max": 110},
+                             "sbp": {"kind": "continuous", "min": 60, "max": 250, "nullable": False},
+                             "ward": {"kind": "categorical", "categories": ["a", "b"], "nullable": False}}}
+
+
+def test_several_rows_per_patient_are_refused_without_a_declared_unit():
+    from medsyn_core.privacy import PrivacyError
+
+    with pytest.raises(PrivacyError, match="look like patient or record identifiers.*patient_key"):
+        TabularSynthesizer("tvae", epochs=1, batch_size=40, epsilon=5.0, schema=VISITS_SCHEMA).fit(
+            visits_table())
+
+
+def test_a_patient_key_bounds_each_patient_to_one_row_and_the_card_says_so(tmp_path):
+    from medsyn_core.privacy import PrivacyError
+
+    table = visits_table()
+    declared = {**VISITS_SCHEMA, "patient_key": "PATIENT"}
+    with one_torch_thread():
+        synth = TabularSynthesizer("tvae", epochs=1, batch_size=20, epsilon=5.0, schema=declared).fit(table)
+    assert synth.ledger.dataset_rows == 120 and synth.card["rows"] == 120  # patients, not visits
+    unit = synth.card["privacy_unit"]
+    assert unit["kind"] == "patient" and unit["key"] == "PATIENT" and unit["max_rows"] == 1
+    assert "patient" in synth.card["differential_privacy"]["unit"]
+    assert "PATIENT" not in synth.sample(50).columns
+    folder = synth.save(tmp_path / "m", register=False)
+    assert "P0001" not in "".join(p.read_text(errors="ignore") for p in folder.glob("*.json"))
+    with pytest.raises(PrivacyError, match="at most 1 row per patient"):
+        TabularSynthesizer("tvae", epochs=1, batch_size=20, epsilon=5.0,
+                           schema={**declared, "max_rows_per_patient": 3}).fit(table)
