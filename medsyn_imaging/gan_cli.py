@@ -203,13 +203,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     def report(p) -> None:
         eta = max(0, p.total_images - p.images_seen) / max(p.images_per_s, 1e-9)
         r1 = f"  R1 {p.r1_penalty:.3f}" if p.r1_penalty is not None else ""
-        print(f"kimg {p.images_seen / 1000:7.2f}/{p.total_images / 1000:g}  D {p.d_loss:.3f}  "
+        d_text = f"D {p.d_loss:.3f}  " if p.d_loss is not None else ""  # None under DP
+        print(f"kimg {p.images_seen / 1000:7.2f}/{p.total_images / 1000:g}  {d_text}"
               f"G {p.g_loss:.3f}{r1}  {p.images_per_s:6.1f} img/s  elapsed "
               f"{_format_seconds(p.elapsed_s)}  eta {_format_seconds(eta)}", flush=True)
         with open(log_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"time": time.time(), "images_seen": p.images_seen, "d_loss": p.d_loss,
-                                 "g_loss": p.g_loss, "r1": p.r1_penalty, "elapsed_s": p.elapsed_s,
-                                 "images_per_s": p.images_per_s}) + "\n")
+            row = {"time": time.time(), "images_seen": p.images_seen, "d_loss": p.d_loss,
+                   "g_loss": p.g_loss, "r1": p.r1_penalty, "elapsed_s": p.elapsed_s,
+                   "images_per_s": p.images_per_s}
+            if p.d_loss is None:
+                del row["d_loss"]  # DP run: D's loss on real images is never written
+            fh.write(json.dumps(row) + "\n")
         if p.grid is not None:
             save_grid_png(p.grid, work / "latest_grid.png")
 

@@ -137,7 +137,7 @@ class TrainingProgress:
     images_seen: int
     total_images: int
     step: int
-    d_loss: float
+    d_loss: float | None  # None under DP (computed on real images, not covered by DP-SGD)
     g_loss: float
     r1_penalty: float | None
     elapsed_s: float  # training wall time, summed over resumed sessions
@@ -174,6 +174,10 @@ class GANTrainer:
 
     def __init__(self, data: ImageTrainingSet, config: TrainConfig, device: str | torch.device | None = None):
         self.config = config
+        if config.private and data.duplicates_removed is None:
+            from medsyn_imaging.training_data import deduplicate
+
+            data = deduplicate(data)  # DP protects one record: an image stored twice is counted once
         self.data = data
         self.device = choose_device(str(device)) if device is not None else choose_device()
         arch_values = dict(config.arch)
@@ -416,8 +420,10 @@ class GANTrainer:
             if crossed(report_every_images) or done:
                 grid = self.sample_grid() if (crossed(grid_every) or done) else None
                 progress = self._progress(sums, session_start, session_images, grid)
-                self.history.append({"kimg": self.images_seen / 1000, "d_loss": progress.d_loss,
-                                     "g_loss": progress.g_loss})
+                row = {"kimg": self.images_seen / 1000, "g_loss": progress.g_loss}
+                if progress.d_loss is not None:
+                    row["d_loss"] = progress.d_loss
+                self.history.append(row)
                 sums = {"d_loss": 0.0, "g_loss": 0.0, "r1": 0.0, "n": 0, "n_r1": 0}
                 if callback is not None:
                     callback(progress)
@@ -433,7 +439,8 @@ class GANTrainer:
         wall = max(time.perf_counter() - session_start, 1e-9)
         return TrainingProgress(
             images_seen=self.images_seen, total_images=self.config.total_images, step=self.step,
-            d_loss=sums["d_loss"] / n if sums["n"] else math.nan,
+            # under DP, D's loss on real images is a statistic DP-SGD does not cover: never reported
+            d_loss=None if self.config.private else sums["d_loss"] / n if sums["n"] else math.nan,
             g_loss=sums["g_loss"] / n if sums["n"] else math.nan,
             r1_penalty=sums["r1"] / sums["n_r1"] if sums["n_r1"] else None,
             elapsed_s=self.train_seconds, images_per_s=session_images / wall, grid=grid,

@@ -198,6 +198,8 @@ def privacy_card(ledger) -> dict:
         "max_grad_norm": entry.max_grad_norm, "accountant": entry.accountant,
         "dataset_rows": ledger.dataset_rows, "unit": "one image with its label (add/remove one image)",
         "ledger_file": LEDGER_FILE, "library_versions": ledger.library_versions,
+        "randomness": "DP-SGD noise and Poisson sampling from OS entropy: this training is not "
+                      "reproducible from its seed (sampling the saved generator is)",
         "note": "Only the discriminator reads real images; the generator's updates are post-processing. "
                 "No other statistic of the images is computed (resize/pad are data-independent), so the "
                 "ledger has only the DP-SGD entry. Class counts and D's loss are left out of this card.",
@@ -277,6 +279,11 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
         card["differential_privacy"] = privacy_card(ledger)
         # statistics of the real images that DP does not cover are left out of the released card
         del card["data"]["class_counts"]
+        card["data"]["duplicates_removed"] = int(data.duplicates_removed or 0)
+        card["differential_privacy"]["unit"] = (
+            "one image (exact-duplicate images removed before training: "
+            f"{int(data.duplicates_removed or 0)}); the source does not say which images belong to one "
+            "patient, so a patient with several images is protected per image only")
         losses = card["training"]["final_losses"]
         if losses:
             losses.pop("d_loss", None)  # computed on real images without noise; G's loss is post-processing

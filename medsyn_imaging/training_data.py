@@ -38,6 +38,7 @@ class ImageTrainingSet:
     fit: str  # 'none', 'pad' or 'resize'
     pad: int = 0  # pixels added on each side when fit == 'pad'
     class_counts: list[int] = field(default_factory=list)
+    duplicates_removed: int | None = None  # set by :func:`deduplicate` (None: not de-duplicated)
 
     @property
     def resolution(self) -> int:
@@ -50,6 +51,31 @@ class ImageTrainingSet:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+
+def deduplicate(data: ImageTrainingSet) -> ImageTrainingSet:
+    """``data`` with exact-duplicate images removed (same pixels, by SHA-256; the first copy is kept).
+
+    DP-SGD protects one *record*; an image stored twice is one person counted twice, so DP training runs
+    on distinct images. (Adding one image to a set changes the de-duplicated set by at most one image,
+    so DP on the result is DP on the input.) The number removed follows from the two image counts,
+    which are treated as public, and is shown on the model card.
+    """
+    import dataclasses
+    import hashlib
+
+    seen: set[bytes] = set()
+    keep = []
+    for i, image in enumerate(data.images):
+        digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    idx = np.asarray(keep, dtype=np.int64)
+    labels = data.labels[idx]
+    counts = np.bincount(labels, minlength=len(data.class_names)).tolist() if len(labels) else []
+    return dataclasses.replace(data, images=data.images[idx], labels=labels, class_counts=counts,
+                               duplicates_removed=len(data.images) - len(idx))
 
 
 def _fit_to_resolution(images: np.ndarray, resolution: int) -> tuple[np.ndarray, str, int]:

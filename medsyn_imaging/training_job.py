@@ -53,7 +53,8 @@ def train_generator(params: dict[str, Any], progress, resume_from: str | None = 
         if checkpoint.exists():
             progress.checkpoint(checkpoint)
         progress(p.fraction, f"{p.images_seen:,} of {p.total_images:,} images",
-                 {"images_seen": p.images_seen, "total_images": p.total_images, "d_loss": p.d_loss,
+                 {"images_seen": p.images_seen, "total_images": p.total_images,
+                  **({"d_loss": p.d_loss} if p.d_loss is not None else {}),  # None under DP
                   "g_loss": p.g_loss, "images_per_s": p.images_per_s,
                   "grid": str(grid_png) if grid_png.exists() else None})
 

@@ -61,8 +61,9 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
 
     def on_epoch(record: dict[str, Any]) -> None:
         # the model's history, so that a resumed job's chart also shows the epochs before the crash
+        # released_loss_history: under DP without the losses computed on real rows (not covered by DP)
         losses = [{k: v for k, v in r.items() if k in ("epoch", "loss", "loss_g", "loss_d")}
-                  for r in synth.model.loss_history[-MAX_LOSS_POINTS:]]
+                  for r in synth.released_loss_history()[-MAX_LOSS_POINTS:]]
         progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}", {"losses": losses})
 
     checkpointer = None

@@ -300,7 +300,10 @@ class TabularSynthesizer:
         else:
             from medsyn_core.privacy.dpsgd import training_entry
 
-            engine = self.model.fit_private(encoded, plan, progress=progress)
+            hidden = REAL_ROW_LOSSES[self.model_name]  # losses on real rows never leave the fit under DP
+            released = None if progress is None else (
+                lambda record: progress({k: v for k, v in record.items() if k not in hidden}))
+            engine = self.model.fit_private(encoded, plan, progress=released)
             target = "critic" if self.model_name == "ctgan" else "encoder+decoder"
             self.ledger.add(training_entry(plan, engine, target=target))
         self.card = {
@@ -327,7 +330,7 @@ class TabularSynthesizer:
         (CTGAN's critic loss, TVAE's reconstruction loss) are statistics of the data that DP-SGD does not
         cover, so they are kept out of the saved model and its card; CTGAN's generator loss (synthetic
         rows through the private critic) is post-processing and stays."""
-        if self.ledger is None:
+        if not self.private:
             return self.model.loss_history
         hidden = REAL_ROW_LOSSES[self.model_name]
         return [{k: v for k, v in r.items() if k not in hidden} for r in self.model.loss_history]

@@ -210,7 +210,9 @@ with train_tab:
         if payload.get("images_seen") is not None:
             m1, m2, m3, m4 = st.columns(4)
             m1.metric("Images seen", f"{payload['images_seen']:,} / {payload['total_images']:,}")
-            m2.metric("D loss", f"{payload['d_loss']:.3f}")
+            m2.metric("D loss", f"{payload['d_loss']:.3f}" if "d_loss" in payload else "hidden (DP)",
+                      help="Under differential privacy the discriminator's loss on real images is not "
+                           "shown or stored: DP-SGD does not cover it.")
             m3.metric("G loss", f"{payload['g_loss']:.3f}")
             m4.metric("Speed", f"{payload['images_per_s']:.1f} img/s")
         if payload.get("grid") and Path(payload["grid"]).is_file():

@@ -38,7 +38,7 @@ def test_dp_turns_off_minibatch_stddev_r1_and_plans_sigma_before_training():
     assert trainer.config.r1_interval == 0 and trainer.amp_dtype is None
     plan = trainer.dp_plan
     assert plan.steps == 10 and plan.sample_rate == pytest.approx(8 / 64)  # 80 images / batch 8
-    assert plan.delta == pytest.approx(1 / 640) and 0.05 < plan.noise_multiplier < 10
+    assert plan.delta == pytest.approx(1e-5) and 0.05 < plan.noise_multiplier < 10  # min(1e-5, 1/(10 n))
     assert trainer.images_seen == 0 and trainer.privacy_engine.accountant.history == []
 
 
@@ -88,7 +88,7 @@ def test_dp_training_spends_the_planned_epsilon_and_it_recomputes(model):
     (entry,) = ledger.entries  # DP-SGD only: nothing else reads the images
     assert entry.mechanism == "dp-sgd" and entry.target == "discriminator" and entry.steps == 10
     plan = trainer.dp_plan
-    independent = dpsgd_epsilon("rdp", plan.noise_multiplier, 1 / 8, 10, 1 / 640)
+    independent = dpsgd_epsilon("rdp", plan.noise_multiplier, 1 / 8, 10, 1e-5)
     assert entry.epsilon == pytest.approx(independent, rel=0.01)
     assert independent <= 5.0 and independent == pytest.approx(5.0, rel=0.01)  # σ fits the target
     assert ledger.total()[0] == pytest.approx(independent, rel=1e-9)
@@ -176,3 +176,56 @@ def test_poisson_batches_vary_in_size_and_empty_ones_still_take_a_step():
     trainer.train()
     assert trainer.step == 30 and 0 in sizes and max(sizes) > 2  # q = 1/2 over 4 images
     assert sum(h[2] for h in trainer.privacy_engine.accountant.history) == 30
+
+
+# -- privacy audit: replay, real-image losses, duplicates ----------------------------------------------
+def test_a_dp_image_gan_cannot_be_replayed_from_its_config_and_seed():
+    """Finding 1 for images: the discriminator's DP-SGD noise and Poisson batches came from the seeded
+    global RNG, so re-running the released config reproduced the generator exactly."""
+    released = GANTrainer(toy_set(64), dp_config())
+    released.train()
+    replayed = GANTrainer(toy_set(64), dp_config())  # same data, config and seed: what an auditor can do
+    replayed.train()
+    pairs = zip(released.G_ema.state_dict().values(), replayed.G_ema.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_dp_run_never_reports_or_writes_the_discriminator_loss(tmp_path, capsys):
+    """Finding 4: D's loss on real images went into the job payload and the run log of DP runs."""
+    import numpy as np
+
+    data = toy_set(n=64)
+    npz = tmp_path / "toy.npz"
+    arrays = {"images": data.images[:, 0], "labels": data.labels[:, None]}
+    np.savez(npz, **{f"{split}_{key}": value for split in ("train", "val", "test")
+                     for key, value in arrays.items()})
+    work = tmp_path / "work"
+    args = ["imaging", "train", str(npz), "--kimg", "0.04", "--batch", "8", "--out", str(tmp_path / "g"),
+            "--channel-base", "128", "--channel-max", "8", "--report-kimg", "0.02", "--epsilon", "4",
+            "--work-dir", str(work)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert " D " not in capsys.readouterr().out
+    log = (work / "log.jsonl").read_text()
+    assert log and "d_loss" not in log
+    for path in (tmp_path / "g").iterdir():
+        assert "d_loss" not in path.read_text(errors="ignore"), path.name
+
+
+def test_duplicated_images_are_removed_before_dp_training_and_counted(tmp_path):
+    import numpy as np
+
+    from medsyn_imaging.generator_store import save_generator
+    from medsyn_imaging.training_data import ImageTrainingSet
+
+    base = toy_set(48)
+    images = np.concatenate([base.images, base.images[:16]])  # 16 images stored twice
+    labels = np.concatenate([base.labels, base.labels[:16]])
+    doubled = ImageTrainingSet(images, labels, base.class_names, "toy", 32, "none", 0, [32, 32])
+    trainer = GANTrainer(doubled, dp_config(kimg=0.016))
+    assert len(trainer.data.images) == 48 and trainer.data.duplicates_removed == 16
+    assert trainer.dp_plan.sample_rate == pytest.approx(1 / 6)  # planned on the 48 distinct images
+    trainer.train()
+    save_generator(trainer, tmp_path / "g", register=False)
+    card = json.loads((tmp_path / "g" / "model_card.json").read_text())
+    assert card["data"]["duplicates_removed"] == 16 and card["differential_privacy"]["dataset_rows"] == 48
+    assert "duplicate" in card["differential_privacy"]["unit"]
