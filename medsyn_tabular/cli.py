@@ -1,6 +1,6 @@
 """``medsyn tabular fit|sample|schema``: the tabular engine on the command line.
 
-    medsyn tabular schema DATA [--schema FILE]
+    medsyn tabular schema DATA [--schema FILE] [--out schema.yaml]
     medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR
                             [--schema FILE] [--phi COL=ACTION]
                             [--epsilon E | --preset strict|balanced|exploratory|off] [--delta D]
@@ -59,7 +59,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     for col in schema.columns:
         flag = f"{phi[col.name].category} -> {phi[col.name].action}" if col.name in phi else ""
         print(f"{col.name:<28} {col.kind:<12} {col.n_missing:>7} {col.n_unique:>8}  {flag}")
-    print("Override kinds or PHI actions with a JSON/YAML schema file (--schema); see the README.")
+    if args.out:
+        from medsyn_core.files import atomic_write_text
+        from medsyn_tabular.privacy_unit import KEY_LIKE_PHI
+        from medsyn_tabular.schema import declaration_yaml
+
+        rank = {c: i for i, c in enumerate(KEY_LIKE_PHI)}  # patient identifiers first
+        flagged = sorted((f for f in phi.values() if f.category in rank), key=lambda f: rank[f.category])
+        key_like = list(dict.fromkeys([f.column for f in flagged]
+                                      + [c.name for c in schema.columns if c.kind == "identifier"]))
+        atomic_write_text(args.out, declaration_yaml(schema, phi.values(), key_like))
+        print(f"Wrote the schema to {args.out}: review it (kinds, PHI actions, privacy unit), then pass it "
+              "back with --schema. It holds no statistic of the rows.")
+    else:
+        print("Override kinds or PHI actions with a JSON/YAML schema file (--schema); `--out FILE` writes "
+              "this schema as a file to review. Differential privacy needs one (docs/privacy.md).")
     return 0
 
 
@@ -135,6 +149,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("schema", help="print the inferred schema and PHI flags of a table")
     p.add_argument("data", help="CSV/TSV or Parquet file")
     p.add_argument("--schema", help="JSON/YAML schema override file")
+    p.add_argument("--out", help="write the schema as a YAML file to review and pass back with --schema")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("fit", help="train a synthesizer on a table and save it")
@@ -144,7 +159,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder to write the model to")
-    p.add_argument("--schema", help="JSON/YAML schema/metadata override file")
+    p.add_argument("--schema", help="JSON/YAML schema/metadata file (required with DP: write one with "
+                                    "`medsyn tabular schema DATA --out schema.yaml` and review it)")
     p.add_argument("--phi", action="append", metavar="COL=ACTION",
                    help="PHI action for a column: drop, keep, year, shift, zip3, age90 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -257,3 +257,37 @@ def coerce_to_schema(df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
                                   f"dates ({examples}). Fix them or declare the column categorical.")
             out[col.name] = conv
     return out
+
+
+def declaration_yaml(schema: TableSchema, phi_findings=(), key_like: list[str] | None = None) -> str:
+    """A schema file (YAML) for the user to review and pass back with ``--schema``: each column's kind
+    and why it was inferred, the PHI actions, and a privacy-unit line. It deliberately holds no statistic
+    of the rows (no bounds, categories or counts): whatever a user writes into it is treated as public
+    under differential privacy, so bounds and categories must come from a data dictionary or clinical
+    knowledge, not from this table."""
+    lines = [
+        "# MedSyn schema file: review every line, then pass it back with --schema FILE.",
+        "# Under differential privacy everything declared here is PUBLIC (it costs no privacy budget):",
+        "# add min/max or categories only from a data dictionary or clinical knowledge, never copied from",
+        "# the table itself. Kinds: " + ", ".join(KINDS) + ", or drop.",
+        "#",
+        "# Privacy unit: if a patient can have several rows, name the column that identifies the patient",
+        "# (one row per patient is then used); if every row is a different patient, keep 'unit: row'.",
+    ]
+    if key_like:
+        lines.append(f"# Column(s) that look like identifiers: {', '.join(key_like)}")
+        lines.append(f"# patient_key: {key_like[0]}")
+        lines.append("# unit: row")
+    else:
+        lines.append("unit: row")
+    lines.append("columns:")
+    for col in schema.columns:
+        kind = "drop" if col.kind == "empty" else col.kind
+        why = re.sub(r"\d+", "N", col.reason)  # the reason without the counts it was inferred from
+        lines.append(f"  {json.dumps(col.name)}: {{kind: {kind}}}  # {why}")
+    findings = list(phi_findings)
+    if findings:
+        lines.append("phi:  # Safe Harbor actions: drop, keep, year, shift, zip3, age90")
+        for f in findings:
+            lines.append(f"  {json.dumps(f.column)}: {f.action}  # {f.category}: {f.evidence}")
+    return "\n".join(lines) + "\n"

@@ -264,3 +264,52 @@ def test_a_patient_key_bounds_each_patient_to_one_row_and_the_card_says_so(tmp_p
     with pytest.raises(PrivacyError, match="at most 1 row per patient"):
         TabularSynthesizer("tvae", epochs=1, batch_size=20, epsilon=5.0,
                            schema={**declared, "max_rows_per_patient": 3}).fit(table)
+
+
+def test_a_dp_tabular_job_stores_no_loss_computed_on_real_rows(medsyn_home):
+    """Finding 4: the critic's loss (CTGAN) and the reconstruction loss (TVAE) of DP runs went into the
+    jobs table payload, on every researcher's Jobs page and in the database file."""
+    from app_helpers import finish_job
+
+    from medsyn_core import auth, jobs
+    from medsyn_core.catalog import bundled
+    from medsyn_core.storage import Store
+
+    with Store() as store:
+        user = auth.create_first_admin(store, "alice", "a long test password", via="test")
+        ids = [jobs.submit(store, user, "tabular-fit", {
+            "data_path": str(bundled("heart_cleveland").path), "source": "heart_cleveland",
+            "name": f"dp-{model}", "model": model, "epochs": 2, "batch_size": 50, "seed": 0,
+            "schema": {}, "phi_actions": {},
+            "privacy": {"epsilon": 3.0, "metadata": heart_cleveland_metadata()}}) for model in ("ctgan", "tvae")]
+    for job_id in ids:
+        job = finish_job(job_id)
+        assert job["status"] == "finished", job["error"]
+        losses = job["payload"]["losses"]
+        assert losses and all("loss_d" not in r and "loss" not in r for r in losses)
+    db = b"".join(p.read_bytes() for p in medsyn_home.glob("medsyn.sqlite3*"))
+    assert b"loss_d" not in db and b'"loss":' not in db
+
+
+def test_cli_asks_for_a_declared_schema_under_dp_and_writes_one_to_review(tmp_path, capsys):
+    import yaml
+
+    from medsyn_core.cli import main
+
+    data = str(Path(__file__).resolve().parents[1] / "data/tabular/heart_cleveland.csv")
+    fit = ["tabular", "fit", data, "--model", "tvae", "--epochs", "1", "--batch-size", "50",
+           "--epsilon", "5", "--out", str(tmp_path / "m")]
+    assert main(fit) == 2
+    assert "declared schema" in capsys.readouterr().err
+    assert main(["tabular", "schema", data, "--out", str(tmp_path / "schema.yaml")]) == 0
+    text = (tmp_path / "schema.yaml").read_text()
+    declared = yaml.safe_load(text)
+    assert set(declared["columns"]) == {"age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach",
+                                        "exang", "oldpeak", "slope", "ca", "thal", "num"}
+    assert declared["unit"] == "row" and not any(ch.isdigit() for ch in text.split("columns:")[1].split("phi:")[0])
+    # the reviewed file, completed with public bounds from the data dictionary, trains
+    meta = str(Path(data).with_name("heart_cleveland.metadata.yaml"))
+    with one_torch_thread():
+        assert main(fit + ["--schema", str(tmp_path / "schema.yaml"), "--metadata", meta, "--quiet"]) == 0
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["privacy_unit"]["kind"] == "row" and card["privacy_unit"]["declared"]
