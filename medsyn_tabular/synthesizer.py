@@ -322,6 +322,7 @@ class TabularSynthesizer:
         }
         if self.ledger is not None:
             self.card["privacy_unit"] = self.privacy_unit.to_dict()
+            self.card["schema_declared_by"] = str(self.overrides.get("declared_by") or "the schema file")
         self.card["dp_label"] = dp_label(self.card)
         return self
 

@@ -17,6 +17,7 @@ from medsyn_core.storage import Store
 from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import ACTIONS, detect_phi
+from medsyn_tabular.privacy_unit import KEY_LIKE_PHI
 from medsyn_tabular.schema import KINDS, infer_schema
 
 st.title("Tabular")
@@ -175,7 +176,20 @@ delta = p3.number_input("δ", min_value=0.0, max_value=1.0 / len(df), value=defa
 clip = p4.number_input("Clipping norm", min_value=0.01, max_value=100.0, value=1.0, step=0.1,
                        disabled=preset == "off", help="per-sample gradient clipping norm C")
 metadata = None
+unit_choice = None
 if preset != "off":
+    key_like = [c for c in schema.names if (c in phi and phi[c].category in KEY_LIKE_PHI)
+                or schema[c].kind == "identifier"]
+    unit_options = ["Each row is a different patient"] + [f"Rows with the same {c!r} are one patient"
+                                                          for c in key_like]
+    unit_choice = st.radio(
+        "Privacy unit", unit_options, index=1 if key_like else 0,
+        help="ε protects one unit. If a patient can have several rows, choose the column that identifies "
+             "the patient: one row per patient is then used (chosen at random), so ε protects each "
+             "patient, not each row.")
+    st.caption("Under differential privacy the reviewed table above is your declaration of the schema: "
+               "the kinds and PHI actions you see are recorded as declared by you, and nothing about the "
+               "schema is read from the rows.")
     if source in METADATA and st.checkbox(
             "Use the table's public metadata (category codes from its data dictionary, plausible bounds)",
             value=True):
@@ -198,6 +212,13 @@ if st.button("Train", type="primary"):
     try:
         private = {} if preset == "off" else {"epsilon": float(epsilon), "delta": float(delta),
                                                "max_grad_norm": float(clip), "metadata": metadata}
+        if preset != "off":  # the reviewed table is the declaration: every column's kind, and the unit
+            overrides = {"columns": {r["column"]: {"kind": r["kind"]} for r in edited.to_dict("records")},
+                         "declared_by": user.username}
+            if unit_choice and unit_choice.startswith("Rows with the same"):
+                overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
+            else:
+                overrides["unit"] = "row"
         synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
                                    schema=overrides, phi_actions=phi_actions, **private)
         synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training

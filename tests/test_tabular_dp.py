@@ -246,6 +246,9 @@ def test_tabular_page_trains_with_a_preset_and_shows_the_ledger():
     next(b for b in at.button if b.label == "Train").click().run()
     job = finish_job(at.session_state["tabular_job_id"])
     assert job["status"] == "finished", job["error"]
+    # the reviewed table was recorded as the declared schema, by this user, with the privacy unit
+    card = json.loads((Path(job["result"]["model_path"]) / "model_card.json").read_text())
+    assert card["schema_declared_by"] == "test-researcher" and card["privacy_unit"]["kind"] == "row"
     at.run()
     assert not at.exception, at.exception
     assert any("DP: ε = " in s.value for s in at.success)
