@@ -169,10 +169,23 @@ class TabularSynthesizer:
                               "anything. Use a larger table.")
         if self.private:
             return self.prepare_declared(df)
-        first = apply_overrides(infer_schema(df), self._column_overrides(df.columns))
+        from medsyn_tabular.phi import declared_after_phi
+
+        first = apply_overrides(infer_schema(df), self._column_overrides(df.columns, self.overrides))
         plan = plan_phi(detect_phi(df, first), self.phi_actions, [str(c) for c in df.columns])
         clean, self.phi_record = apply_phi(df, plan)
-        schema = apply_overrides(infer_schema(clean), self._column_overrides(clean.columns))
+        # declared bounds/categories narrowed by the PHI actions (e.g. a declared age max of 100 -> 90)
+        actions = {f.column: f.action for f in plan}
+        declared = {}
+        for name, spec in (self.overrides.get("columns") or {}).items():
+            spec = {"kind": spec} if isinstance(spec, str) else dict(spec or {})
+            if name in actions:
+                spec = declared_after_phi(spec, actions[name])
+                spec.pop("phi_max", None)
+            declared[name] = spec
+        self.declared_metadata = {**self.overrides, "columns": declared}
+        schema = apply_overrides(infer_schema(clean), self._column_overrides(clean.columns,
+                                                                             self.declared_metadata))
         self.dropped = {r["column"]: f"PHI: {r['category']}, removed" for r in self.phi_record
                         if r["action"] == "drop"}
         for col in schema.columns:
@@ -183,7 +196,6 @@ class TabularSynthesizer:
             if not col.modelled:
                 self.dropped[col.name] = f"{col.kind} column, not modelled"
         self._check_enough_columns(schema)
-        self.declared_metadata = self.overrides
         return coerce_to_schema(clean, schema), schema
 
     def prepare_declared(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
@@ -249,8 +261,9 @@ class TabularSynthesizer:
                               "a synthesizer needs "
                               "at least 2. Check the schema (identifier/text columns are not modelled).")
 
-    def _column_overrides(self, columns) -> dict[str, Any]:
-        section = self.overrides.get("columns") or {}
+    @staticmethod
+    def _column_overrides(columns, declared: dict[str, Any]) -> dict[str, Any]:
+        section = declared.get("columns") or {}
         return {"columns": {k: v for k, v in section.items() if k in set(map(str, columns))}}
 
     def fit(self, data: pd.DataFrame | str | Path, progress=None, source: str | None = None,
@@ -284,7 +297,7 @@ class TabularSynthesizer:
         budget, plan = self.plan_privacy(len(table))  # n = privacy units (patients or rows), public
         self.transformer = TableTransformer(seed=self.seed)
         if budget is None:
-            self.transformer.fit(table, self.schema, metadata=self.overrides)
+            self.transformer.fit(table, self.schema, metadata=self.declared_metadata)
         else:
             from medsyn_core.privacy import PrivacyLedger
 
