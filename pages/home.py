@@ -9,9 +9,12 @@ page_guard()
 
 st.title("MedSyn")
 st.markdown(
-    "Turn real patient data into **synthetic data that is safe to share**: EHR-like tables and "
-    "medical images, each with evidence of fidelity (does it look real), utility (do models trained "
-    "on it work on real patients) and privacy (can any real patient be found in it)."
+    "Turn real patient data into **synthetic data with measured fidelity, utility and privacy**: "
+    "EHR-like tables and medical images, each with evidence of fidelity (does it look real), utility "
+    "(do models trained on it work on real patients) and privacy (can a real patient be found in it). "
+    "Models trained with differential privacy carry a guarantee (ε, with the unit it protects: a row, a "
+    "patient or an image); the others carry only the measured attacks. Synthetic data is not "
+    "automatically safe to share: read the model card."
 )
 
 st.subheader("Quick start")
