@@ -6,9 +6,13 @@ survives de-identification in any encoding (:func:`encodings_of`).
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
@@ -18,6 +22,17 @@ LATIN_NAME = "Müller^Jürgen^Karl-Heinz^Dr.^III"
 LATIN_PARTS = ("Müller", "Jürgen", "Karl-Heinz")
 JAPANESE_NAME = "Yamadaleak^Tarouleak=山田^太郎=やまだ^たろう"
 JAPANESE_PARTS = ("Yamadaleak", "Tarouleak", "山田", "太郎", "やまだ", "たろう")
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """dciodvfy's error lines, with UID values blanked (de-identification replaces them, so an input
+    error about a UID reappears with the new UID)."""
+    if shutil.which("dciodvfy") is None:
+        pytest.fail("dciodvfy is not installed: install the Debian package dicom3tools (.ci/run does)")
+    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (run.stdout + run.stderr).splitlines()
+    return sorted({re.sub(r"(UID\s*)[\d.]+", r"\1<UID>", re.sub(r"\d+(\.\d+){3,}", "<UID>", line))
+                   for line in lines if line.startswith("Error")})
 
 
 def encodings_of(value: str) -> set[bytes]:

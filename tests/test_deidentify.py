@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import nibabel
 import pydicom
 import pytest
+from deid_crafted import dciodvfy_errors
 from pydicom.dataset import Dataset
 
 from medsyn_core.cli import main
@@ -143,17 +142,6 @@ def test_cli_deidentify_folder(tmp_path, capsys):
     assert not (tmp_path / "out2").exists()
 
 
-def _dciodvfy_errors(path: Path) -> list[str]:
-    """dciodvfy's error lines, with UID values blanked (de-identification replaces them, so an input
-    error about a UID reappears with the new UID)."""
-    if shutil.which("dciodvfy") is None:
-        pytest.fail("dciodvfy is not installed: install the Debian package dicom3tools (.ci/run does)")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    lines = (run.stdout + run.stderr).splitlines()
-    return sorted({re.sub(r"(UID\s*)[\d.]+", r"\1<UID>", re.sub(r"\d+(\.\d+){3,}", "<UID>", line))
-                   for line in lines if line.startswith("Error")})
-
-
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 # CT, MR, enhanced multi-frame CT, RGB multi-frame SC, an image with overlays, RT dose and structure set,
 # an ECG waveform: the kinds of file a user may bring.
@@ -171,7 +159,7 @@ def test_deidentified_files_pass_dciodvfy_as_well_as_their_source(tmp_path, shar
     out = tmp_path / "out"
     deidentify_folder(source, out, allow_burned_in=True)  # the SC file is refused otherwise (burned-in text)
     written = next(out.rglob("*.dcm"))
-    new_errors = set(_dciodvfy_errors(written)) - set(_dciodvfy_errors(source))
+    new_errors = set(dciodvfy_errors(written)) - set(dciodvfy_errors(source))
     assert new_errors == set(), f"de-identifying {source.name} introduced {new_errors}"
     assert pydicom.dcmread(written).PatientIdentityRemoved == "YES"
 
@@ -210,10 +198,10 @@ def test_every_pydicom_and_nibabel_test_file_deidentifies_validly_or_says_why(tm
         result = pydicom.dcmread(report.written[0])
         assert result.PatientIdentityRemoved == "YES"
         assert not any(elem.tag.is_private for elem in result.iterall()), source.name
-        before = _dciodvfy_errors(source)
+        before = dciodvfy_errors(source)
         if any("read failed" in line for line in before):
             continue  # dciodvfy cannot read the (truncated) input: nothing to compare with
-        new_errors = set(_dciodvfy_errors(report.written[0])) - set(before)
+        new_errors = set(dciodvfy_errors(report.written[0])) - set(before)
         assert new_errors == set(), f"de-identifying {source.name} introduced {new_errors}"
     assert written >= 150 and refused <= 40, (written, refused)
 
