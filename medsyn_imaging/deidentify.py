@@ -445,10 +445,19 @@ class BlackoutRecipe:
             raise FileNotFoundError(f"Blackout recipe {path.name} does not exist; give a JSON or YAML file.")
         try:
             text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ValueError(f"Blackout recipe {path.name} is not valid JSON/YAML ({exc}).") from exc
-        return cls.from_data(data, path.name)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"Blackout recipe {path.name} is not a UTF-8 text file.") from exc
+        return cls.from_text(text, path.name)
+
+    @classmethod
+    def from_text(cls, text: str, name: str = "blackout recipe") -> BlackoutRecipe:
+        """Parse JSON or YAML text (YAML is a superset of JSON)."""
+        try:
+            data = json.loads(text) if name.lower().endswith(".json") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise ValueError(f"Blackout recipe {name} is not valid JSON/YAML ({reason}).") from exc
+        return cls.from_data(data, name)
 
     @classmethod
     def from_data(cls, data, name: str = "blackout recipe") -> BlackoutRecipe:

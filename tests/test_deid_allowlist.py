@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from medsyn_core.cli import main
 from medsyn_imaging import deid_rules
 from medsyn_imaging.deidentify import BlackoutRecipe, Deidentifier, DeidOptions, deidentify_folder
 from medsyn_imaging.dicom_read import read_dicom_file
+from medsyn_imaging.sources import deidentify_to_zip
 
 
 @pytest.mark.parametrize("charset", ["ISO_IR 192", "ISO_IR 100"])
@@ -201,3 +204,24 @@ def test_viewing_a_burned_in_file_still_works_with_a_warning():
     assert volume.pixels.shape[0] == 30
     assert any("burned" in note for note in volume.warnings)
     assert volume.metadata["PatientIdentityRemoved"] == "YES"
+
+
+def test_uploads_and_a_zip_are_deidentified_into_a_download(tmp_path):
+    """What the Imaging page offers: uploaded files (one a zip) -> a zip of de-identified files, with
+    problems naming the uploads (no temporary paths)."""
+    crafted = tmp_path / "crafted.dcm"
+    planted = write_crafted(crafted)
+    echo = tmp_path / "echo.dcm"
+    _burned_in_us(echo)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        archive.writestr("study/crafted.dcm", crafted.read_bytes())
+    uploads = [("study.zip", inner.getvalue()), ("echo.dcm", echo.read_bytes()), ("notes.txt", b"hello")]
+    data, report = deidentify_to_zip(uploads, Deidentifier())
+    assert [str(p) for p in report.written] == ["deidentified/series-001/image-00001.dcm"]
+    assert report.refused == 1 and {name for name, _ in report.problems} == {"echo.dcm", "notes.txt"}
+    assert all("/tmp" not in message for _, message in report.problems)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["deidentified/series-001/image-00001.dcm"]
+        content = archive.read(archive.namelist()[0])
+    assert not [v for v in planted if any(e in content for e in encodings_of(v))]
