@@ -1,10 +1,11 @@
 """The rules of DICOM de-identification: PS3.15 Table E.1-1 (as data) and MedSyn's allowlist.
 
-* :data:`TABLE` — every attribute of PS3.15 Annex E Table E.1-1 (DICOM 2024b, 621 rows) with its Basic
+* :func:`table` — every attribute of PS3.15 Annex E Table E.1-1 (DICOM 2024b, 621 rows) with its Basic
   Profile action and the actions of the profile options, read from ``data/ps3_15_table_e1_1.json``
   (innolitics/dicom-standard, MIT; provenance in docs/deidentification.md). Actions: ``D`` dummy value,
   ``Z`` zero length, ``X`` remove, ``K`` keep, ``C`` clean, ``U`` new UID, and the combined ``X/Z``,
   ``X/D``, ``X/Z/D``, ``Z/D``, ``X/Z/U*`` (the choice depends on the attribute's type in the IOD).
+* :data:`TABLE_ADDITIONS` — the 35 rows the table gained up to DICOM 2026c (Basic Profile action only).
 * :data:`SUPPLEMENT` — attributes MedSyn treats like table rows although the table does not list them
   (free text that the table leaves to the Clean Structured Content option or never names).
 * :data:`SAFE` — the allowlist: attributes NOT in the table that an image needs to be displayed and
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 TABLE_FILE = Path(__file__).parent / "data" / "ps3_15_table_e1_1.json"
-TABLE_VERSION = "DICOM PS3.15 2024b, Table E.1-1 (innolitics/dicom-standard @ 7f4749d)"
+TABLE_VERSION = ("DICOM PS3.15 Table E.1-1, 2024b (innolitics/dicom-standard @ 7f4749d) "
+                 "+ 35 rows added up to 2026c")
 
 #: Profile option name -> column of the table.
 OPTION_COLUMNS = {
@@ -65,11 +67,51 @@ def table() -> dict[int, Rule]:
     return out
 
 
+#: Rows added to Table E.1-1 between 2024b and 2026c (Basic Profile action only; the option columns of
+#: these rows are not carried). Source: DICOM PS3.15 2026c as transcribed in dicom-anonymizer 2.1.0
+#: (``dicom_anonymization_databases/dicomfields_2026c.py``, BSD-3-Clause, Kitware Europe).
+TABLE_ADDITIONS: dict[int, Rule] = {
+    0x00081301: Rule("Principal Diagnosis Code Sequence", "X"),
+    0x00081302: Rule("Primary Diagnosis Code Sequence", "X"),
+    0x00081303: Rule("Secondary Diagnoses Code Sequence", "X"),
+    0x00081304: Rule("Histological Diagnoses Code Sequence", "X"),
+    0x00100011: Rule("Person Names to Use Sequence", "X"),
+    0x00100012: Rule("Name to Use", "X"),
+    0x00100013: Rule("Name to Use Comment", "X"),
+    0x00100014: Rule("Third Person Pronouns Sequence", "X"),
+    0x00100015: Rule("Pronoun Code Sequence", "X"),
+    0x00100016: Rule("Pronoun Comment", "X"),
+    0x00100041: Rule("Gender Identity Sequence", "X"),
+    0x00100042: Rule("Sex Parameters for Clinical Use Category Comment", "X"),
+    0x00100043: Rule("Sex Parameters for Clinical Use Category Sequence", "X"),
+    0x00100044: Rule("Gender Identity Code Sequence", "X"),
+    0x00100045: Rule("Gender Identity Comment", "X"),
+    0x00100046: Rule("Sex Parameters for Clinical Use Category Code Sequence", "X"),
+    0x00100047: Rule("Sex Parameters for Clinical Use Category Reference", "X"),
+    0x00102161: Rule("Ethnic Group Code Sequence", "X"),
+    0x00102162: Rule("Ethnic Groups", "X"),
+    0x00181010: Rule("Secondary Capture Device ID", "X"),
+    0x00181011: Rule("Hardcopy Creation Device ID", "X"),
+    0x003A0020: Rule("Multiplex Group Label", "X"),
+    0x003A0203: Rule("Channel Label", "X"),
+    0x003A020C: Rule("Channel Derivation Description", "X"),
+    0x00400556: Rule("Acquisition Context Description", "X"),
+    0x0040A034: Rule("Effective Start DateTime", "X"),
+    0x0040A035: Rule("Effective Stop DateTime", "X"),
+    0x0040B020: Rule("Waveform Annotation Sequence", "X/D"),
+    0x0040B034: Rule("Annotation DateTime", "X"),
+    0x0040B036: Rule("Segment Definition DateTime", "X"),
+    0x0040B03B: Rule("Montage Name", "X"),
+    0x0040B03F: Rule("Montage Channel Label", "X"),
+    0x0040E012: Rule("Display URI", "X"),
+    0x00700006: Rule("Unformatted Text Value", "D"),
+    0x300A0054: Rule("Table Top Position Alignment UID", "U"),
+}
+
 #: Free text the table does not name (or leaves to options MedSyn does not offer): D keeps a type-1
 #: attribute valid with a dummy value; X removes it.
 SUPPLEMENT: dict[str, Rule] = {
     "TextValue": Rule("Text Value (SR free text)", "D"),
-    "UnformattedTextValue": Rule("Unformatted Text Value (waveform annotation text)", "D"),
     "SegmentLabel": Rule("Segment Label", "D", {"clean_descriptors": "C"}),
     "SegmentDescription": Rule("Segment Description", "X", {"clean_descriptors": "C"}),
     "SegmentAlgorithmName": Rule("Segment Algorithm Name", "D", {"clean_descriptors": "C"}),
@@ -260,13 +302,13 @@ DetectorElementSize ReconstructionMethod AttenuationCorrectionMethod ScatterCorr
 """
 _WAVEFORM = """
 WaveformSequence MultiplexGroupTimeOffset TriggerTimeOffset WaveformOriginality NumberOfWaveformChannels
-NumberOfWaveformSamples SamplingFrequency MultiplexGroupLabel ChannelDefinitionSequence
-WaveformChannelNumber ChannelLabel ChannelStatus ChannelSourceSequence ChannelSourceModifiersSequence
+NumberOfWaveformSamples SamplingFrequency ChannelDefinitionSequence
+WaveformChannelNumber ChannelStatus ChannelSourceSequence ChannelSourceModifiersSequence
 SourceWaveformSequence ChannelSensitivity ChannelSensitivityUnitsSequence
 ChannelSensitivityCorrectionFactor ChannelBaseline ChannelTimeSkew ChannelSampleSkew ChannelOffset
 WaveformBitsStored FilterLowFrequency FilterHighFrequency NotchFilterFrequency NotchFilterBandwidth
 ChannelMinimumValue ChannelMaximumValue WaveformBitsAllocated WaveformSampleInterpretation
-WaveformPaddingValue WaveformData WaveformAnnotationSequence
+WaveformPaddingValue WaveformData
 """
 
 #: Keywords of the allowlist (attributes not in Table E.1-1 that are kept).
@@ -294,7 +336,7 @@ def safe_tags() -> frozenset[int]:
         if tag is None:
             raise ValueError(f"{keyword} in the de-identification allowlist is not a DICOM keyword")
         tags.add(tag)
-    overlap = {keyword_for_tag(t) for t in tags if t in table()}
+    overlap = {keyword_for_tag(t) for t in tags if t in table() or t in TABLE_ADDITIONS}
     if overlap:
         raise ValueError(f"{sorted(overlap)} are in Table E.1-1 and must not be on the allowlist too")
     return frozenset(tags)
@@ -313,13 +355,5 @@ def supplement_tags() -> dict[int, Rule]:
 
 
 def rule_for(tag: int) -> Rule | None:
-    """The table's (or the supplement's) rule for ``tag``; None when neither names it."""
-    return table().get(tag) or supplement_tags().get(tag)
-
-
-def vr_of(tag: int) -> str | None:
-    """The dictionary VR of ``tag`` (None for unknown tags)."""
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return None
+    """The table's (or its 2026c additions', or the supplement's) rule for ``tag``; None if none names it."""
+    return table().get(tag) or TABLE_ADDITIONS.get(tag) or supplement_tags().get(tag)
