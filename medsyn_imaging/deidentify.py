@@ -288,11 +288,7 @@ class Deidentifier:
         elif vr == "AT":
             pass  # a tag pointer identifies nobody
         else:
-            dummy = DUMMY_BY_VR.get(vr, DUMMY_TEXT)
-            if (vr in ("DA", "DT") and self.options.retain_longitudinal_modified_dates
-                    and elem.value not in (None, "")):
-                dummy = _shift_date_text(DUMMY_BY_VR[vr], self.date_shift_days) or dummy
-            _set_values(elem, [dummy] * count)
+            _set_values(elem, [DUMMY_BY_VR.get(vr, DUMMY_TEXT)] * count)
 
     def _shift_dates(self, elem) -> bool:
         """Modified Dates option: shift DA/DT by the run's offset, keep TM; False if not possible."""
