@@ -107,6 +107,11 @@ class DeidOptions:
     clean_descriptors: bool = False
     date_shift_days: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.date_shift_days is not None and int(self.date_shift_days) == 0:
+            raise ValueError("A date shift of 0 days would keep the real dates; give a non-zero number of "
+                             "days, or none for a secret random shift.")
+
     def enabled(self) -> list[str]:
         """Names of the options switched on, in Table E.1-1 column order."""
         return [name for name in deid_rules.OPTION_COLUMNS if getattr(self, name)]

@@ -96,6 +96,16 @@ def test_secret_date_shift_is_one_per_run_and_differs_between_runs():
     assert ds.StudyDate == (dt.date(2020, 3, 1) + dt.timedelta(days=first.date_shift_days)).strftime("%Y%m%d")
 
 
+def test_date_shift_switch_errors_are_readable(tmp_path, capsys):
+    source = tmp_path / "in"
+    source.mkdir()
+    write_crafted(source / "crafted.dcm")
+    for extra, problem in ((["--date-shift-days", "5"], "only applies with --retain-dates"),
+                           (["--retain-dates", "--date-shift-days", "0"], "would keep the real dates")):
+        assert main(["dicom", "deidentify", str(source), str(tmp_path / "out"), *extra]) == 2
+        assert problem in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 INCIDENT = ("PatientBirthDateInAlternativeCalendar", "PatientTelecomInformation", "ReasonForVisit",
             "VisitComments", "IdentifyingComments", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
             "DischargeDiagnosisDescription", "ScheduledProcedureStepLocation", "IssuerOfAdmissionID",
