@@ -2,8 +2,8 @@
 
 * ``medsyn dicom info PATH``: series found in a file/folder/DICOMDIR/NIfTI, their shape, voxel size,
   de-identified key header fields, warnings and the files that were skipped (and why).
-* ``medsyn dicom deidentify IN OUT``: PS3.15 Basic Profile de-identification of every DICOM file under
-  IN into the new folder OUT.
+* ``medsyn dicom deidentify IN OUT``: PS3.15 Basic Profile de-identification (allowlist) of every DICOM
+  file under IN into the new folder OUT, with the profile options and the burned-in text switches.
 * ``medsyn dicom to-nifti IN OUT.nii.gz``: one DICOM series (file or folder) to NIfTI.
 """
 
@@ -47,11 +47,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0 if result.volumes else 1
 
 
-def cmd_deidentify(args: argparse.Namespace) -> int:
-    from medsyn_imaging.deidentify import deidentify_folder
+def deid_options_from_args(args: argparse.Namespace):
+    """The :class:`DeidOptions` of the ``--retain-*`` / ``--clean-descriptors`` switches."""
+    from medsyn_imaging.deidentify import DeidOptions
 
-    report = deidentify_folder(args.input, args.output, overwrite=args.overwrite)
-    print(f"Wrote {len(report.written)} de-identified DICOM files to {args.output}")
+    if args.date_shift_days is not None and not args.retain_dates:
+        raise ValueError("--date-shift-days only applies with --retain-dates (dates are removed otherwise).")
+    return DeidOptions(retain_longitudinal_modified_dates=args.retain_dates,
+                       retain_patient_characteristics=args.retain_patient_characteristics,
+                       retain_device_identity=args.retain_device_identity,
+                       clean_descriptors=args.clean_descriptors, date_shift_days=args.date_shift_days)
+
+
+def cmd_deidentify(args: argparse.Namespace) -> int:
+    from medsyn_imaging.deidentify import BlackoutRecipe, Deidentifier, deidentify_folder
+
+    blackout = BlackoutRecipe.load(args.blackout) if args.blackout else None
+    deidentifier = Deidentifier(options=deid_options_from_args(args))
+    report = deidentify_folder(args.input, args.output, overwrite=args.overwrite, deidentifier=deidentifier,
+                               allow_burned_in=args.allow_burned_in, blackout=blackout)
+    print(f"Wrote {len(report.written)} de-identified DICOM files to {args.output}"
+          + (f" ({report.blacked_out} with burned-in text blacked out)" if report.blacked_out else ""))
+    if report.refused:
+        print(f"Refused {report.refused} file(s) with burned-in text (see below).")
     for warning in report.warnings:
         print(f"  warning: {warning}")
     for path, message in report.problems:
@@ -74,6 +92,29 @@ def cmd_to_nifti(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_deid_options(parser: argparse.ArgumentParser) -> None:
+    """The PS3.15 profile options and the burned-in text switches of ``medsyn dicom deidentify``."""
+    group = parser.add_argument_group("PS3.15 profile options (docs/deidentification.md)")
+    group.add_argument("--retain-dates", action="store_true",
+                       help="Retain Longitudinal Temporal Information, Modified Dates: shift every date by "
+                            "one secret offset per run instead of removing it")
+    group.add_argument("--date-shift-days", type=int, metavar="N",
+                       help="with --retain-dates: shift by N days (negative = earlier) instead of a secret "
+                            "random offset")
+    group.add_argument("--retain-patient-characteristics", action="store_true",
+                       help="keep sex, age, size, weight and similar")
+    group.add_argument("--retain-device-identity", action="store_true",
+                       help="keep station name, device serial number and similar")
+    group.add_argument("--clean-descriptors", action="store_true",
+                       help="keep study/series/protocol descriptions that pass a safety check (plain text, "
+                            "no 4+ digit numbers, no word of the names and IDs in the file); remove the rest")
+    pixels = parser.add_argument_group("burned-in text (ultrasound, screenshots, BurnedInAnnotation=YES)")
+    pixels.add_argument("--blackout", metavar="FILE",
+                        help="JSON/YAML recipe of rectangles to black out per manufacturer and model")
+    pixels.add_argument("--allow-burned-in", action="store_true",
+                        help="export such files with their pixels unchanged (only after checking them)")
+
+
 def register(subparsers) -> None:
     """Add ``medsyn dicom`` and its sub-commands to the main parser."""
     dicom = subparsers.add_parser("dicom", help="inspect, de-identify and convert DICOM")
@@ -87,6 +128,7 @@ def register(subparsers) -> None:
     deid.add_argument("input", metavar="IN")
     deid.add_argument("output", metavar="OUT")
     deid.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_deid_options(deid)
     deid.set_defaults(func=cmd_deidentify)
     nifti = sub.add_parser("to-nifti", help="convert one DICOM series (file or folder) to NIfTI")
     nifti.add_argument("input", metavar="IN")

@@ -22,18 +22,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from medsyn_imaging.deidentify import Deidentifier, burned_in_warning
+from medsyn_imaging.dicom_files import DicomReadError, read_dataset
 from medsyn_imaging.volume import Volume, affine_from_dicom
 
 #: Header fields never shown even after de-identification (bulky or binary).
 _HIDDEN_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ"})
 _SAME_POSITION_MM = 0.01  # images closer than this along the slice normal share a slice position
-
-
-class DicomReadError(ValueError):
-    """A DICOM file or series cannot be read; the message names the file and says what to do."""
 
 
 @dataclass
@@ -53,33 +49,6 @@ class DicomFolder:
 
 
 # -- single datasets -----------------------------------------------------------------------------
-def read_dataset(path: Path, stop_before_pixels: bool = False) -> Dataset:
-    """``pydicom.dcmread`` with readable errors. Files without the 128-byte preamble are accepted when
-    they parse as DICOM (they must carry a SOPClassUID or pixel data)."""
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
-            except InvalidDicomError:
-                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
-                if "SOPClassUID" not in ds and "PixelData" not in ds:
-                    raise
-    except InvalidDicomError as exc:
-        raise DicomReadError(f"{path.name} is not a DICOM file; it was skipped. Remove it from the "
-                             "folder or convert it to DICOM.") from exc
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DicomReadError(f"{path.name} could not be parsed as DICOM ({type(exc).__name__}: {exc}); "
-                             "it is probably truncated or corrupted. Copy it again from the source.") from exc
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
-        # Files written without meta information are implicit/explicit VR little endian as parsed.
-        ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
-        ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR
-                                          else pydicom.uid.ExplicitVRLittleEndian)
-    return ds
-
-
 def _pixel_array(ds: Dataset, name: str) -> np.ndarray:
     """Decoded stored values, colour converted to RGB; clear errors for the usual failures."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:

@@ -1,4 +1,5 @@
-"""Open whatever the user gives: a path or uploaded files (DICOM, DICOM zip, NIfTI, PNG/JPEG, .npz).
+"""Open whatever the user gives: a path or uploaded files (DICOM, DICOM zip, NIfTI, PNG/JPEG, .npz); and
+de-identify DICOM from the same inputs into a zip for sharing (:func:`deidentify_to_zip`).
 
 The app and the CLI call these; each returns a :class:`LoadResult` with one Volume per series/file and
 the inputs that were skipped with the reason. Uploaded files are written to a private temporary folder
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from medsyn_imaging.deidentify import BlackoutRecipe, DeidentificationReport, Deidentifier, deidentify_folder
 from medsyn_imaging.dicom_read import FileProblem, read_dicom_file, read_dicom_files, read_dicom_folder
 from medsyn_imaging.image_io import IMAGE_SUFFIXES, read_images, read_medmnist
 from medsyn_imaging.nifti_io import is_nifti, read_nifti
@@ -141,3 +143,36 @@ def load_uploaded(files: Iterable[tuple[str, bytes]]) -> LoadResult:
     for problem in result.problems:  # temporary paths mean nothing to the user: keep the file name
         problem.path = Path(problem.path).name
     return result
+
+
+def deidentify_to_zip(source: str | Path | Iterable[tuple[str, bytes]], deidentifier: Deidentifier, *,
+                      allow_burned_in: bool = False, blackout: BlackoutRecipe | None = None,
+                      ) -> tuple[bytes, DeidentificationReport]:
+    """De-identify a DICOM file/folder, or uploaded ``(file name, content)`` pairs (zips are unpacked),
+    into a zip for download: ``(zip bytes, report)``. The report names input files only (no temporary
+    paths); written files are paths inside the zip. ValueError when nothing could be de-identified."""
+    from medsyn_imaging.dicom_write import zip_folder
+
+    with tempfile.TemporaryDirectory(prefix="medsyn-deid-") as tmp:
+        if isinstance(source, str | Path):
+            folder = Path(source)
+        else:
+            folder = Path(tmp) / "upload"
+            folder.mkdir()
+            for index, (name, content) in enumerate(source):
+                safe = Path(name).name or "file"
+                target = folder / f"{index:05d}"  # one folder per upload: names may repeat
+                target.mkdir()
+                if safe.lower().endswith(".zip"):
+                    archive = Path(tmp) / f"{index:05d}.zip"
+                    archive.write_bytes(content)
+                    _safe_extract(archive, target)
+                else:
+                    (target / safe).write_bytes(content)
+        out = Path(tmp) / "deidentified"
+        report = deidentify_folder(folder, out, deidentifier=deidentifier, allow_burned_in=allow_burned_in,
+                                   blackout=blackout)
+        data = zip_folder(out).read_bytes()
+    report.problems = [(Path(path).name, message) for path, message in report.problems]
+    report.written = [path.relative_to(out.parent) for path in report.written]
+    return data, report

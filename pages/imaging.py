@@ -7,6 +7,7 @@ import streamlit as st
 
 from medsyn_core.app_session import page_guard, refusal
 from medsyn_core.catalog import BUNDLED
+from medsyn_core.storage import Store
 
 st.title("Imaging")
 user = page_guard("view_images")
@@ -114,6 +115,74 @@ with right:
         st.dataframe(rows, hide_index=True, use_container_width=True, height=320)
     else:
         st.caption("This source has no header.")
+
+
+def deidentified_download(deid_input, key: tuple) -> None:
+    """De-identify the current DICOM input for sharing, with the PS3.15 options (same as the CLI)."""
+    from medsyn_imaging.deidentify import BlackoutRecipe, Deidentifier, DeidOptions
+    from medsyn_imaging.sources import deidentify_to_zip
+
+    st.divider()
+    st.subheader("De-identified DICOM for sharing")
+    st.caption("DICOM PS3.15 Basic Profile by allowlist: only attributes needed to view and interpret the "
+               "images are kept; names, IDs, dates, free text, private tags, overlays and icons go, UIDs "
+               "are replaced. Images that usually show text in their pixels (ultrasound, screenshots, "
+               "BurnedInAnnotation = YES) are refused unless you black out the text areas with a recipe "
+               "or allow burned-in text. Details: docs/deidentification.md.")
+    with st.form("deidentify"):
+        left, right = st.columns(2)
+        retain_dates = left.checkbox("Retain dates, shifted (Modified Dates option)")
+        shift = left.number_input("Date shift in days (0 = secret random shift)", value=0, step=1)
+        patient = left.checkbox("Retain patient characteristics (sex, age, size, weight)")
+        device = right.checkbox("Retain device identity (station name, serial number)")
+        descriptors = right.checkbox("Clean descriptors (keep descriptions that pass a safety check)")
+        allow = right.checkbox("Allow burned-in text (pixels unchanged; only after checking them)")
+        recipe = st.file_uploader("Blackout recipe (JSON/YAML: rectangles per manufacturer and model)",
+                                  type=["json", "yaml", "yml"])
+        submitted = st.form_submit_button("De-identify")
+    if submitted:
+        options = DeidOptions(retain_longitudinal_modified_dates=retain_dates,
+                              retain_patient_characteristics=patient, retain_device_identity=device,
+                              clean_descriptors=descriptors,
+                              date_shift_days=int(shift) if retain_dates and shift else None)
+        try:
+            blackout = (BlackoutRecipe.from_text(recipe.getvalue().decode("utf-8"), recipe.name)
+                        if recipe is not None else None)
+            with st.spinner("De-identifying…"):
+                data, report = deidentify_to_zip(deid_input, Deidentifier(options=options),
+                                                 allow_burned_in=allow, blackout=blackout)
+        except (ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
+            st.session_state.pop("deidentified_zip", None)
+            st.error(str(exc))
+        else:
+            st.session_state["deidentified_zip"] = (key, data, report)
+            with Store() as store:
+                store.append_event(user.username, "export", {
+                    "kind": "deidentified_dicom", "files": len(report.written), "refused": report.refused,
+                    "blacked_out": report.blacked_out, "options": options.enabled()})
+    prepared = st.session_state.get("deidentified_zip")
+    if prepared is not None and prepared[0] == key:  # a result for this input, not a previous one
+        _, data, report = prepared
+        st.success(f"{len(report.written)} DICOM files de-identified"
+                   + (f", {report.blacked_out} with burned-in text blacked out" if report.blacked_out else "")
+                   + (f"; {report.refused} refused for burned-in text" if report.refused else "") + ".")
+        for warning in report.warnings:
+            st.warning(warning)
+        for name, message in report.problems:
+            st.warning(f"Skipped {name}: {message}")
+        st.download_button("Download de-identified DICOM (.zip)", data=data, file_name="deidentified.zip",
+                           mime="application/zip")
+
+
+# De-identified export of real DICOM: for users who may handle real data (as for uploads).
+if source == "Bundled dataset":
+    bundled = next(d for d in IMAGING if d.name == name)
+    deid_input, deid_key = (bundled.path if bundled.path.is_dir() else None), ("bundled", name)
+else:
+    deid_input = tuple((f.name, f.getvalue()) for f in uploads)
+    deid_key = ("upload", tuple((f.name, f.size) for f in uploads))
+if may_upload and deid_input is not None:
+    deidentified_download(deid_input, deid_key)
 
 st.divider()
 st.subheader("Synthetic images")
