@@ -62,9 +62,13 @@ _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 class AuthError(ValueError):
     """Login refused or bad account input; the message is safe to show (no hashes, no passwords)."""
 
+    value_free_message = True
+
 
 class PermissionDenied(PermissionError):
     """The user's role does not allow the action."""
+
+    value_free_message = True
 
 
 @dataclass(frozen=True)

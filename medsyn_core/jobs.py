@@ -30,6 +30,7 @@ from typing import Any
 
 from medsyn_core import settings
 from medsyn_core.auth import User, require
+from medsyn_core.redaction import public_error, redacted_traceback
 from medsyn_core.storage import Store
 
 TERMINAL = ("finished", "failed", "cancelled")
@@ -299,9 +300,9 @@ def run_job(job_id: int) -> str:
             status, error = "finished", None
         except JobCancelled:
             result, status, error = None, "cancelled", None
-        except Exception as exc:  # the message is shown on the page; the traceback goes to worker.log
-            traceback.print_exc()
-            result, status, error = None, "failed", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # stored and shown to others: redacted (no cell values), also in worker.log
+            print(redacted_traceback(exc), file=sys.stderr, flush=True)
+            result, status, error = None, "failed", public_error(exc)
         store._conn.execute(
             "UPDATE jobs SET status=?, result_json=?, error=?, finished_at=?, "
             "progress=CASE WHEN ?='finished' THEN 1 ELSE progress END WHERE id=?",

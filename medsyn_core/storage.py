@@ -302,8 +302,10 @@ class Store:
         try:
             yield outcome
         except BaseException as exc:
+            from medsyn_core.redaction import public_error
+
             status = "cancelled" if type(exc).__name__ in ("JobCancelled", "KeyboardInterrupt") else "failed"
-            self.finish_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            self.finish_run(run_id, status, {"error": public_error(exc)})
             raise
         self.finish_run(run_id, "finished", outcome["metrics"], outcome["model_id"])
 
@@ -351,29 +353,36 @@ class Store:
 
     # -- audit --------------------------------------------------------------------------------
     def append_event(self, actor: str, action: str, details: dict[str, Any] | None = None) -> int:
-        """Append a hash-chained audit event; never pass real patient identifiers in ``details``."""
-        details_json = json.dumps(details or {}, sort_keys=True, default=str)
+        """Append a hash-chained audit event. ``details`` pass through
+        :func:`medsyn_core.redaction.redact_details` first (quoted literals and free-text error fields
+        are stripped), but callers still must never pass real patient values or identifiers."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            last = self._conn.execute(
-                "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            prev = last["hash"] if last else GENESIS_HASH
-            ts = time.time()
-            digest = _event_hash(prev, ts, actor, action, details_json)
-            cur = self._conn.execute(
-                "INSERT INTO audit_events (ts, actor, action, details_json, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (ts, actor, action, details_json, prev, digest),
-            )
-            self._conn.execute(
-                "UPDATE audit_anchor SET n_events = n_events + 1, last_id = ?, head_hash = ? WHERE id = 1",
-                (cur.lastrowid, digest),
-            )
+            event_id = self._append(actor, action, details)
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        return event_id
+
+    def _append(self, actor: str, action: str, details: dict[str, Any] | None) -> int:
+        """Append one event inside the caller's open transaction."""
+        from medsyn_core.redaction import redact_details
+
+        details_json = json.dumps(redact_details(details or {}), sort_keys=True, default=str)
+        last = self._conn.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+        prev = last["hash"] if last else GENESIS_HASH
+        ts = time.time()
+        digest = _event_hash(prev, ts, actor, action, details_json)
+        cur = self._conn.execute(
+            "INSERT INTO audit_events (ts, actor, action, details_json, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (ts, actor, action, details_json, prev, digest),
+        )
+        self._conn.execute(
+            "UPDATE audit_anchor SET n_events = n_events + 1, last_id = ?, head_hash = ? WHERE id = 1",
+            (cur.lastrowid, digest),
+        )
         return int(cur.lastrowid)
 
     def audit_events(self) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medsyn_core.redaction import allow_names
 from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
@@ -182,7 +183,6 @@ class TabularSynthesizer:
         between epochs; ``resume_from``: a file it wrote, to continue that training (same table,
         parameters and seed) exactly where it stopped. Neither works with DP (see
         :mod:`medsyn_tabular.checkpoint`)."""
-        from medsyn_core.device import choose_device, seed_everything
         from medsyn_tabular import checkpoint as checkpoints
 
         started = time.time()
@@ -190,6 +190,17 @@ class TabularSynthesizer:
         if isinstance(data, (str, Path)):
             source = source or Path(data).name
             data = read_table(data)
+        try:
+            return self._fit_frame(data, progress, source, checkpoint, resume, started)
+        except Exception as exc:  # column names are public; a stored error may keep them, never values
+            allow_names(exc, data.columns)
+            raise
+
+    def _fit_frame(self, data: pd.DataFrame, progress, source, checkpoint, resume, started: float
+                   ) -> TabularSynthesizer:
+        """The body of :meth:`fit` once the table is read."""
+        from medsyn_core.device import choose_device, seed_everything
+
         unknown = set(self.overrides.get("columns") or {}) - set(map(str, data.columns))
         if unknown:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
@@ -331,10 +342,10 @@ class TabularSynthesizer:
             rate = max(have, 1) / tried
             batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000, max(1, limit - tried)))
         if have < n:
+            on = ", ".join(dict.fromkeys(repr(c.column) for c in conds))
             raise ConditionError(
-                f"Only {have} of {tried:,} generated rows met {' and '.join(map(str, conds))} "
-                f"(needed {n}). The condition is too rare for this model: relax it, ask for fewer rows, "
-                "or train longer.")
+                f"Only {have} of {tried:,} generated rows met the conditions on {on} (needed {n}). The "
+                "condition is too rare for this model: relax it, ask for fewer rows, or train longer.")
         return pd.concat(kept).iloc[:n].reset_index(drop=True)
 
     def _check_reachable(self, conds) -> None:
@@ -346,10 +357,9 @@ class TabularSynthesizer:
             value = c.value.value / 1e9 if isinstance(c.value, pd.Timestamp) else float(c.value)
             if (c.op in (">", ">=") and value > enc.high) or (c.op in ("<", "<=") and value < enc.low) \
                     or (c.op == ">" and value == enc.high) or (c.op == "<" and value == enc.low):
-                lo, hi = (pd.Timestamp(enc.low * 1e9), pd.Timestamp(enc.high * 1e9)) \
-                    if enc.kind == "datetime" else (round(enc.low, 6), round(enc.high, 6))
-                raise ConditionError(f"Condition {c} cannot be met: {c.column} is generated within "
-                                     f"[{lo}, {hi}].")
+                # the bounds are not quoted: without DP they are the real table's minimum and maximum
+                raise ConditionError(f"The condition on {c.column!r} cannot be met: it lies outside the "
+                                     "range this model generates for the column.")
 
     def _steering_condition(self, conds) -> tuple[int, int] | None:
         """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""

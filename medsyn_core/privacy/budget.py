@@ -20,6 +20,9 @@ DEFAULT_PREPROCESSING_SHARE = 0.1  # of ε (and of δ) spent on preprocessing st
 class PrivacyError(ValueError):
     """An impossible or unreachable privacy setting; the message says what to change."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 def default_delta(n_rows: int) -> float:
     """δ well below 1/n: 1 / (10 n), the usual 'much smaller than one over the dataset size'."""
