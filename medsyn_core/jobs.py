@@ -276,6 +276,12 @@ class JobProgress:
                                        (self.job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
+    @property
+    def owner(self) -> str:
+        """The username that submitted this job (the actor of what the job audits)."""
+        row = self.store._conn.execute("SELECT owner FROM jobs WHERE id=?", (self.job_id,)).fetchone()
+        return row["owner"]
+
     def checkpoint(self, path: str | os.PathLike) -> None:
         """Record that a complete checkpoint was written (atomically) at ``path``."""
         self.store._conn.execute("UPDATE jobs SET checkpoint=? WHERE id=?", (str(path), self.job_id))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -383,18 +384,27 @@ class TabularSynthesizer:
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path | None = None, name: str | None = None, overwrite: bool = False,
-             register: bool = True) -> Path:
+             register: bool = True, *, replace: bool | None = None, actor: str = "medsyn") -> Path:
         """Save as a folder (safetensors weights, JSON transformer/schema/config, ``model_card.json``),
-        written atomically, and register it in the SQLite store. Default folder: MedSyn home ``models/``."""
+        written atomically, and register it in the SQLite store. Default folder: MedSyn home ``models/``.
+
+        ``name`` (default: the folder's name) must be a safe slug (:mod:`medsyn_core.names`). A name that
+        is registered already, or an existing folder, is refused before anything is written unless
+        ``overwrite`` (the folder) / ``replace`` (the registered name; default: ``overwrite``) is given;
+        a replacement is audited as ``actor``."""
         from safetensors.torch import save_file
 
-        from medsyn_core import settings
+        from medsyn_core import names
         from medsyn_core.files import atomic_directory, atomic_write_json
 
         if self.model is None:
             raise RuntimeError("Nothing to save: fit the synthesizer first.")
+        replace = overwrite if replace is None else replace
         name = name or (Path(path).name if path else f"{self.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        path = Path(path) if path else settings.models_dir() / name
+        path = Path(path) if path else names.model_dir(name)
+        if register:
+            names.ensure_model_name_free(name, replace=replace)
+        existed = path.exists()
         with atomic_directory(path, overwrite=overwrite) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_tensors().items()},
                       str(tmp / "weights.safetensors"))
@@ -413,9 +423,14 @@ class TabularSynthesizer:
 
             with Store() as store:
                 dp_epsilon = self.ledger.total()[0] if self.ledger is not None else None
-                store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name},
-                                     dp_epsilon=dp_epsilon)
-                store.append_event("medsyn", "tabular-model-saved", {"name": name, "model": self.model_name})
+                try:
+                    store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name},
+                                         dp_epsilon=dp_epsilon, replace=replace, actor=actor)
+                except names.NameTaken:  # taken meanwhile by another job: leave nothing half-registered
+                    if not existed:
+                        shutil.rmtree(path, ignore_errors=True)
+                    raise
+                store.append_event(actor, "tabular-model-saved", {"name": name, "model": self.model_name})
         return path
 
     @classmethod
