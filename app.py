@@ -26,6 +26,8 @@ PAGES = [
     (st.Page("pages/jobs.py", title="Jobs", icon=":material/hourglass_top:"), "run_example_job"),
     (st.Page("pages/users.py", title="Users", icon=":material/group:"), "manage_users"),
     (st.Page("pages/audit.py", title="Audit", icon=":material/verified_user:"), "view_audit"),
+    (st.Page("pages/data_at_rest.py", title="Data at rest", icon=":material/folder_delete:"),
+     "manage_uploads"),
 ]
 
 page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])

@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "manage_users": frozenset({"admin"}),
     "view_audit": frozenset({"admin"}),
     "delete_model": frozenset({"admin"}),
+    "manage_uploads": frozenset({"admin"}),
 }
 
 #: Readable names of actions for refusal messages.
@@ -46,6 +47,7 @@ ACTION_TEXT: dict[str, str] = {
     "change_privacy": "change privacy settings", "train": "train models", "evaluate": "run evaluations",
     "run_example_job": "run background jobs", "manage_users": "manage users",
     "view_audit": "view the audit log", "delete_model": "delete models",
+    "manage_uploads": "manage uploaded real data",
 }
 
 ADMIN_PASSWORD_ENV = "MEDSYN_ADMIN_PASSWORD"
@@ -62,9 +64,13 @@ _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 class AuthError(ValueError):
     """Login refused or bad account input; the message is safe to show (no hashes, no passwords)."""
 
+    value_free_message = True
+
 
 class PermissionDenied(PermissionError):
     """The user's role does not allow the action."""
+
+    value_free_message = True
 
 
 @dataclass(frozen=True)

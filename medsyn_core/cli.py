@@ -25,6 +25,7 @@ ENGINE_CLIS: tuple[str, ...] = (
     "medsyn_core.audit_cli",
     "medsyn_core.users_cli",
     "medsyn_core.jobs_cli",
+    "medsyn_core.uploads_cli",
 )
 
 

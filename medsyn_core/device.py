@@ -17,6 +17,9 @@ _VALID_KINDS = ("auto", "cuda", "mps", "cpu")
 class DeviceError(ValueError):
     """The requested device does not exist or is not available on this machine."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 def _mps_available(torch) -> bool:
     backend = getattr(torch.backends, "mps", None)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from medsyn_core.files import atomic_write_json
+from medsyn_core.redaction import ValueFreeError
 
 
 def _is_prime(n: int) -> bool:
@@ -32,13 +33,13 @@ def count_primes(params: dict[str, Any], progress, resume_from: str | None = Non
     chunks = int(params.get("chunks", 10))
     delay = float(params.get("chunk_delay_s", 0.0))
     if limit < 2 or chunks < 1:
-        raise ValueError("limit must be at least 2 and chunks at least 1")
+        raise ValueFreeError("limit must be at least 2 and chunks at least 1")
     start_chunk, count = 0, 0
     if resume_from:
         with open(resume_from) as fh:
             state = json.load(fh)
         if state["limit"] != limit or state["chunks"] != chunks:
-            raise ValueError("the checkpoint belongs to a job with other parameters")
+            raise ValueFreeError("the checkpoint belongs to a job with other parameters")
         start_chunk, count = state["next_chunk"], state["count"]
     bounds = [round(i * limit / chunks) for i in range(chunks + 1)]
     for chunk in range(start_chunk, chunks):

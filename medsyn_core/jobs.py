@@ -12,6 +12,10 @@ reload or a new :class:`Store` sees the same state; the page only polls.
 A job whose process died (crash, kill, reboot) is marked ``failed`` by :func:`recover_interrupted`
 (run at worker start and on each tick); :func:`resume` queues a new job with ``resume_from`` set to
 the dead job's last checkpoint.
+
+What is stored about a failure (the job's ``error``, its audit event, ``worker.log``) goes through
+:mod:`medsyn_core.redaction`: no cell value. A job whose params name an uploaded file
+(``params["upload"]``) releases it when it ends (:func:`medsyn_core.uploads.release`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 from medsyn_core import settings
 from medsyn_core.auth import User, require
+from medsyn_core.redaction import public_error, redacted_traceback
 from medsyn_core.storage import Store
 
 TERMINAL = ("finished", "failed", "cancelled")
@@ -122,9 +127,12 @@ def request_cancel(store: Store, user: User, job_id: int) -> None:
     if job["owner"] != user.username:
         require(user, "manage_users")  # only the owner or an admin may cancel
     store._conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
-    store._conn.execute("UPDATE jobs SET status='cancelled', finished_at=?, message='cancelled before start' "
-                        "WHERE id=? AND status='queued'", (time.time(), job_id))
+    cur = store._conn.execute("UPDATE jobs SET status='cancelled', finished_at=?, "
+                              "message='cancelled before start' WHERE id=? AND status='queued'",
+                              (time.time(), job_id))
     store.append_event(user.username, "job_cancel_requested", {"job": job_id})
+    if cur.rowcount:
+        _release_upload(store, job_id)
 
 
 def resume(store: Store, user: User, job_id: int) -> int:
@@ -136,6 +144,10 @@ def resume(store: Store, user: User, job_id: int) -> int:
         raise ValueError(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be resumed")
     if not job["checkpoint"] or not Path(job["checkpoint"]).exists():
         raise ValueError(f"job {job_id} left no checkpoint; submit it again from the start instead")
+    upload = job["params"].get("upload")
+    if upload and not Path(upload).exists():
+        raise ValueError(f"the uploaded file job {job_id} trained on was deleted (its job was cancelled, or "
+                         "an admin deleted it); upload it again and start a new job")
     return submit(store, user, job["kind"], job["params"], resume_from=job["checkpoint"],
                   resumed_job_id=job_id)
 
@@ -170,7 +182,20 @@ def recover_interrupted(store: Store) -> list[int]:
             if cur.rowcount:
                 dead.append(int(row["id"]))
                 store.append_event("system", "job_interrupted", {"job": int(row["id"])})
+                _release_upload(store, int(row["id"]))
     return dead
+
+
+def _release_upload(store: Store, job_id: int) -> None:
+    """A job has ended: delete its uploaded file unless it is still needed (see medsyn_core.uploads)."""
+    from medsyn_core import uploads
+
+    job = get_job(store, job_id)
+    if job is not None and job["params"].get(uploads.UPLOAD_PARAM):
+        try:
+            uploads.release(store, job)
+        except OSError:  # the job's outcome stands; the admin page lists what was left
+            traceback.print_exc()
 
 
 def _claim_next(store: Store, max_cpu_jobs: int) -> int | None:
@@ -275,6 +300,12 @@ class JobProgress:
                                        (self.job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
+    @property
+    def owner(self) -> str:
+        """The username that submitted this job (the actor of what the job audits)."""
+        row = self.store._conn.execute("SELECT owner FROM jobs WHERE id=?", (self.job_id,)).fetchone()
+        return row["owner"]
+
     def checkpoint(self, path: str | os.PathLike) -> None:
         """Record that a complete checkpoint was written (atomically) at ``path``."""
         self.store._conn.execute("UPDATE jobs SET checkpoint=? WHERE id=?", (str(path), self.job_id))
@@ -299,9 +330,9 @@ def run_job(job_id: int) -> str:
             status, error = "finished", None
         except JobCancelled:
             result, status, error = None, "cancelled", None
-        except Exception as exc:  # the message is shown on the page; the traceback goes to worker.log
-            traceback.print_exc()
-            result, status, error = None, "failed", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # stored and shown to others: redacted (no cell values), also in worker.log
+            print(redacted_traceback(exc), file=sys.stderr, flush=True)
+            result, status, error = None, "failed", public_error(exc)
         store._conn.execute(
             "UPDATE jobs SET status=?, result_json=?, error=?, finished_at=?, "
             "progress=CASE WHEN ?='finished' THEN 1 ELSE progress END WHERE id=?",
@@ -309,6 +340,7 @@ def run_job(job_id: int) -> str:
              time.time(), status, job_id))
         store.append_event(job["owner"], f"job_{status}", {"job": job_id, "kind": job["kind"],
                                                            "result": result, "error": error})
+        _release_upload(store, job_id)
         return status
 
 

@@ -302,8 +302,10 @@ class Store:
         try:
             yield outcome
         except BaseException as exc:
+            from medsyn_core.redaction import public_error
+
             status = "cancelled" if type(exc).__name__ in ("JobCancelled", "KeyboardInterrupt") else "failed"
-            self.finish_run(run_id, status, {"error": f"{type(exc).__name__}: {exc}"})
+            self.finish_run(run_id, status, {"error": public_error(exc)})
             raise
         self.finish_run(run_id, "finished", outcome["metrics"], outcome["model_id"])
 
@@ -319,17 +321,48 @@ class Store:
     # -- models -------------------------------------------------------------------------------
     def register_model(
         self, name: str, engine: str, path: str | Path, card: dict[str, Any],
-        dp_epsilon: float | None = None,
+        dp_epsilon: float | None = None, *, replace: bool = False, actor: str = "medsyn",
     ) -> int:
-        """Insert or replace the model called ``name``; returns its id."""
-        self._conn.execute(
-            """INSERT INTO models (name, engine, path, card_json, dp_epsilon, created_at)
-               VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT (name) DO UPDATE SET engine=excluded.engine, path=excluded.path,
-                   card_json=excluded.card_json, dp_epsilon=excluded.dp_epsilon""",
-            (name, engine, str(path), json.dumps(card, default=str), dp_epsilon, time.time()),
-        )
-        return int(self._conn.execute("SELECT id FROM models WHERE name=?", (name,)).fetchone()[0])
+        """Register the model ``name`` (a safe slug, :mod:`medsyn_core.names`); returns its id.
+
+        A name that is taken (compared without case) is refused with :class:`~medsyn_core.names.NameTaken`
+        unless ``replace=True``: then the row keeps its id, points at the new folder, and the replacement
+        is written to the audit log (as ``actor``) in the same transaction. Never re-points silently.
+        """
+        from medsyn_core.names import NameTaken, check_name
+
+        check_name(name)
+        card_json = json.dumps(card, default=str)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = self._conn.execute("SELECT * FROM models WHERE lower(name) = lower(?)", (name,)).fetchone()
+            if old is not None and not replace:
+                raise NameTaken(f"A model called {old['name']!r} already exists. Choose another name, or "
+                                "replace it explicitly (the 'Replace the existing model' box, or "
+                                "--overwrite/--replace).", old["name"])
+            if old is None:
+                model_id = int(self._conn.execute(
+                    "INSERT INTO models (name, engine, path, card_json, dp_epsilon, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, engine, str(path), card_json, dp_epsilon, time.time())).lastrowid)
+            else:
+                model_id = int(old["id"])
+                self._conn.execute(
+                    "UPDATE models SET name=?, engine=?, path=?, card_json=?, dp_epsilon=?, created_at=? "
+                    "WHERE id=?", (name, engine, str(path), card_json, dp_epsilon, time.time(), model_id))
+                self._append(actor, "model_replaced", {
+                    "model": name, "model_id": model_id, "engine": engine, "previous_engine": old["engine"],
+                    "previous_created_at": old["created_at"], "same_folder": old["path"] == str(path)})
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return model_id
+
+    def model_named(self, name: str) -> str | None:
+        """The registered name equal to ``name`` ignoring case, or None when it is free."""
+        row = self._conn.execute("SELECT name FROM models WHERE lower(name) = lower(?)", (name,)).fetchone()
+        return row["name"] if row else None
 
     def list_models(self, engine: str | None = None) -> list[ModelRecord]:
         sql = "SELECT * FROM models" + (" WHERE engine=?" if engine else "") + " ORDER BY created_at"
@@ -351,29 +384,36 @@ class Store:
 
     # -- audit --------------------------------------------------------------------------------
     def append_event(self, actor: str, action: str, details: dict[str, Any] | None = None) -> int:
-        """Append a hash-chained audit event; never pass real patient identifiers in ``details``."""
-        details_json = json.dumps(details or {}, sort_keys=True, default=str)
+        """Append a hash-chained audit event. ``details`` pass through
+        :func:`medsyn_core.redaction.redact_details` first (quoted literals and free-text error fields
+        are stripped), but callers still must never pass real patient values or identifiers."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            last = self._conn.execute(
-                "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            prev = last["hash"] if last else GENESIS_HASH
-            ts = time.time()
-            digest = _event_hash(prev, ts, actor, action, details_json)
-            cur = self._conn.execute(
-                "INSERT INTO audit_events (ts, actor, action, details_json, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (ts, actor, action, details_json, prev, digest),
-            )
-            self._conn.execute(
-                "UPDATE audit_anchor SET n_events = n_events + 1, last_id = ?, head_hash = ? WHERE id = 1",
-                (cur.lastrowid, digest),
-            )
+            event_id = self._append(actor, action, details)
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        return event_id
+
+    def _append(self, actor: str, action: str, details: dict[str, Any] | None) -> int:
+        """Append one event inside the caller's open transaction."""
+        from medsyn_core.redaction import redact_details
+
+        details_json = json.dumps(redact_details(details or {}), sort_keys=True, default=str)
+        last = self._conn.execute("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+        prev = last["hash"] if last else GENESIS_HASH
+        ts = time.time()
+        digest = _event_hash(prev, ts, actor, action, details_json)
+        cur = self._conn.execute(
+            "INSERT INTO audit_events (ts, actor, action, details_json, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (ts, actor, action, details_json, prev, digest),
+        )
+        self._conn.execute(
+            "UPDATE audit_anchor SET n_events = n_events + 1, last_id = ?, head_hash = ? WHERE id = 1",
+            (cur.lastrowid, digest),
+        )
         return int(cur.lastrowid)
 
     def audit_events(self) -> list[dict[str, Any]]:

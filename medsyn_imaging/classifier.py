@@ -116,14 +116,25 @@ class TrainedClassifier:
     # -- storage --------------------------------------------------------------------------------
     def save(self, folder: str | Path, name: str | None = None, metrics: dict[str, Any] | None = None,
              extra_card: dict[str, Any] | None = None, register: bool = True,
-             overwrite: bool = False) -> Path:
-        """Write the model folder atomically and (by default) register it in the SQLite store."""
+             overwrite: bool = False, *, replace: bool | None = None, actor: str = "cli") -> Path:
+        """Write the model folder atomically and (by default) register it in the SQLite store.
+
+        ``name`` (default: the folder's name) must be a safe slug; a registered name or an existing folder
+        is refused before writing unless ``replace`` (default: ``overwrite``) / ``overwrite`` is given; a
+        replacement is audited as ``actor`` (see :mod:`medsyn_core.names`)."""
+        import shutil
+
         from safetensors.torch import save_file
 
+        from medsyn_core import names
         from medsyn_core.files import atomic_directory, atomic_write_json
 
         folder = Path(folder)
         name = name or folder.name
+        replace = overwrite if replace is None else replace
+        if register:
+            names.ensure_model_name_free(name, replace=replace)
+        existed = folder.exists()
         config = {
             "engine": ENGINE, "in_channels": self.image_shape[0], "n_classes": len(self.class_names),
             "width": self.config.width, "image_shape": list(self.image_shape), "mean": self.mean,
@@ -152,7 +163,12 @@ class TrainedClassifier:
             from medsyn_core.storage import Store
 
             with Store() as store:
-                store.register_model(name, ENGINE, folder.resolve(), card)
+                try:
+                    store.register_model(name, ENGINE, folder.resolve(), card, replace=replace, actor=actor)
+                except names.NameTaken:  # taken meanwhile: leave no unregistered folder behind
+                    if not existed:
+                        shutil.rmtree(folder, ignore_errors=True)
+                    raise
         return folder
 
     @classmethod

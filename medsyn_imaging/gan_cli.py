@@ -38,7 +38,11 @@ def register(subparsers) -> None:
                        help="training length in thousands of real images shown (default 100)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="folder for the trained generator (must not exist)")
-    train.add_argument("--name", default=None, help="model name in the store (default: the --out name)")
+    train.add_argument("--name", default=None,
+                       help="model name in the store and of the work folder (default: the --out folder's "
+                            "name); letters, digits, '-', '_', '.'")
+    train.add_argument("--replace", action="store_true",
+                       help="replace the model already registered under this name (audited)")
     train.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     train.add_argument("--lr", type=float, default=None,
                        help="Adam learning rate (default 0.0025 for stylegan2, 0.0002 for dcgan)")
@@ -114,6 +118,8 @@ def _canonical_train_command(args: argparse.Namespace) -> str:
         parts += ["--name", args.name]
     if args.no_register:
         parts.append("--no-register")
+    if getattr(args, "replace", False):
+        parts.append("--replace")
     if args.resume:
         parts.append("--resume")
     return " ".join(shlex.quote(p) for p in parts)
@@ -127,7 +133,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from medsyn_core import settings
+    from medsyn_core import names
     from medsyn_core.files import atomic_write_text
     from medsyn_core.privacy import PrivacyBudget
     from medsyn_imaging.gan_training import GANTrainer, TrainConfig
@@ -153,7 +159,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError("--r1-gamma cannot be combined with --epsilon/--preset: R1 is turned off under "
                             "differential privacy.")
     name = args.name or out.name
-    work = Path(args.work_dir) if args.work_dir else settings.home_dir() / "runs" / name
+    names.check_name(name)  # before anything is created: it names the store entry and the work folder
+    if not args.no_register:  # a taken name fails now, not after hours of training
+        names.ensure_model_name_free(name, replace=args.replace)
+    work = Path(args.work_dir) if args.work_dir else names.run_dir(name)
     checkpoint = work / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise UserError(f"{checkpoint} exists from an earlier run; add --resume to continue it, or "
@@ -219,7 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     trainer.train(callback=report, checkpoint_path=checkpoint,
                   report_every_images=max(1, int(args.report_kimg * 1000)))
-    save_generator(trainer, out, name=name, command=command, register=not args.no_register)
+    save_generator(trainer, out, name=name, command=command, register=not args.no_register,
+                   replace=args.replace)
     ledger = trainer.privacy_ledger()
     if ledger is not None:
         eps, delta = ledger.total()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,17 +216,26 @@ def dp_label(card: dict) -> str:
 
 
 def save_generator(trainer, out_dir: str | Path, name: str | None = None, command: str | None = None,
-                   register: bool = True, overwrite: bool = False) -> Path:
+                   register: bool = True, overwrite: bool = False, *, replace: bool | None = None,
+                   actor: str = "cli") -> Path:
     """Write the trainer's EMA generator as a generator folder (atomically) and register it.
 
-    ``command`` is the exact command line that trained it (recorded in the model card).
+    ``command`` is the exact command line that trained it (recorded in the model card). ``name``
+    (default: the folder's name) must be a safe slug; a registered name or an existing folder is refused
+    before anything is written unless ``replace`` (default: ``overwrite``) / ``overwrite`` is given, and a
+    replacement is audited as ``actor`` (see :mod:`medsyn_core.names`).
     """
     from safetensors.torch import save_file
 
+    from medsyn_core import names
     from medsyn_core.device import device_info
 
     out_dir = Path(out_dir)
     name = name or out_dir.name
+    replace = overwrite if replace is None else replace
+    if register:
+        names.ensure_model_name_free(name, replace=replace)
+    existed = out_dir.exists()
     data = trainer.data
     config = {
         "format": CONFIG_FORMAT,
@@ -299,24 +309,31 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
             ledger.save(tmp / LEDGER_FILE)
         build_generator(config["model"], config["arch"])  # the saved config must rebuild the model
     if register:
-        register_generator(out_dir, name=name)
+        try:
+            register_generator(out_dir, name=name, replace=replace, actor=actor)
+        except names.NameTaken:  # taken meanwhile (another job): leave no unregistered folder behind
+            if not existed:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
     return out_dir
 
 
-def register_generator(path: str | Path, name: str | None = None) -> int:
-    """Record a generator folder in the SQLite store (engine = model kind); returns the model id."""
+def register_generator(path: str | Path, name: str | None = None, *, replace: bool = False,
+                       actor: str = "cli") -> int:
+    """Record a generator folder in the SQLite store (engine = model kind); returns the model id.
+    A name already registered is refused unless ``replace`` (then audited as ``actor``)."""
     from medsyn_core.storage import Store
 
     path = Path(path).resolve()
     config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+    name = name or card.get("name", path.name)
     with Store() as store:
         dp = card.get("differential_privacy")
         dp_epsilon = dp.get("epsilon_total") if isinstance(dp, dict) and dp.get("enabled") else None
-        model_id = store.register_model(name or card.get("name", path.name), config["model"], path, card,
-                                        dp_epsilon=dp_epsilon)
-        store.append_event("cli", "imaging.generator.register",
-                           {"name": name or card.get("name", path.name), "model": config["model"]})
+        model_id = store.register_model(name, config["model"], path, card, dp_epsilon=dp_epsilon,
+                                        replace=replace, actor=actor)
+        store.append_event(actor, "imaging.generator.register", {"name": name, "model": config["model"]})
     return model_id
 
 

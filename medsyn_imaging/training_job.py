@@ -7,8 +7,9 @@ resumed exactly from it), writes the latest live sample grid next to it, and at 
 generator to ``$MEDSYN_HOME/models/<name>/`` and registers it. Cancelling keeps the checkpoint and saves
 no model.
 
-Params (JSON): ``data`` (bundled name, ``.npz`` or class folder), ``name``, ``resolution``, ``split``
-and ``config`` (a :class:`~medsyn_imaging.gan_training.TrainConfig` as a dict).
+Params (JSON): ``data`` (bundled name, ``.npz`` or class folder), ``name`` (a safe slug,
+:mod:`medsyn_core.names`), ``replace`` (replace the model of that name; audited), ``resolution``,
+``split`` and ``config`` (a :class:`~medsyn_imaging.gan_training.TrainConfig` as a dict).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 
-def check_model_name(name: str) -> Path:
-    """The folder a new generator called ``name`` will be saved to (clear error if taken or unsafe)."""
-    from medsyn_core import settings
+def check_model_name(name: str, replace: bool = False) -> Path:
+    """The folder a new generator called ``name`` will be saved to: ``$MEDSYN_HOME/models/<name>``.
 
-    if not name or any(ch in name for ch in "/\\:") or name.startswith("."):
-        raise ValueError("Give the model a simple name (letters, digits, '-' or '_').")
-    out_dir = settings.models_dir() / name
-    if out_dir.exists():
-        raise FileExistsError(f"A model called {name!r} already exists ({out_dir}); pick another name.")
+    Raises :class:`~medsyn_core.names.NameRefused` (not a safe slug, or a bundled model's name) or
+    :class:`~medsyn_core.names.NameTaken` (registered, or the folder exists) unless ``replace``."""
+    from medsyn_core import names
+
+    out_dir = names.model_dir(name)
+    names.ensure_model_name_free(name, replace=replace, folder=out_dir)
     return out_dir
 
 
@@ -36,7 +37,8 @@ def train_generator(params: dict[str, Any], progress, resume_from: str | None = 
     from medsyn_imaging.image_grid import save_grid_png
     from medsyn_imaging.training_data import load_training_images
 
-    out_dir = check_model_name(params["name"])
+    replace = bool(params.get("replace"))
+    out_dir = check_model_name(params["name"], replace=replace)
     progress(0.0, "loading the training images")  # also where an early cancel takes effect
     data = load_training_images(params["data"], int(params.get("resolution", 32)),
                                 split=params.get("split", "train"))
@@ -71,7 +73,8 @@ def train_generator(params: dict[str, Any], progress, resume_from: str | None = 
                        f"config={trainer.config.to_dict()}")
             if resume_from:
                 command += f", resumed from {resume_from}"
-            path = save_generator(trainer, out_dir, name=params["name"], command=command)
+            path = save_generator(trainer, out_dir, name=params["name"], command=command, overwrite=replace,
+                                  actor=getattr(progress, "owner", "medsyn"))
             run["metrics"] = {"images_seen": trainer.images_seen, "wall_time_s": trainer.train_seconds}
             run["model_id"] = store.model_id(params["name"])
     return {"model_path": str(path), "model_name": params["name"], "images_seen": trainer.images_seen,

@@ -32,6 +32,9 @@ FORMAT = "medsyn-tabular-checkpoint-1"
 class CheckpointMismatch(ValueError):
     """The checkpoint belongs to another table, model, parameter set or seed."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 def fingerprint(data: np.ndarray, model: str, params: dict[str, Any], seed: int) -> str:
     """SHA-256 of the encoded training matrix (n_rows, data_dim) and of what defines the run."""

@@ -98,7 +98,12 @@ def print_ledger(ledger, entries: bool = False) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from medsyn_core import names
     from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    # the folder's name is the model's name in the store: a bad or taken one fails now, not after training
+    names.ensure_model_name_free(Path(args.out).name, replace=args.overwrite,
+                                 folder=None if args.overwrite else args.out)
 
     synth = TabularSynthesizer(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                                seed=args.seed, schema=args.schema, phi_actions=_phi_overrides(args.phi),
@@ -163,7 +168,8 @@ def register(subparsers) -> None:
                                     "`medsyn tabular schema DATA --out schema.yaml` and review it)")
     p.add_argument("--phi", action="append", metavar="COL=ACTION",
                    help="PHI action for a column: drop, keep, year, shift, zip3, age90 (repeatable)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder and the model registered under its name (audited)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     dp = p.add_argument_group("differential privacy (off unless --epsilon or a preset is given)")
     dp.add_argument("--epsilon", type=float, help="total ε, preprocessing included (e.g. 1 to 10)")

@@ -25,6 +25,9 @@ _PATTERN = re.compile(r"^\s*(?P<col>.+?)\s*(?P<op>==|!=|>=|<=|=|>|<)\s*(?P<val>.
 class ConditionError(ValueError):
     """A condition names an unknown column or value, or cannot be met."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -57,10 +60,10 @@ def _same_number(a: Any, b: Any) -> bool:
         return False
 
 
-def _parse_one(text: str) -> tuple[str, str, str]:
+def _parse_one(text: str, number: int) -> tuple[str, str, str]:
     m = _PATTERN.match(text)
     if not m or not m.group("val"):
-        raise ConditionError(f"Cannot read condition {text!r}; write it like 'sex=F' or 'age>=65'.")
+        raise ConditionError(f"Cannot read condition {number}; write it like 'sex=F' or 'age>=65'.")
     op = "==" if m.group("op") == "=" else m.group("op")
     return m.group("col"), op, m.group("val").strip("'\"")
 
@@ -71,39 +74,41 @@ def parse_conditions(conditions, columns: list[ColumnEncoding], dropped: dict[st
 
     ``conditions``: None, a string (``"age>=65"``), a list of strings, or a dict ``{column: value}``
     (equality). ``columns``: the fitted column encodings. ``dropped``: columns removed before training,
-    with the reason, for a helpful error message.
+    with the reason, for a helpful error message. Errors name the condition's number and column, never
+    a value (neither the one typed nor the model's categories or bounds).
     """
     if conditions is None:
         return []
     if isinstance(conditions, str):
         conditions = [conditions]
     raw = [(k, "==", v) for k, v in conditions.items()] if isinstance(conditions, dict) \
-        else [_parse_one(c) if isinstance(c, str) else tuple(c) for c in conditions]
+        else [_parse_one(c, i) if isinstance(c, str) else tuple(c) for i, c in enumerate(conditions, 1)]
     by_name = {c.name: c for c in columns}
     out = []
-    for column, op, value in raw:
+    for number, (column, op, value) in enumerate(raw, 1):
         if column not in by_name:
             if dropped and column in dropped:
                 raise ConditionError(f"Column {column!r} was not modelled ({dropped[column]}), so it cannot "
                                      "be conditioned on.")
-            raise ConditionError(f"Unknown column {column!r} in a condition. Modelled columns: "
+            raise ConditionError(f"Unknown column {column!r} in condition {number}. Modelled columns: "
                                  f"{', '.join(by_name)}.")
         enc = by_name[column]
         if enc.is_numeric:
             try:
-                number = pd.Timestamp(value) if enc.kind == "datetime" else float(value)
-            except (TypeError, ValueError) as exc:
+                parsed = pd.Timestamp(value) if enc.kind == "datetime" else float(value)
+            except (TypeError, ValueError):
                 wanted = "date" if enc.kind == "datetime" else "number"
-                raise ConditionError(f"Condition on {column!r} needs a {wanted}, got {value!r}.") from exc
-            out.append(Condition(column, op, number))
+                raise ConditionError(f"Condition {number} on {column!r} needs a {wanted}.") from None
+            out.append(Condition(column, op, parsed))
         else:
             if op not in ("==", "!="):
                 raise ConditionError(f"Column {column!r} is categorical: use = or != (not {op}).")
             real = [v for v in enc.slots if v not in (OTHER, MISSING)] + list(enc.other_values)
             match = [v for v in real if str(v) == str(value)] or [v for v in real if _same_number(v, value)]
             if not match:
-                shown = ", ".join(str(v) for v in real[:15]) + (" ..." if len(real) > 15 else "")
-                raise ConditionError(f"Unknown value {value!r} for column {column!r}. Values: {shown}.")
+                raise ConditionError(f"Unknown value in condition {number}: column {column!r} has no such "
+                                     f"category (the model knows {len(real)}; a sample without conditions "
+                                     "shows them).")
             out.append(Condition(column, op, match[0]))
     return out
 

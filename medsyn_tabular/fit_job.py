@@ -4,10 +4,15 @@ The job runs in its own process, so training survives page switches and reloads 
 app; the page only polls the job table. The real table is read from a file: a bundled dataset's path
 or an upload that the page saved in the MedSyn home folder (``uploads/``).
 
-Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name), ``model``,
+Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name, a safe slug:
+:mod:`medsyn_core.names`), ``replace`` (replace a model of that name; audited), ``model``,
 ``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions``, ``privacy``
-(``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``) and
-``checkpoint_every_s`` (default 30).
+(``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
+``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
+(:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
+
+The model name is checked when the job starts (before any training) and again when it is registered,
+so a name taken meanwhile fails the job instead of re-pointing the existing model.
 
 Without DP the training state is checkpointed into the job's folder (at most every
 ``checkpoint_every_s`` seconds, between epochs), so a job whose process died resumes where it stopped
@@ -17,35 +22,20 @@ resumed (see :mod:`medsyn_tabular.checkpoint`): it is started again as a new job
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from medsyn_core import settings
-from medsyn_core.files import atomic_write_bytes
+from medsyn_core import names
 from medsyn_core.storage import Store
 
 MAX_LOSS_POINTS = 500  # loss history kept in the job's progress payload (for the live chart)
 
 
 def save_upload(data: bytes, filename: str) -> Path:
-    """Keep an uploaded table in ``$MEDSYN_HOME/uploads/`` under its SHA-256 (same file, same path)."""
-    suffix = Path(filename).suffix.lower() or ".csv"
-    digest = hashlib.sha256(data).hexdigest()[:32]
-    path = settings.home_dir() / "uploads" / f"{digest}{suffix}"
-    if not path.exists():
-        atomic_write_bytes(path, data)
-    return path
+    """Keep an uploaded table privately until its job ends (see :func:`medsyn_core.uploads.save_upload`)."""
+    from medsyn_core.uploads import save_upload as save
 
-
-def unique_model_dir(name: str) -> Path:
-    """``models/<name>``, or ``<name>-2``, ``-3`` … when taken (a job never overwrites a model)."""
-    base = settings.models_dir() / name
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    return path
+    return save(data, filename)
 
 
 def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
@@ -72,6 +62,10 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
                                     every_s=float(params.get("checkpoint_every_s", 30.0)),
                                     on_saved=progress.checkpoint)
 
+    replace = bool(params.get("replace"))
+    name = params.get("name") or names.slugify(f"{params.get('source') or 'table'}-{synth.model_name}")
+    path = names.model_dir(name)
+    names.ensure_model_name_free(name, replace=replace, folder=path)
     progress(0.0, "preprocessing", {"losses": []})
     data_path = Path(params["data_path"])
     origin = "upload" if data_path.parent.name == "uploads" else "bundled"
@@ -84,9 +78,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
                       resume_from=resume_from)
             store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
                                    n_rows=int(synth.card["rows"]))
-            default_name = f"{params.get('source', 'table')}-{synth.model_name}"
-            path = unique_model_dir(params.get("name") or default_name)
-            synth.save(path, name=path.name)
+            synth.save(path, name=name, overwrite=replace, replace=replace,
+                       actor=getattr(progress, "owner", "medsyn"))
             eps = synth.ledger.total()[0] if synth.ledger is not None else None
             run["metrics"] = {"final_loss": synth.card.get("final_loss"), "epsilon": eps,
                               "training_seconds": synth.card.get("training_seconds")}

@@ -61,6 +61,9 @@ _CONTENT_RULES: tuple[tuple[str, str, str], ...] = (
 class PhiError(ValueError):
     """A PHI override names an unknown column or action."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 @dataclass
 class PhiFinding:

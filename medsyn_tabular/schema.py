@@ -45,6 +45,9 @@ _DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)
 class SchemaError(ValueError):
     """A schema file or override is invalid; the message names the column and the fix."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 @dataclass
 class ColumnSchema:
@@ -233,8 +236,9 @@ def apply_overrides(schema: TableSchema, overrides: dict[str, Any] | None) -> Ta
 def coerce_to_schema(df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     """Convert each modelled column to the dtype its kind needs (numbers, datetimes).
 
-    Raises :class:`SchemaError` naming the column and example values when a column declared numeric
-    or datetime holds values that are not (e.g. ``"abc"`` in a column overridden to ``integer``).
+    Raises :class:`SchemaError` naming the column and how many cells do not fit (e.g. text in a column
+    overridden to ``integer``); never the cells themselves, since the message may be stored and shown
+    to others (job errors, audit log).
     """
     out = df.copy()
     for col in schema.modelled:
@@ -243,20 +247,25 @@ def coerce_to_schema(df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
             conv = pd.to_numeric(s, errors="coerce")
             bad = s[conv.isna() & s.notna()]
             if len(bad):
-                examples = ", ".join(repr(v) for v in bad.astype(str).unique()[:3])
-                raise SchemaError(f"Column {col.name!r} is declared {col.kind} but holds non-numeric values "
-                                  f"({examples}, {len(bad)} cells). Fix the data, add the tokens to the "
-                                  "missing values, or declare the column categorical.")
+                raise SchemaError(f"Column {col.name!r} is declared {col.kind} but {_cells(bad)} a "
+                                  "number. Fix the data, add those tokens to the missing values, or declare "
+                                  "the column categorical.")
             out[col.name] = conv
         elif col.kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(s):
             conv = to_naive_datetime(s)
             bad = s[conv.isna() & s.notna()]
             if len(bad):
-                examples = ", ".join(repr(v) for v in bad.astype(str).unique()[:3])
-                raise SchemaError(f"Column {col.name!r} is declared datetime but holds values that are not "
-                                  f"dates ({examples}). Fix them or declare the column categorical.")
+                raise SchemaError(f"Column {col.name!r} is declared datetime but {_cells(bad)} a date. "
+                                  "Fix them or declare the column categorical.")
             out[col.name] = conv
     return out
+
+
+def _cells(bad: pd.Series) -> str:
+    """'3 cells (2 distinct values) do not hold' for an error message: counts, never the values."""
+    n, distinct = len(bad), int(bad.astype(str).nunique())
+    return (f"{n} cell{'s' * (n != 1)} ({distinct} distinct value{'s' * (distinct != 1)}) "
+            f"{'do not hold' if n != 1 else 'does not hold'}")
 
 
 def declaration_yaml(schema: TableSchema, phi_findings=(), key_like: list[str] | None = None) -> str:

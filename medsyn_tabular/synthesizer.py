@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medsyn_core.redaction import allow_names
 from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
@@ -275,7 +277,6 @@ class TabularSynthesizer:
         between epochs; ``resume_from``: a file it wrote, to continue that training (same table,
         parameters and seed) exactly where it stopped. Neither works with DP (see
         :mod:`medsyn_tabular.checkpoint`)."""
-        from medsyn_core.device import choose_device, seed_everything
         from medsyn_tabular import checkpoint as checkpoints
 
         started = time.time()
@@ -283,6 +284,17 @@ class TabularSynthesizer:
         if isinstance(data, (str, Path)):
             source = source or Path(data).name
             data = read_table(data)
+        try:
+            return self._fit_frame(data, progress, source, checkpoint, resume, started)
+        except Exception as exc:  # column names are public; a stored error may keep them, never values
+            allow_names(exc, data.columns)
+            raise
+
+    def _fit_frame(self, data: pd.DataFrame, progress, source, checkpoint, resume, started: float
+                   ) -> TabularSynthesizer:
+        """The body of :meth:`fit` once the table is read."""
+        from medsyn_core.device import choose_device, seed_everything
+
         unknown = set(self.overrides.get("columns") or {}) - set(map(str, data.columns))
         if unknown:
             raise SchemaError(f"The schema file names column(s) not in the table: {sorted(unknown)}.")
@@ -437,10 +449,10 @@ class TabularSynthesizer:
             rate = max(have, 1) / tried
             batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000, max(1, limit - tried)))
         if have < n:
+            on = ", ".join(dict.fromkeys(repr(c.column) for c in conds))
             raise ConditionError(
-                f"Only {have} of {tried:,} generated rows met {' and '.join(map(str, conds))} "
-                f"(needed {n}). The condition is too rare for this model: relax it, ask for fewer rows, "
-                "or train longer.")
+                f"Only {have} of {tried:,} generated rows met the conditions on {on} (needed {n}). The "
+                "condition is too rare for this model: relax it, ask for fewer rows, or train longer.")
         return self._checked(pd.concat(kept).iloc[:n].reset_index(drop=True))
 
     def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -459,10 +471,9 @@ class TabularSynthesizer:
             value = c.value.value / 1e9 if isinstance(c.value, pd.Timestamp) else float(c.value)
             if (c.op in (">", ">=") and value > enc.high) or (c.op in ("<", "<=") and value < enc.low) \
                     or (c.op == ">" and value == enc.high) or (c.op == "<" and value == enc.low):
-                lo, hi = (pd.Timestamp(enc.low * 1e9), pd.Timestamp(enc.high * 1e9)) \
-                    if enc.kind == "datetime" else (round(enc.low, 6), round(enc.high, 6))
-                raise ConditionError(f"Condition {c} cannot be met: {c.column} is generated within "
-                                     f"[{lo}, {hi}].")
+                # the bounds are not quoted: without DP they are the real table's minimum and maximum
+                raise ConditionError(f"The condition on {c.column!r} cannot be met: it lies outside the "
+                                     "range this model generates for the column.")
 
     def _steering_condition(self, conds) -> tuple[int, int] | None:
         """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
@@ -486,18 +497,27 @@ class TabularSynthesizer:
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path | None = None, name: str | None = None, overwrite: bool = False,
-             register: bool = True) -> Path:
+             register: bool = True, *, replace: bool | None = None, actor: str = "medsyn") -> Path:
         """Save as a folder (safetensors weights, JSON transformer/schema/config, ``model_card.json``),
-        written atomically, and register it in the SQLite store. Default folder: MedSyn home ``models/``."""
+        written atomically, and register it in the SQLite store. Default folder: MedSyn home ``models/``.
+
+        ``name`` (default: the folder's name) must be a safe slug (:mod:`medsyn_core.names`). A name that
+        is registered already, or an existing folder, is refused before anything is written unless
+        ``overwrite`` (the folder) / ``replace`` (the registered name; default: ``overwrite``) is given;
+        a replacement is audited as ``actor``."""
         from safetensors.torch import save_file
 
-        from medsyn_core import settings
+        from medsyn_core import names
         from medsyn_core.files import atomic_directory, atomic_write_json
 
         if self.model is None:
             raise RuntimeError("Nothing to save: fit the synthesizer first.")
+        replace = overwrite if replace is None else replace
         name = name or (Path(path).name if path else f"{self.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        path = Path(path) if path else settings.models_dir() / name
+        path = Path(path) if path else names.model_dir(name)
+        if register:
+            names.ensure_model_name_free(name, replace=replace)
+        existed = path.exists()
         with atomic_directory(path, overwrite=overwrite) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_tensors().items()},
                       str(tmp / "weights.safetensors"))
@@ -518,9 +538,14 @@ class TabularSynthesizer:
 
             with Store() as store:
                 dp_epsilon = self.ledger.total()[0] if self.ledger is not None else None
-                store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name},
-                                     dp_epsilon=dp_epsilon)
-                store.append_event("medsyn", "tabular-model-saved", {"name": name, "model": self.model_name})
+                try:
+                    store.register_model(name, self.model_name, path.resolve(), {**self.card, "name": name},
+                                         dp_epsilon=dp_epsilon, replace=replace, actor=actor)
+                except names.NameTaken:  # taken meanwhile by another job: leave nothing half-registered
+                    if not existed:
+                        shutil.rmtree(path, ignore_errors=True)
+                    raise
+                store.append_event(actor, "tabular-model-saved", {"name": name, "model": self.model_name})
         return path
 
     @classmethod

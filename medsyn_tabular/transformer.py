@@ -168,8 +168,9 @@ class TableTransformer:
                     unknown = sorted({_category_key(v) for v in counts.index}
                                      - {_category_key(c) for c in declared_cats})
                     if unknown:
-                        raise SchemaError(f"Column {col.name!r} holds values not in its declared categories: "
-                                          f"{unknown[:5]}. Add them to the schema file or fix the data.")
+                        raise SchemaError(f"Column {col.name!r} holds {len(unknown)} distinct value(s) not "
+                                          "in its declared categories. Add them to the schema file or fix "
+                                          "the data.")
                     counts = counts.reindex(cats, fill_value=0)
                     prov["categories"] = "metadata"
                 else:
@@ -308,8 +309,8 @@ class TableTransformer:
         if OTHER in lookup:
             idx = np.where(pd.isna(idx), other, idx)
         if pd.isna(idx).any():
-            bad = sorted(set(keys[pd.isna(idx)]))[:3]
-            raise SchemaError(f"Column {enc.name!r} has values unseen when fitting: {bad}.")
+            n_bad = int(pd.isna(idx).sum())
+            raise SchemaError(f"Column {enc.name!r} has {n_bad} cell(s) with values unseen when fitting.")
         return idx.astype(int)
 
     def slot_of(self, column: str, value: Any) -> tuple[int, int]:

@@ -159,7 +159,12 @@ with train_tab:
         seed_train = int(t5.number_input("Seed", min_value=0, value=0, key="train_seed"))
         width = t6.selectbox("Width (StyleGAN2 channel base)", [512, 1024, 2048, 4096], index=0,
                              help="Wider is better but slower; 512 trains at tens of images/s on a CPU.")
-        name = st.text_input("Model name", "my-generator")
+        n1, n2 = st.columns([3, 1])
+        name = n1.text_input("Model name", "my-generator",
+                             help="Letters, digits, '-', '_' and '.'; starts with a letter or digit.")
+        replace = n2.checkbox("Replace the existing model",
+                              help="Only if a model of this name exists: the new one takes its place for "
+                                   "everyone (recorded in the audit log).")
         dp_preset = st.selectbox(
             "Differential privacy", ["off", "strict", "balanced", "exploratory"],
             help="DP-SGD on the discriminator, the only network that sees real images: strict ε = 1, "
@@ -175,7 +180,7 @@ with train_tab:
         try:
             if not data_source:
                 raise ValueError("Enter the folder that holds one sub-folder of PNGs per class.")
-            check_model_name(name.strip())
+            check_model_name(name.strip(), replace=replace)
             config = TrainConfig(
                 model=model, kimg=float(kimg), batch_size=batch, seed=seed_train,
                 lr=0.0025 if model == "stylegan2" else 0.0002, beta1=0.0 if model == "stylegan2" else 0.5,
@@ -192,8 +197,8 @@ with train_tab:
                 config = dataclasses.replace(config, dp_epsilon=PRESETS[dp_preset], dp_preset=dp_preset)
                 n_images = len(load_training_images(data_source, int(resolution)).images)
                 plan_private_training(config, n_images)  # unreachable budgets are refused now, with advice
-            params = {"data": data_source, "name": name.strip(), "resolution": int(resolution),
-                      "split": "train", "config": config.to_dict()}
+            params = {"data": data_source, "name": name.strip(), "replace": bool(replace),
+                      "resolution": int(resolution), "split": "train", "config": config.to_dict()}
             with Store() as store:
                 st.session_state["imaging_job_id"] = jobs.submit(store, user, "imaging-train", params)
         except (ValueError, FileExistsError, FileNotFoundError) as exc:

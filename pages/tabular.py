@@ -9,7 +9,7 @@ never freezes and a reload finds the running job again. Clinicians sample from s
 import pandas as pd
 import streamlit as st
 
-from medsyn_core import jobs
+from medsyn_core import jobs, names, uploads
 from medsyn_core.app_session import page_guard, refusal
 from medsyn_core.catalog import bundled
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
@@ -115,12 +115,16 @@ st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
-df, source, upload_bytes = None, None, None
+df, source, upload_bytes, keep_upload = None, None, None, False
 if source_kind == "Bundled dataset":
     name = st.selectbox("Dataset", list(LOADERS))
     df, source = load_bundled_table(name), name
 else:
     upload = st.file_uploader("CSV, TSV or Parquet", type=["csv", "tsv", "txt", "parquet", "pq"])
+    st.caption(uploads.NOTICE)
+    keep_upload = st.checkbox("Keep the uploaded file after training",
+                              help="Off: the file is deleted when the training job ends. On: it stays "
+                                   "(private to the service account) until an admin deletes it.")
     if upload is not None:
         try:
             df, source = read_table(upload.getvalue(), name=upload.name), upload.name
@@ -204,11 +208,17 @@ if preset != "off":
     st.caption("Without declared bounds and categories, 10 % of ε is spent to learn them privately; rare "
                "categories are then never revealed. The column names, kinds and the row count are public.")
 
-model_name = st.text_input("Model name", value=f"{source}-{model}".replace(".", "-"))
+# an upload's file name may hold identifiers: it names nothing that is stored (model, card, job, audit)
+default_name = names.slugify(f"{source if upload_bytes is None else 'uploaded-table'}-{model}")
+n1, n2 = st.columns([3, 1])
+model_name = n1.text_input("Model name", value=default_name,
+                           help="Letters, digits, '-', '_' and '.'; starts with a letter or digit.")
+replace = n2.checkbox("Replace the existing model", help="Only if a model of this name exists: the new one "
+                      "takes its place for everyone (recorded in the audit log).")
 if st.button("Train", type="primary"):
-    from medsyn_tabular.fit_job import save_upload
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
+    data_path = None
     try:
         private = {} if preset == "off" else {"epsilon": float(epsilon), "delta": float(delta),
                                                "max_grad_norm": float(clip), "metadata": metadata}
@@ -222,19 +232,27 @@ if st.button("Train", type="primary"):
         synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
                                    schema=overrides, phi_actions=phi_actions, **private)
         synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
+        names.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
         with Store() as store:
+            upload_params = {}
             if upload_bytes is not None:
-                data_path = save_upload(upload_bytes, source)
-                store.append_event(user.username, "upload", {"file_sha256_prefix": data_path.stem[:16],
-                                                             "rows": len(df), "columns": df.shape[1]})
+                data_path = uploads.save_upload(upload_bytes, source)
+                label = f"upload-{uploads.sha_prefix(data_path)}"
+                upload_params = {"upload": str(data_path), "keep_upload": bool(keep_upload)}
+                store.append_event(user.username, "upload", {
+                    "file_sha256_prefix": uploads.sha_prefix(data_path), "rows": len(df),
+                    "columns": df.shape[1], "kept": bool(keep_upload)})
             else:
-                data_path = bundled(source).path
-            params = {"data_path": str(data_path), "source": source, "name": model_name.strip() or None,
-                      "model": model, "epochs": int(epochs), "batch_size": int(batch_size),
-                      "seed": int(seed), "schema": overrides, "phi_actions": phi_actions,
-                      "privacy": private}
+                label = source
+            params = {"data_path": str(data_path or bundled(source).path), "source": label,
+                      "name": model_name.strip(), "replace": bool(replace), "model": model,
+                      "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed),
+                      "schema": overrides, "phi_actions": phi_actions, "privacy": private, **upload_params}
             st.session_state["tabular_job_id"] = jobs.submit(store, user, "tabular-fit", params)
-    except ValueError as exc:
+    except (ValueError, FileExistsError, PermissionError) as exc:
+        if data_path is not None:  # saved but no job will use it: do not keep real data for nothing
+            with Store() as store:
+                uploads.discard(store, data_path, user.username)
         st.error(str(exc))
 
 
@@ -264,6 +282,12 @@ def training_progress() -> None:
     if job["status"] in ("queued", "running") and st.button("Cancel training"):
         with Store() as store:
             jobs.request_cancel(store, user, job["id"])
+    if job["status"] in jobs.TERMINAL and job["params"].get("upload"):
+        from pathlib import Path
+
+        kept = Path(job["params"]["upload"]).exists()
+        st.caption("The uploaded file is still kept on the server (private; an admin deletes it on the Data "
+                   "at rest page)." if kept else "The uploaded file has been deleted from the server.")
     resumable = " It can be resumed from its last checkpoint on the Jobs page." if job["checkpoint"] else ""
     if job["status"] == "failed":
         st.error(f"Training failed: {job['error']}.{resumable}")

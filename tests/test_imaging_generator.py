@@ -361,7 +361,7 @@ def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
         assert run["model_id"] == store.model_id("job-gen")
     with pytest.raises(FileExistsError, match="already exists"):
         check_model_name("job-gen")
-    with pytest.raises(ValueError, match="simple name"):
+    with pytest.raises(ValueError, match="a path, not a name"):
         check_model_name("../escape")
 
 

@@ -118,5 +118,7 @@ def test_yaml_and_json_overrides(tmp_path):
 def test_non_numeric_value_in_numeric_override_is_a_clear_error():
     df = pd.DataFrame({"x": ["1", "2", "abc", "4"] * 5, "y": list("ab") * 10})
     schema = apply_overrides(infer_schema(df), {"columns": {"x": {"kind": "integer"}}})
-    with pytest.raises(SchemaError, match=r"'x' is declared integer but holds non-numeric values \('abc'"):
+    with pytest.raises(SchemaError, match=r"'x' is declared integer but 5 cells \(1 distinct value\) do not "
+                       "hold a number") as err:
         coerce_to_schema(df, schema)
+    assert "abc" not in str(err.value)  # the message may be stored and shown to others: no cell values

@@ -66,7 +66,7 @@ def test_exact_range_and_combined_conditions_hold_on_every_row(heart_ctgan):
 def test_bad_conditions_are_clear_errors(heart_ctgan):
     with pytest.raises(ConditionError, match="Unknown column 'weight'"):
         heart_ctgan.sample(10, conditions=["weight>3"])
-    with pytest.raises(ConditionError, match=r"Unknown value '9' for column 'thal'"):
+    with pytest.raises(ConditionError, match=r"Unknown value in condition 1: column 'thal' has no such"):
         heart_ctgan.sample(10, conditions=["thal=9"])
     with pytest.raises(ConditionError, match="cannot be met"):
         heart_ctgan.sample(10, conditions=["age>=200"])
@@ -175,7 +175,7 @@ def test_bad_tables_are_clear_errors(heart):
     with pytest.raises(SchemaError, match="'notes' is entirely missing"):
         synth.fit(with_empty)
     bad = heart.assign(chol=heart["chol"].astype(str).where(heart.index != 5, "high"))
-    with pytest.raises(SchemaError, match="'chol' is declared integer but holds non-numeric"):
+    with pytest.raises(SchemaError, match="'chol' is declared integer but 1 cell .* does not hold a number"):
         TabularSynthesizer("ctgan", epochs=1, batch_size=100,
                            schema={"columns": {"chol": {"kind": "integer"}}}).fit(bad)
     with pytest.raises(SchemaError, match="not in the table"):

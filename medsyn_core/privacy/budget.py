@@ -20,6 +20,9 @@ DEFAULT_PREPROCESSING_SHARE = 0.1  # of ε (and of δ) spent on preprocessing st
 class PrivacyError(ValueError):
     """An impossible or unreachable privacy setting; the message says what to change."""
 
+    #: Messages name columns and counts, never a cell value (see medsyn_core.redaction).
+    value_free_message = True
+
 
 #: The largest default δ: a mechanism may fail with probability δ, e.g. publish one record outright, so δ
 #: is kept far below 1/n, as is the field's practice (e.g. 1e-5 for datasets of thousands).
