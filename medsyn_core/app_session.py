@@ -111,16 +111,18 @@ def is_local_visitor() -> bool:
         return False
 
 
-def _first_run_token() -> str:
-    """The one-time first-run token of this server process, printed to the server log once."""
+def _first_run_token(announce: bool = False) -> str:
+    """The one-time first-run token of this server process (made on first use); ``announce`` prints it
+    to the server log (once per visitor session that asks for it)."""
     global _setup_token
     with _start_lock:
         if _setup_token is None:
             _setup_token = secrets.token_urlsafe(16)
-            print("MedSyn first run: no account exists yet. A visitor who is not on this machine needs this "
-                  f"one-time set-up token to create the admin account: {_setup_token}",
-                  file=sys.stderr, flush=True)
-        return _setup_token
+        token = _setup_token
+    if announce:
+        print("MedSyn first run: no account exists yet. A visitor who is not on this machine needs this "
+              f"one-time set-up token to create the admin account: {token}", file=sys.stderr, flush=True)
+    return token
 
 
 def _token_matches(typed: str) -> bool:
@@ -203,7 +205,9 @@ def _setup_token_form() -> bool:
     """For a visitor not on this machine: ask for the server's one-time token; True once given."""
     if st.session_state.get(SETUP_OK_KEY):
         return True
-    _first_run_token()  # make sure it is in the server log
+    if not st.session_state.get("medsyn_setup_token_announced"):
+        _first_run_token(announce=True)  # into the server log, where the operator reads it
+        st.session_state["medsyn_setup_token_announced"] = True
     st.title("MedSyn — first run")
     st.markdown("No account exists yet, and you are not on the machine that runs MedSyn. Enter the "
                 "**one-time set-up token** that the MedSyn server printed to its log (`MedSyn first run: "

@@ -10,6 +10,9 @@ the ASCII signs. Numbers are never touched: numeric columns are written as numbe
 ``-3.5``) and a text cell that is just a plain number (``-1``, ``+2.5e3``) is left as it is, because a
 spreadsheet reads it as that number, not as a formula. Column names are escaped like cells.
 
+Every text cell is also wrapped in double quotes (``csv.QUOTE_NONNUMERIC``; OWASP's second step), so
+a carriage return or a quote inside a value can never split a row or a cell; numbers stay unquoted.
+
 ``raw=True`` writes the values unchanged (for programs that read CSV, not for spreadsheets); the
 Tabular page and ``medsyn tabular sample --raw`` offer it explicitly.
 
@@ -19,6 +22,7 @@ escaping step on top of them (``DataFrame.to_csv`` does the quoting).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Iterable
@@ -58,8 +62,8 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv_text(df: pd.DataFrame, raw: bool = False) -> str:
-    """The table as CSV text (no index); spreadsheet-safe unless ``raw``."""
-    return (df if raw else spreadsheet_safe(df)).to_csv(index=False)
+    """The table as CSV text (no index, text cells quoted); spreadsheet-safe unless ``raw``."""
+    return (df if raw else spreadsheet_safe(df)).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def to_csv_bytes(df: pd.DataFrame, raw: bool = False) -> bytes:
