@@ -13,7 +13,7 @@ st.set_page_config(page_title="MedSyn", page_icon="🩺", layout="wide")
 
 # Once per server process: umask 077 (0600 files, 0700 folders), home folder check, admin from
 # $MEDSYN_ADMIN_PASSWORD (then removed from the environment, so no job process inherits it).
-home_check = app_session.start_service()
+app_session.start_service()
 
 # Nothing below runs before a successful login (the gate stops the script otherwise).
 user = app_session.login_gate()
@@ -33,7 +33,7 @@ PAGES = [
 ]
 
 page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])
-app_session.sidebar(user, home_check)
+app_session.sidebar(user)
 st.sidebar.caption(f"MedSyn {__version__}")
 device_slot = st.sidebar.empty()
 

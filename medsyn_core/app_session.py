@@ -47,15 +47,15 @@ UPLOADS_KEY = "medsyn_audited_uploads"
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
 
 _start_lock = threading.Lock()
-_started: dict[str, object] = {}     # home folder -> permissions.HomeCheck (or None)
+_started: dict[str, object] = {}     # home folder -> its permissions.HomeCheck at start (or None)
 _setup_token: str | None = None       # one-time first-run token of this server process
 
 
 # -- process start ------------------------------------------------------------------------------
-def start_service():
+def start_service() -> None:
     """Once per server process and home folder: private umask, home folder check and tightening
     (warnings to the server log), the admin from ``$MEDSYN_ADMIN_PASSWORD`` (then removed from the
-    environment) and the dummy password hash. Returns the home check for :func:`sidebar`."""
+    environment) and the dummy password hash."""
     home = str(settings.home_dir(create=False))
     with _start_lock:
         if home not in _started:
@@ -66,7 +66,6 @@ def start_service():
                 auth.ensure_admin_from_env(store)
             auth.warm_up()
             _started[home] = check
-        return _started[home]
 
 
 # -- where the visitor is -----------------------------------------------------------------------
@@ -317,12 +316,15 @@ def logout() -> None:
             st.logout()  # also end the provider login in this browser (a redirect via the provider)
 
 
-def sidebar(user: User, home_check=None) -> None:
-    """Who is logged in, with which role, and the logout button; for admins, a warning when other
-    local accounts can open the home folder (``home_check`` from :func:`start_service`)."""
+def sidebar(user: User) -> None:
+    """Who is logged in, with which role, and the logout button; for admins, a warning while other
+    local accounts can open the home folder (one ``stat`` per run, so a fix shows at once)."""
     st.sidebar.markdown(f"**{user.username}** · {user.role}")
-    if home_check is not None and auth.allowed(user, "manage_users"):
-        if (text := home_check.warning(with_path=False)) is not None:
+    if auth.allowed(user, "manage_users"):
+        from medsyn_core.permissions import check_home
+
+        check = check_home(tighten=False)
+        if check is not None and (text := check.warning(with_path=False)) is not None:
             st.sidebar.warning(text)
     # a callback, so the run that follows already shows the login page; st.rerun() here would also
     # drop the redirect that st.logout() queues for a single sign-on session

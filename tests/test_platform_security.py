@@ -240,6 +240,17 @@ def test_start_warns_about_an_open_home_and_tightens_what_medsyn_wrote(tmp_path,
     assert _open_to_others(home) == [f"{home} 0755"]  # only the operator's own folder is left to them
 
 
+def test_admins_see_the_open_home_folder_warning_in_the_sidebar_without_its_path():
+    home = settings.home_dir()
+    os.chmod(home, 0o755)
+    at = logged_in("app.py", "admin").run()
+    warnings = [w.value for w in at.sidebar.warning]
+    assert any("Other local accounts can open the MedSyn home folder (mode 0755)" in w for w in warnings)
+    assert not any(str(home) in w for w in warnings)
+    at = logged_in("app.py", "researcher").run()
+    assert not at.sidebar.warning
+
+
 @pytest.mark.slow
 def test_security_checks_bench_cycle_leaves_nothing_readable_by_others():
     """The full train/sample/export cycle through the real CLI (bench/security_checks.py)."""
