@@ -16,7 +16,8 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY --chown=medsyn:medsyn . .
-RUN pip install --no-deps -e . && mkdir -p "$MEDSYN_HOME" && chown medsyn:medsyn "$MEDSYN_HOME"
+RUN pip install --no-deps -e . && mkdir -p "$MEDSYN_HOME" && chown medsyn:medsyn "$MEDSYN_HOME" \
+    && chmod 700 "$MEDSYN_HOME"  # patient data: the service account only (docs/security.md)
 
 USER medsyn
 VOLUME ["/home/medsyn/data"]

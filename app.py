@@ -11,6 +11,10 @@ from medsyn_core.auth import allowed
 
 st.set_page_config(page_title="MedSyn", page_icon="🩺", layout="wide")
 
+# Once per server process: umask 077 (0600 files, 0700 folders), home folder check, admin from
+# $MEDSYN_ADMIN_PASSWORD (then removed from the environment, so no job process inherits it).
+app_session.start_service()
+
 # Nothing below runs before a successful login (the gate stops the script otherwise).
 user = app_session.login_gate()
 

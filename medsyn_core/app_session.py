@@ -2,9 +2,16 @@
 
 Only ``app.py`` and ``pages/`` import this module (the engines never import Streamlit). The login lives
 in ``st.session_state[SESSION_KEY] = {"username": ..., "last_seen": epoch seconds}``, which is kept on
-the server; the browser cannot set it. Each rerun reloads the account from the database, so a role
-change or a disabled account applies at once, and an idle session older than
-:func:`medsyn_core.auth.session_timeout_s` is logged out.
+the server; the browser cannot set it. Every rerun (:func:`page_guard`) and every run of an
+auto-refreshing fragment (:func:`fragment_guard`, its first line) passes
+:func:`medsyn_core.auth.check_session`: the account is re-loaded from the database, so a role change
+or a disabled account applies at once, and an idle session older than
+:func:`medsyn_core.auth.session_timeout_s` is logged out. A fragment's automatic refresh is not
+activity: it never extends the session.
+
+The first-run admin form (no account exists yet) is shown to visitors on this machine only; anyone
+else needs the one-time token the server prints to its log. Logins pass the client address
+(:func:`client_source`) so that the throttle also works per address.
 
 Optional single sign-on: when Streamlit's secrets hold an ``[auth]`` section (an OIDC provider, see
 ``st.login``), the login page also offers "Log in with single sign-on". The provider's login alone grants
@@ -18,16 +25,107 @@ puts the same session entry a real login puts.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import secrets
+import sys
+import threading
 import time
+from urllib.parse import urlsplit
 
 import streamlit as st
 
-from medsyn_core import auth
+from medsyn_core import auth, settings
 from medsyn_core.auth import User
 from medsyn_core.storage import Store
 
 SESSION_KEY = "medsyn_auth"
 SSO_END_KEY = "medsyn_sso_end"
+SETUP_OK_KEY = "medsyn_setup_token_ok"
+UPLOADS_KEY = "medsyn_audited_uploads"
+#: Request headers a reverse proxy adds: with any of them the visitor is not "on this machine".
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
+
+_start_lock = threading.Lock()
+_started: dict[str, object] = {}     # home folder -> its permissions.HomeCheck at start (or None)
+_setup_token: str | None = None       # one-time first-run token of this server process
+
+
+# -- process start ------------------------------------------------------------------------------
+def start_service() -> None:
+    """Once per server process and home folder: private umask, home folder check and tightening
+    (warnings to the server log), the admin from ``$MEDSYN_ADMIN_PASSWORD`` (then removed from the
+    environment) and the dummy password hash."""
+    home = str(settings.home_dir(create=False))
+    with _start_lock:
+        if home not in _started:
+            from medsyn_core.permissions import start_service as start
+
+            check = start(sys.stderr)
+            with Store() as store:
+                auth.ensure_admin_from_env(store)
+            auth.warm_up()
+            _started[home] = check
+
+
+# -- where the visitor is -----------------------------------------------------------------------
+def _peer_ip() -> str | None:
+    """The connection's address as Streamlit sees it (None: loopback, or not known)."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else None
+
+
+def _proxied() -> bool:
+    headers = {k.lower() for k in st.context.headers.keys()}
+    return any(h in headers for h in PROXY_HEADERS)
+
+
+def client_source() -> str:
+    """A label of the client's address for the login throttle and the audit log: the IP address
+    (validated, so never arbitrary text), ``proxy`` behind a reverse proxy that Streamlit does not
+    resolve, or ``local`` for this machine."""
+    ip = _peer_ip()
+    if ip is not None:
+        try:
+            return str(ipaddress.ip_address(ip))
+        except ValueError:
+            return "unknown"
+    return "proxy" if _proxied() else "local"
+
+
+def is_local_visitor() -> bool:
+    """True only when nothing says the browser is elsewhere: a loopback connection (Streamlit reports
+    no address), no reverse-proxy headers, and the address bar (when known) naming this machine."""
+    if _peer_ip() is not None or _proxied():
+        return False
+    url = st.context.url
+    if not url:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _first_run_token(announce: bool = False) -> str:
+    """The one-time first-run token of this server process (made on first use); ``announce`` prints it
+    to the server log (once per visitor session that asks for it)."""
+    global _setup_token
+    with _start_lock:
+        if _setup_token is None:
+            _setup_token = secrets.token_urlsafe(16)
+        token = _setup_token
+    if announce:
+        print("MedSyn first run: no account exists yet. A visitor who is not on this machine needs this "
+              f"one-time set-up token to create the admin account: {token}", file=sys.stderr, flush=True)
+    return token
+
+
+def _token_matches(typed: str) -> bool:
+    return hmac.compare_digest(typed.strip().encode(), _first_run_token().encode())
 
 
 def sso_settings() -> dict | None:
@@ -67,29 +165,69 @@ def _sso_login(sso: dict) -> None:
     st.rerun()
 
 
-def current_user() -> User | None:
-    """The logged-in, still active user of this browser session, or None (expired sessions end here)."""
+def _end_session(entry: dict, exc: auth.SessionEnded) -> None:
+    st.session_state.pop(SESSION_KEY, None)
+    st.session_state["medsyn_notice"] = str(exc)
+    if entry.get("via") == "sso":
+        st.session_state[SSO_END_KEY] = True  # the login gate ends the provider login too
+
+
+def current_user(touch: bool = True) -> User | None:
+    """The logged-in, still active user of this browser session as the database has it now, or None
+    (expired or disabled sessions end here). ``touch``: this run is the user's activity."""
     entry = st.session_state.get(SESSION_KEY)
     if not entry:
         return None
-    now = time.time()
-    with Store() as store:
-        if now - entry["last_seen"] > auth.session_timeout_s():
-            store.append_event(entry["username"], "session_expired", {})
-            del st.session_state[SESSION_KEY]
-            st.session_state["medsyn_notice"] = "Your session expired after inactivity; please log in again."
-            if entry.get("via") == "sso":
-                st.session_state[SSO_END_KEY] = True  # the login gate ends the provider login too
-            return None
-        user = auth.load_user(store, entry["username"])
-    if user is None:  # disabled or deleted meanwhile
-        del st.session_state[SESSION_KEY]
+    try:
+        with Store() as store:
+            user = auth.check_session(store, entry["username"], entry["last_seen"])
+    except auth.SessionEnded as exc:
+        _end_session(entry, exc)
         return None
-    entry["last_seen"] = now
+    if touch:
+        entry["last_seen"] = time.time()
     return user
 
 
+def fragment_guard(action: str | None = None) -> User:
+    """First line of every auto-refreshing fragment (``st.fragment(run_every=...)``): the session
+    check again on each run, since a fragment rerun skips the page's :func:`page_guard` and would
+    otherwise act with the user object of the page's first run. An ended session, or a role that no
+    longer allows ``action``, reruns the whole app (login page or refusal). Not activity."""
+    user = current_user(touch=False)
+    if user is None or (action is not None and not auth.allowed(user, action)):
+        st.rerun(scope="app")
+    return user
+
+
+def _setup_token_form() -> bool:
+    """For a visitor not on this machine: ask for the server's one-time token; True once given."""
+    if st.session_state.get(SETUP_OK_KEY):
+        return True
+    if not st.session_state.get("medsyn_setup_token_announced"):
+        _first_run_token(announce=True)  # into the server log, where the operator reads it
+        st.session_state["medsyn_setup_token_announced"] = True
+    st.title("MedSyn — first run")
+    st.markdown("No account exists yet, and you are not on the machine that runs MedSyn. Enter the "
+                "**one-time set-up token** that the MedSyn server printed to its log (`MedSyn first run: "
+                "…`), or create the admin there with `medsyn users create-admin`.")
+    with st.form("setup_token"):
+        typed = st.text_input("Set-up token", type="password")
+        if st.form_submit_button("Continue"):
+            if _token_matches(typed):
+                st.session_state[SETUP_OK_KEY] = True
+                st.rerun()
+            with Store() as store:
+                store.append_event("(unknown user)", "first_run_refused", {"source": client_source()})
+            st.error("That is not the set-up token. Copy it from the server log (it is printed when the "
+                     "first visitor arrives).")
+    return False
+
+
 def _first_run_form() -> None:
+    global _setup_token
+    if not is_local_visitor() and not _setup_token_form():
+        return
     st.title("MedSyn — first run")
     st.markdown("No account exists yet. Create the **admin** account (there is no default password). "
                 "You can also set `MEDSYN_ADMIN_PASSWORD` before the first start, or run "
@@ -102,12 +240,18 @@ def _first_run_form() -> None:
             if password != repeat:
                 st.error("The two passwords differ; type them again.")
                 return
+            if not is_local_visitor() and not st.session_state.get(SETUP_OK_KEY):
+                st.error("Enter the set-up token first.")  # checked again when the form is sent
+                return
             try:
                 with Store() as store:
                     user = auth.create_first_admin(store, username, password, via="setup form")
             except auth.AuthError as exc:
                 st.error(str(exc))
                 return
+            with _start_lock:
+                _setup_token = None  # one-time: spent
+            st.session_state.pop(SETUP_OK_KEY, None)
             st.session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
             st.rerun()
 
@@ -128,7 +272,7 @@ def _login_form(sso: dict | None) -> None:
         if st.form_submit_button("Log in"):
             try:
                 with Store() as store:
-                    user = auth.authenticate(store, username, password)
+                    user = auth.authenticate(store, username, password, source=client_source())
             except auth.AuthError as exc:
                 st.error(str(exc))
                 return
@@ -173,8 +317,15 @@ def logout() -> None:
 
 
 def sidebar(user: User) -> None:
-    """Who is logged in, with which role, and the logout button."""
+    """Who is logged in, with which role, and the logout button; for admins, a warning while other
+    local accounts can open the home folder (one ``stat`` per run, so a fix shows at once)."""
     st.sidebar.markdown(f"**{user.username}** · {user.role}")
+    if auth.allowed(user, "manage_users"):
+        from medsyn_core.permissions import check_home
+
+        check = check_home(tighten=False)
+        if check is not None and (text := check.warning(with_path=False)) is not None:
+            st.sidebar.warning(text)
     # a callback, so the run that follows already shows the login page; st.rerun() here would also
     # drop the redirect that st.logout() queues for a single sign-on session
     st.sidebar.button("Log out", key="medsyn_logout", on_click=logout)
@@ -201,3 +352,20 @@ def page_guard(action: str | None = None) -> User:
             st.error(message)
             st.stop()
     return user
+
+
+def audit_upload(user: User, where: str, files) -> None:
+    """Audit an upload of real data (Streamlit ``UploadedFile`` objects) once per set of files in this
+    session: actor, page, content hash prefix, file count and bytes (never names or values)."""
+    if not files:
+        return
+    files = list(files)
+    key = (where, tuple(f.file_id for f in files))
+    seen = st.session_state.setdefault(UPLOADS_KEY, set())
+    if key in seen:
+        return
+    from medsyn_core.audit import record_upload
+
+    with Store() as store:
+        record_upload(store, user, where, [f.getvalue() for f in files])
+    seen.add(key)

@@ -7,10 +7,11 @@ passwords, password hashes or secrets (the callers of ``Store.append_event`` kee
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from datetime import UTC, datetime
 
-from medsyn_core.auth import User, require
+from medsyn_core.auth import User, authorise
 from medsyn_core.storage import AuditCheck, Store
 
 CSV_COLUMNS = ("id", "time_utc", "actor", "action", "details_json", "prev_hash", "hash")
@@ -18,7 +19,7 @@ CSV_COLUMNS = ("id", "time_utc", "actor", "action", "details_json", "prev_hash",
 
 def audit_rows(store: Store, user: User) -> list[dict]:
     """All events, oldest first, with a readable UTC time (admin only)."""
-    require(user, "view_audit")
+    authorise(store, user, "view_audit")
     rows = []
     for event in store.audit_events():
         row = dict(event)
@@ -30,7 +31,7 @@ def audit_rows(store: Store, user: User) -> list[dict]:
 def verify(store: Store, user: User | None, expect_head: str | None = None) -> AuditCheck:
     """Check the chain (admin only in the app; the CLI passes ``None`` as the machine's operator)."""
     if user is not None:
-        require(user, "view_audit")
+        authorise(store, user, "view_audit")
     return store.check_audit_chain(expect_head)
 
 
@@ -43,3 +44,17 @@ def export_csv(store: Store, user: User) -> str:
     writer.writerows(rows)
     store.append_event(user.username, "audit_exported", {"n_events": len(rows)})
     return buf.getvalue()
+
+
+def record_upload(store: Store, user: User, where: str, blobs: list[bytes], **counts: int) -> str:
+    """Audit an upload of real data: the real actor (re-loaded, must be allowed to upload real data),
+    where (e.g. ``imaging``), a SHA-256 prefix of the contents, the number of files and bytes, and any
+    extra ``counts`` (rows, images). Never file names or values. Returns the full hex digest: the
+    file's SHA-256 for one file (as the Tabular page records), else the SHA-256 of the files' hashes."""
+    user = authorise(store, user, "upload_real_data")
+    hashes = [hashlib.sha256(blob).digest() for blob in blobs]
+    hexdigest = hashes[0].hex() if len(hashes) == 1 else hashlib.sha256(b"".join(hashes)).hexdigest()
+    details = {"where": where, "file_sha256_prefix": hexdigest[:16], "files": len(blobs),
+               "bytes": sum(len(b) for b in blobs), **{k: int(v) for k, v in counts.items()}}
+    store.append_event(user.username, "upload", details)
+    return hexdigest

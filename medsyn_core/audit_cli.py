@@ -10,7 +10,8 @@ import argparse
 
 from medsyn_core.auth import User
 
-CLI_USER = User("cli", "admin")
+#: The workstation operator: no account to re-load (``auth.authorise`` checks only the role).
+CLI_USER = User("cli", "admin", operator=True)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -7,18 +7,29 @@ table and is never returned, shown or logged. Roles:
 * ``researcher`` — also upload real data, change privacy settings, train and evaluate;
 * ``admin`` — everything, plus user management, the audit log and deleting models.
 
-:func:`require` is THE check: pages call it before rendering controls and library entry points call it
-again before acting, so hiding a widget is never the only protection. Repeated failed logins for a
-username are throttled (persisted in ``login_failures``, so a restart does not reset them).
+:func:`require` is THE role check: pages call it before rendering controls. Library entry points
+that act for a user call :func:`authorise` instead, which first re-loads the account from the store,
+so a stale :class:`User` object (an open page, a live panel) of a disabled or demoted account cannot
+act. :func:`check_session` is THE session check of the app (idle timeout, account still active),
+run on every rerun and every live-panel refresh.
+
+Logins (:func:`authenticate`) are throttled per username and per client address, with the failure
+counted in the same transaction as the lock check, and take the same time for unknown and real
+usernames; the throttle stores keyed hashes, never what was typed. Details: docs/security.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
+import secrets
+import threading
 import time
 from dataclasses import dataclass
 
+from medsyn_core import settings
 from medsyn_core.storage import Store
 
 ROLES: tuple[str, ...] = ("admin", "researcher", "clinician")
@@ -35,6 +46,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "evaluate": frozenset({"admin", "researcher"}),
     "run_example_job": frozenset({"admin", "researcher"}),
     "manage_users": frozenset({"admin"}),
+    "manage_jobs": frozenset({"admin"}),  # act on (cancel, resume, inspect) other users' jobs
     "view_audit": frozenset({"admin"}),
     "delete_model": frozenset({"admin"}),
     "manage_uploads": frozenset({"admin"}),
@@ -46,6 +58,7 @@ ACTION_TEXT: dict[str, str] = {
     "export": "export synthetic data", "upload_real_data": "upload real patient data",
     "change_privacy": "change privacy settings", "train": "train models", "evaluate": "run evaluations",
     "run_example_job": "run background jobs", "manage_users": "manage users",
+    "manage_jobs": "act on other users' jobs",
     "view_audit": "view the audit log", "delete_model": "delete models",
     "manage_uploads": "manage uploaded real data",
 }
@@ -55,10 +68,16 @@ SESSION_TIMEOUT_ENV = "MEDSYN_SESSION_TIMEOUT_MIN"
 DEFAULT_SESSION_TIMEOUT_S = 30 * 60
 #: Failures allowed before a username is locked; the lock doubles with each further failure.
 MAX_FAILURES = 5
+#: Failures allowed from one client address (all usernames together) before the address is locked.
+MAX_SOURCE_FAILURES = 20
 LOCK_BASE_S = 30.0
 LOCK_MAX_S = 15 * 60.0
+#: A client address's failures are forgotten this long after its last one (usernames: after a login).
+SOURCE_WINDOW_S = LOCK_MAX_S
 MIN_PASSWORD_LENGTH = 10
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+#: Names the audit log uses for non-accounts (the CLI operator, the job system): never account names.
+RESERVED_USERNAMES = frozenset({"cli", "system"})
 
 
 class AuthError(ValueError):
@@ -75,10 +94,14 @@ class PermissionDenied(PermissionError):
 
 @dataclass(frozen=True)
 class User:
-    """A logged-in account (never carries the password hash)."""
+    """A logged-in account (never carries the password hash).
+
+    ``operator`` marks the workstation operator of the CLI (``audit_cli.CLI_USER``): whoever can read
+    the database file, with no account to re-load; :func:`authorise` checks only its role."""
 
     username: str
     role: str
+    operator: bool = False
 
     def can(self, action: str) -> bool:
         return allowed(self, action)
@@ -108,6 +131,42 @@ def require(user: User | None, action: str) -> User:
                            "Ask an admin if you need this.")
 
 
+def authorise(store: Store, user: User | None, action: str) -> User:
+    """THE check of library entry points that act for a user (jobs, models, accounts, audit): re-load
+    the account from the store, refuse a disabled or removed one, and check ``action`` against its
+    *current* role. Returns the current :class:`User`; raises :class:`PermissionDenied` (readable)."""
+    if user is None or user.operator:
+        return require(user, action)
+    current = load_user(store, user.username)
+    if current is None:
+        raise PermissionDenied(f"Not allowed: the account {user.username!r} is disabled or no longer "
+                               "exists. Log in again, or ask an admin.")
+    return require(current, action)
+
+
+class SessionEnded(AuthError):
+    """The app session may not go on; ``reason`` is 'expired' or 'disabled', the message is readable."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_session(store: Store, username: str, last_seen: float, now: float | None = None) -> User:
+    """THE session check, on every rerun and every live-panel refresh: the session was active within
+    :func:`session_timeout_s` and the account is still active. Returns the account as it is *now* (a
+    changed role applies at once); raises :class:`SessionEnded` otherwise (an expiry is audited)."""
+    now = time.time() if now is None else now
+    if now - last_seen > session_timeout_s():
+        store.append_event(username, "session_expired", {})
+        raise SessionEnded("expired", "Your session expired after inactivity; please log in again.")
+    user = load_user(store, username)
+    if user is None:
+        raise SessionEnded("disabled", "Your session ended: the account was disabled or removed. "
+                                       "Ask an admin if you need access.")
+    return user
+
+
 def session_timeout_s() -> float:
     """Idle time after which a login expires (``MEDSYN_SESSION_TIMEOUT_MIN``, default 30 minutes)."""
     raw = os.environ.get(SESSION_TIMEOUT_ENV, "").strip()
@@ -120,6 +179,9 @@ def _check_username(username: str) -> str:
     if not _USERNAME.match(name):
         raise AuthError("Usernames are 2-32 characters: a lower-case letter first, then letters, digits, "
                         "'.', '_' or '-'.")
+    if name in RESERVED_USERNAMES:
+        raise AuthError(f"{name!r} is reserved for MedSyn's own entries in the audit log; choose another "
+                        "username.")
     return name
 
 
@@ -158,8 +220,11 @@ def create_first_admin(store: Store, username: str, password: str, via: str) -> 
 
 
 def ensure_admin_from_env(store: Store, username: str = "admin") -> User | None:
-    """On first run, create the admin from ``$MEDSYN_ADMIN_PASSWORD`` if set; None if nothing to do."""
-    password = os.environ.get(ADMIN_PASSWORD_ENV, "")
+    """On first run, create the admin from ``$MEDSYN_ADMIN_PASSWORD`` if set; None if nothing to do.
+
+    The variable is removed from this process's environment in every case, so no child process (job
+    workers, anything started later) inherits the password."""
+    password = os.environ.pop(ADMIN_PASSWORD_ENV, "")
     if not password or has_users(store):
         return None
     return create_first_admin(store, username, password, via="environment")
@@ -167,7 +232,7 @@ def ensure_admin_from_env(store: Store, username: str = "admin") -> User | None:
 
 def create_user(store: Store, actor: User, username: str, password: str, role: str) -> User:
     """Admin creates an account (audited: who created which username with which role)."""
-    require(actor, "manage_users")
+    actor = authorise(store, actor, "manage_users")
     user = _insert_user(store, username, password, role)
     store.append_event(actor.username, "user_created", {"username": user.username, "role": role})
     return user
@@ -175,7 +240,7 @@ def create_user(store: Store, actor: User, username: str, password: str, role: s
 
 def set_role(store: Store, actor: User, username: str, role: str) -> None:
     """Admin changes a role (audited). The last active admin cannot be demoted."""
-    require(actor, "manage_users")
+    actor = authorise(store, actor, "manage_users")
     if role not in ROLES:
         raise AuthError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
     row = store._conn.execute("SELECT role FROM users WHERE username=?", (username,)).fetchone()
@@ -190,7 +255,7 @@ def set_role(store: Store, actor: User, username: str, role: str) -> None:
 
 def set_active(store: Store, actor: User, username: str, active: bool) -> None:
     """Admin disables or re-enables an account (audited)."""
-    require(actor, "manage_users")
+    actor = authorise(store, actor, "manage_users")
     if not active and username == actor.username:
         raise AuthError("You cannot disable your own account.")
     cur = store._conn.execute("UPDATE users SET active=? WHERE username=?", (int(active), username))
@@ -206,7 +271,7 @@ def _count_admins(store: Store) -> int:
 
 def list_users(store: Store, actor: User) -> list[dict]:
     """Usernames, roles, state and single sign-on link (never the hashes)."""
-    require(actor, "manage_users")
+    authorise(store, actor, "manage_users")
     rows = store._conn.execute("SELECT username, role, active, sso_identity, created_at FROM users "
                                "ORDER BY username")
     return [dict(r) for r in rows]
@@ -219,7 +284,7 @@ def _normalise_identity(identity: str) -> str:
 def set_sso_identity(store: Store, actor: User, username: str, identity: str | None) -> None:
     """Admin links ``username`` to the identity the OIDC provider asserts (e.g. its e-mail claim), or
     removes the link with ``None``/empty (audited; the identity itself is not written to the log)."""
-    require(actor, "manage_users")
+    actor = authorise(store, actor, "manage_users")
     value = _normalise_identity(identity) if identity and identity.strip() else None
     if value is not None:
         other = store._conn.execute("SELECT username FROM users WHERE sso_identity=? AND username<>?",
@@ -260,62 +325,149 @@ def load_user(store: Store, username: str) -> User | None:
 
 
 # -- login ----------------------------------------------------------------------------------------
-def lock_remaining_s(store: Store, username: str, now: float | None = None) -> float:
-    """Seconds until ``username`` may try again (0 when not locked)."""
-    row = store._conn.execute("SELECT locked_until FROM login_failures WHERE username=?",
-                              (username.strip().lower(),)).fetchone()
+def _keyed(kind: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under the home folder's secret key (``settings.instance_secret``), hex.
+    Stands in for a typed username or a client address in the throttle table and the audit log."""
+    return hmac.new(settings.instance_secret(), f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _throttle_key(kind: str, value: str) -> str:
+    return f"{kind}:{_keyed(kind, value)[:32]}"
+
+
+def _lock_for(failures: int, limit: int) -> float:
+    """Seconds of lock after ``failures`` failures (0 below ``limit``; 30 s, doubling, up to 15 min)."""
+    if failures < limit:
+        return 0.0
+    return min(LOCK_MAX_S, LOCK_BASE_S * 2 ** (failures - limit))
+
+
+def lock_remaining_s(store: Store, username: str, now: float | None = None,
+                     source: str | None = None) -> float:
+    """Seconds until ``username`` (and ``source``, if given) may try again (0 when not locked)."""
     now = time.time() if now is None else now
-    return max(0.0, row["locked_until"] - now) if row else 0.0
+    keys = [_throttle_key("user", username.strip().lower())]
+    if source is not None:
+        keys.append(_throttle_key("source", source))
+    remaining = 0.0
+    for key in keys:
+        row = store._conn.execute("SELECT locked_until FROM login_throttle WHERE key=?", (key,)).fetchone()
+        if row is not None:
+            remaining = max(remaining, row["locked_until"] - now)
+    return remaining
 
 
-def _record_failure(store: Store, name: str, now: float) -> None:
-    row = store._conn.execute("SELECT failures FROM login_failures WHERE username=?", (name,)).fetchone()
-    failures = (row["failures"] if row else 0) + 1
-    locked_until = 0.0
-    if failures >= MAX_FAILURES:
-        locked_until = now + min(LOCK_MAX_S, LOCK_BASE_S * 2 ** (failures - MAX_FAILURES))
-    store._conn.execute(
-        """INSERT INTO login_failures (username, failures, last_failure_at, locked_until)
-           VALUES (?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET failures=excluded.failures,
-           last_failure_at=excluded.last_failure_at, locked_until=excluded.locked_until""",
-        (name, failures, now, locked_until),
-    )
+def _count_attempt(store: Store, keys: list[tuple[str, int, bool]], now: float) -> float:
+    """In ONE write transaction: read each key's lock, then count this attempt as a failure (withdrawn
+    again after a successful login). Parallel attempts therefore queue here and each sees the ones
+    before it: no more than ``limit`` guesses are ever checked before the lock. ``keys`` holds
+    ``(key, limit, forgets)``, where ``forgets`` drops failures older than :data:`SOURCE_WINDOW_S`.
+    Returns the seconds the attempt is still locked for (0: go on and check the password)."""
+    conn = store._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        remaining = 0.0
+        for key, limit, forgets in keys:
+            row = conn.execute("SELECT failures, last_failure_at, locked_until FROM login_throttle "
+                               "WHERE key=?", (key,)).fetchone()
+            failures, locked_until = (row["failures"], row["locked_until"]) if row else (0, 0.0)
+            if row and forgets and locked_until <= now and now - row["last_failure_at"] > SOURCE_WINDOW_S:
+                failures = 0
+            remaining = max(remaining, locked_until - now)
+            failures += 1
+            if failures >= limit:
+                locked_until = max(locked_until, now + _lock_for(failures, limit))
+            conn.execute(
+                """INSERT INTO login_throttle (key, failures, last_failure_at, locked_until)
+                   VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET failures=excluded.failures,
+                   last_failure_at=excluded.last_failure_at, locked_until=excluded.locked_until""",
+                (key, failures, now, locked_until))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return max(0.0, remaining)
 
 
-def authenticate(store: Store, username: str, password: str) -> User:
+def _withdraw_attempt(store: Store, user_key: str, source_key: str | None) -> None:
+    """After a successful login: the username starts afresh, the address's provisional failure is
+    taken back (its earlier failures and any lock stay)."""
+    conn = store._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM login_throttle WHERE key=?", (user_key,))
+        if source_key is not None:
+            conn.execute("UPDATE login_throttle SET failures=MAX(failures - 1, 0) WHERE key=?", (source_key,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+_dummy_hash_lock = threading.Lock()
+_dummy_hash: str | None = None
+
+
+def _dummy_password_hash() -> str:
+    """An argon2id hash of a random password, made once per process with the current parameters: an
+    unknown or disabled username is checked against it, so it costs the same time as a real one."""
+    global _dummy_hash
+    with _dummy_hash_lock:
+        if _dummy_hash is None:
+            _dummy_hash = _hasher().hash(secrets.token_urlsafe(24))
+        return _dummy_hash
+
+
+def warm_up() -> None:
+    """Compute the dummy hash now (the app calls it at start, so no first login pays it)."""
+    _dummy_password_hash()
+
+
+def authenticate(store: Store, username: str, password: str, source: str | None = None) -> User:
     """Check a password; return the :class:`User` or raise :class:`AuthError` with a safe message.
 
-    After :data:`MAX_FAILURES` failures for a username, it is locked for 30 s, doubling per further
-    failure up to 15 minutes; while locked even the right password is refused. Every attempt is
-    audited (the typed name only if such an account exists, so a password typed into the username
-    box never reaches the log).
+    ``source`` is the client's address as the app sees it (``app_session.client_source``), or None
+    (CLI, tests). After :data:`MAX_FAILURES` failures for a username, or
+    :data:`MAX_SOURCE_FAILURES` from one address, further attempts are refused for 30 s, doubling per
+    further failure up to 15 minutes; while locked even the right password is refused, and refused
+    attempts count too. The lock check and the failure count are one transaction, so parallel
+    guesses cannot all pass. Unknown, disabled and real usernames take the same time (an argon2
+    verify each) and get the same answer. Every attempt is audited: the typed name only if such an
+    account exists, else a keyed-hash prefix (``name_hash``), so that repeated attempts on one
+    unknown name stay visible without a password typed into the username box reaching the log.
     """
     name = username.strip().lower()
     now = time.time()
-    remaining = lock_remaining_s(store, name, now)
+    user_key = _throttle_key("user", name)
+    source_key = _throttle_key("source", source) if source is not None else None
+    keys = [(user_key, MAX_FAILURES, False)]
+    if source_key is not None:
+        keys.append((source_key, MAX_SOURCE_FAILURES, True))
+    remaining = _count_attempt(store, keys, now)
     row = store._conn.execute("SELECT username, password_hash, role, active FROM users WHERE username=?",
                               (name,)).fetchone()
-    known = name if row is not None else "(unknown user)"
+    actor = name if row is not None else "(unknown user)"
+    details: dict = {} if row is not None else {"name_hash": _keyed("user", name)[:12]}
+    if source is not None:
+        details["source"] = source
     if remaining > 0:
-        store.append_event(known, "login_refused_locked", {"retry_after_s": round(remaining)})
-        raise AuthError(f"Too many failed logins for this account. Try again in {int(remaining) + 1} s.")
-    ok = False
-    if row is not None and row["active"]:
-        from argon2.exceptions import InvalidHashError, VerificationError
+        store.append_event(actor, "login_refused_locked", {**details, "retry_after_s": round(remaining)})
+        raise AuthError(f"Too many failed logins. Try again in {int(remaining) + 1} s.")
+    from argon2.exceptions import InvalidHashError, VerificationError
 
-        try:
-            ok = _hasher().verify(row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
-            ok = False
+    real = row is not None and row["active"]
+    try:
+        ok = _hasher().verify(row["password_hash"] if real else _dummy_password_hash(), password) and real
+    except (VerificationError, InvalidHashError):
+        ok = False
     if not ok:
-        _record_failure(store, name, now)
-        store.append_event(known, "login_failed", {})
+        store.append_event(actor, "login_failed", details)
         raise AuthError("Wrong username or password.")
-    store._conn.execute("DELETE FROM login_failures WHERE username=?", (name,))
+    _withdraw_attempt(store, user_key, source_key)
     if _hasher().check_needs_rehash(row["password_hash"]):
         store._conn.execute("UPDATE users SET password_hash=? WHERE username=?",
                             (_hasher().hash(password), name))
-    store.append_event(name, "login", {"role": row["role"]})
+    store.append_event(name, "login", {"role": row["role"], **({"source": source} if source else {})})
     return User(name, row["role"])
 
 

@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     from medsyn_core.device import DeviceError
+    from medsyn_core.permissions import start_service
+
+    start_service(sys.stderr)  # umask 077; warns on stderr about a home folder others can open
 
     try:
         return int(args.func(args) or 0)

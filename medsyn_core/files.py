@@ -2,6 +2,11 @@
 
 A crash or an error half-way never leaves a half-written file or model folder behind: either the old
 content (or nothing) is there, or the complete new one.
+
+Everything written here is private to the account that runs MedSyn, whatever the process umask:
+files are 0600 and folders 0700 (``tempfile.mkstemp``/``mkdtemp`` create them so, and
+:func:`private_mkdir` creates missing parent folders so). Other local users cannot read patient
+data, models or exports; see docs/security.md ("Files at rest").
 """
 
 from __future__ import annotations
@@ -15,31 +20,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+#: Permissions of every file and folder MedSyn writes (owner only).
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
-#: Permissions of files written here: what open() would give (mkstemp alone gives 0600).
-_FILE_MODE = 0o666 & ~_current_umask()
+def private_mkdir(path: str | os.PathLike) -> Path:
+    """Create ``path`` and any missing parents as 0700 folders (``Path.mkdir(parents=True)`` gives the
+    parents the umask's mode instead); existing folders are left as they are. Returns the path."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+            folder.mkdir(mode=DIR_MODE)  # the umask can only remove bits: never wider than 0700
+    return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = FILE_MODE) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
 
-    ``mode``: the file's permissions (e.g. ``0o600`` for real data), set before the rename, so the file
-    is never visible with wider ones; default: what ``open()`` would give under the umask."""
+    ``mode``: the file's permissions, 0600 by default, set before the rename so the file is never
+    visible with wider ones."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE if mode is None else mode)
+        os.chmod(tmp, mode)  # mkstemp's 0600 already; explicit, so a replaced file has `mode` too
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -60,14 +76,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder; on success it is renamed to ``path``, on error it is removed.
+    """Yield a temporary (0700) folder; on success it is renamed to ``path``, on error it is removed.
 
     With ``overwrite=False`` an existing ``path`` is an error (raised before anything is written).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another output folder or remove it first.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -16,6 +16,11 @@ the dead job's last checkpoint.
 What is stored about a failure (the job's ``error``, its audit event, ``worker.log``) goes through
 :mod:`medsyn_core.redaction`: no cell value. A job whose params name an uploaded file
 (``params["upload"]``) releases it when it ends (:func:`medsyn_core.uploads.release`).
+
+Ownership: a user acts on (cancels, resumes, reads the parameters, result and error of) their own
+jobs; admins (``manage_jobs``) on all. :func:`visible_jobs` gives non-admins other users' jobs only as
+a bare queue entry. Every entry point re-loads the account (``auth.authorise``). Job processes get
+the environment without secrets (:func:`child_environment`) and a private umask.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from medsyn_core import settings
-from medsyn_core.auth import User, require
+from medsyn_core.auth import ADMIN_PASSWORD_ENV, PermissionDenied, User, allowed, authorise
+from medsyn_core.files import FILE_MODE, private_mkdir
 from medsyn_core.redaction import public_error, redacted_traceback
 from medsyn_core.storage import Store
 
@@ -75,9 +82,7 @@ class JobCancelled(Exception):
 
 def job_dir(job_id: int) -> Path:
     """Folder for a job's checkpoints and log (``$MEDSYN_HOME/jobs/<id>``)."""
-    path = settings.home_dir() / "jobs" / str(job_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_mkdir(settings.home_dir() / "jobs" / str(job_id))
 
 
 def _decode(row) -> dict[str, Any]:
@@ -95,8 +100,50 @@ def get_job(store: Store, job_id: int) -> dict[str, Any] | None:
 
 
 def list_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """Every job, newest first, with everything (for the worker and the CLI operator)."""
     rows = store._conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
     return [_decode(r) for r in rows]
+
+
+#: What a non-admin sees of another user's job: its place in the queue, nothing of its data.
+QUEUE_FIELDS = ("id", "kind", "status", "progress", "needs_gpu", "created_at", "started_at", "finished_at")
+
+
+def visible_jobs(store: Store, user: User, limit: int = 50) -> list[dict[str, Any]]:
+    """The jobs ``user`` may see, newest first: admins all of them in full; others their own in full and
+    other users' jobs as queue entries only (:data:`QUEUE_FIELDS`, ``owner`` None, ``mine`` False)."""
+    user = authorise(store, user, "run_example_job")
+    everything = allowed(user, "manage_jobs")
+    out = []
+    for job in list_jobs(store, limit):
+        if everything or job["owner"] == user.username:
+            out.append({**job, "mine": job["owner"] == user.username})
+        else:
+            out.append({**{k: job[k] for k in QUEUE_FIELDS}, "owner": None, "mine": False})
+    return out
+
+
+def _action_of(kind: str) -> str:
+    return JOB_TYPES[kind].action if kind in JOB_TYPES else "run_example_job"
+
+
+def _authorise_on_job(store: Store, user: User, job_id: int, what: str) -> tuple[User, dict[str, Any]]:
+    """The current account and the job, if ``user`` may ``what`` it: its owner (still allowed the job's
+    action) or an admin. Raises PermissionDenied (also for a job that does not exist, with the same
+    words to non-admins, so job ids of others cannot be probed) or KeyError for an admin."""
+    job = get_job(store, job_id)
+    user = authorise(store, user, _action_of(job["kind"]) if job else "run_example_job")
+    if job is not None and (job["owner"] == user.username or allowed(user, "manage_jobs")):
+        return user, job
+    if job is None and allowed(user, "manage_jobs"):
+        raise KeyError(f"no job {job_id}")
+    raise PermissionDenied(f"Not allowed: job {job_id} is not yours; only its owner or an admin may "
+                           f"{what} it.")
+
+
+def job_for(store: Store, user: User, job_id: int) -> dict[str, Any]:
+    """Job ``job_id`` with its parameters, result and error, for its owner or an admin."""
+    return _authorise_on_job(store, user, job_id, "view")[1]
 
 
 def submit(store: Store, user: User, kind: str, params: dict[str, Any] | None = None,
@@ -105,7 +152,7 @@ def submit(store: Store, user: User, kind: str, params: dict[str, Any] | None = 
     if kind not in JOB_TYPES:
         raise KeyError(f"unknown job kind {kind!r}; registered: {', '.join(sorted(JOB_TYPES))}")
     jt = JOB_TYPES[kind]
-    require(user, jt.action)
+    user = authorise(store, user, jt.action)
     params = params or {}
     cur = store._conn.execute(
         "INSERT INTO jobs (kind, target, params_json, owner, needs_gpu, resume_from, resumed_job_id, "
@@ -120,12 +167,9 @@ def submit(store: Store, user: User, kind: str, params: dict[str, Any] | None = 
 
 
 def request_cancel(store: Store, user: User, job_id: int) -> None:
-    """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress call."""
-    job = get_job(store, job_id)
-    if job is None:
-        raise KeyError(f"no job {job_id}")
-    if job["owner"] != user.username:
-        require(user, "manage_users")  # only the owner or an admin may cancel
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress call.
+    Only its owner or an admin may."""
+    user, _ = _authorise_on_job(store, user, job_id, "cancel")
     store._conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
     cur = store._conn.execute("UPDATE jobs SET status='cancelled', finished_at=?, "
                               "message='cancelled before start' WHERE id=? AND status='queued'",
@@ -136,10 +180,9 @@ def request_cancel(store: Store, user: User, job_id: int) -> None:
 
 
 def resume(store: Store, user: User, job_id: int) -> int:
-    """Queue a new job that continues failed/cancelled job ``job_id`` from its last checkpoint."""
-    job = get_job(store, job_id)
-    if job is None:
-        raise KeyError(f"no job {job_id}")
+    """Queue a new job that continues failed/cancelled job ``job_id`` from its last checkpoint (its owner
+    or an admin; the new job belongs to whoever resumes it)."""
+    user, job = _authorise_on_job(store, user, job_id, "resume")
     if job["status"] not in ("failed", "cancelled"):
         raise ValueError(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be resumed")
     if not job["checkpoint"] or not Path(job["checkpoint"]).exists():
@@ -222,10 +265,24 @@ def _claim_next(store: Store, max_cpu_jobs: int) -> int | None:
     return chosen
 
 
+#: Environment variables never passed to job processes: the first-run admin password and anything
+#: that looks like a password, secret or token.
+SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|API_?KEY", re.IGNORECASE)
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment without secrets (:data:`SECRET_ENV`, ``MEDSYN_ADMIN_PASSWORD``), plus
+    the resolved ``MEDSYN_HOME``: what a job process gets."""
+    env = {k: v for k, v in os.environ.items() if k != ADMIN_PASSWORD_ENV and not SECRET_ENV.search(k)}
+    env["MEDSYN_HOME"] = str(settings.home_dir())
+    return env
+
+
 def start_job_process(store: Store, job_id: int) -> subprocess.Popen:
     """Run job ``job_id`` in a child Python process; its pid is recorded for crash detection."""
-    log = open(job_dir(job_id) / "worker.log", "ab")  # noqa: SIM115 - handed to the child
-    env = dict(os.environ, MEDSYN_HOME=str(settings.home_dir()))
+    fd = os.open(job_dir(job_id) / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    log = os.fdopen(fd, "ab")  # handed to the child
+    env = child_environment()
     proc = subprocess.Popen([sys.executable, "-m", "medsyn_core.jobs", "run", str(job_id)],
                             stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=str(settings.PROJECT_ROOT))
@@ -345,6 +402,9 @@ def run_job(job_id: int) -> str:
 
 
 def _main(argv: list[str]) -> int:
+    from medsyn_core.permissions import secure_process
+
+    secure_process()  # the job's checkpoints, models and exports: 0600 files, 0700 folders
     if len(argv) != 2 or argv[0] != "run":
         print("usage: python -m medsyn_core.jobs run JOB_ID", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn_core import settings
-from medsyn_core.auth import User, require
+from medsyn_core.auth import User, authorise
 from medsyn_core.storage import Store
 
 
@@ -48,7 +48,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def list_models(store: Store, user: User) -> list[ModelEntry]:
     """Registered models (cards from the folder if present, else from the row) and bundled ones."""
-    require(user, "view_models")
+    authorise(store, user, "view_models")
     out: list[ModelEntry] = []
     for rec in store.list_models():
         path = Path(rec.path)
@@ -71,7 +71,7 @@ def list_models(store: Store, user: User) -> list[ModelEntry]:
 
 def zip_model(store: Store, user: User, entry: ModelEntry) -> bytes:
     """The model folder as zip bytes (paths relative to the folder); audited as an export."""
-    require(user, "export")
+    user = authorise(store, user, "export")
     if not entry.path.is_dir():
         raise FileNotFoundError(f"The folder of model {entry.name!r} ({entry.path}) is missing.")
     buf = io.BytesIO()
@@ -85,7 +85,7 @@ def zip_model(store: Store, user: User, entry: ModelEntry) -> bytes:
 
 def delete_model(store: Store, user: User, name: str) -> None:
     """Delete a trained model: its folder (atomically) and its row; audited. Bundled models stay."""
-    require(user, "delete_model")
+    user = authorise(store, user, "delete_model")
     rec = next((m for m in store.list_models() if m.name == name), None)
     if rec is None:
         raise KeyError(f"No trained model called {name!r}; bundled models cannot be deleted.")

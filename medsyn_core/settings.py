@@ -1,13 +1,18 @@
 """Where MedSyn keeps its files: the project root, the bundled data and the home folder.
 
 The home folder (default ``./.medsyn/`` in the working directory, overridable with ``MEDSYN_HOME``) holds
-the SQLite database and the files it points to (uploaded datasets, trained models, exports).
+the SQLite database and the files it points to (uploaded datasets, trained models, exports). MedSyn
+creates it, and every folder in it, as 0700 (see :mod:`medsyn_core.permissions`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
 from pathlib import Path
+
+from medsyn_core.files import private_mkdir
 
 #: Root of the MedSyn source tree (the folder that holds ``data/`` and ``models/``).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +31,7 @@ def home_dir(create: bool = True) -> Path:
     path = path.resolve()
     if create:
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            private_mkdir(path)
         except OSError as exc:
             raise RuntimeError(
                 f"Cannot create the MedSyn home folder {path}: {exc.strerror}. "
@@ -39,10 +44,37 @@ def models_dir(create: bool = True) -> Path:
     """Folder of models trained by the user (inside the home folder)."""
     path = home_dir(create) / "models"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path)
     return path
 
 
 def database_path() -> Path:
     """Path of the SQLite database inside the home folder."""
     return home_dir() / "medsyn.sqlite3"
+
+
+SECRET_FILE = "secret.key"
+
+
+def instance_secret() -> bytes:
+    """32 random bytes kept in ``$MEDSYN_HOME/secret.key`` (0600, created once): the key of the keyed
+    hashes that stand in for typed usernames and client addresses in the login throttle, so the
+    database alone never holds what someone typed."""
+    path = home_dir() / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    key = secrets.token_bytes(32)
+    fd, tmp = tempfile.mkstemp(prefix=".secret.", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # atomic and never overwrites: the first process to create it wins
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    finally:
+        os.unlink(tmp)
+    return key

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn_core import settings
+from medsyn_core.files import FILE_MODE, private_mkdir
 
 #: Schema steps; ``MIGRATIONS[i]`` upgrades a database from version ``i`` to ``i + 1``.
 MIGRATIONS: list[str] = [
@@ -130,6 +132,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE users ADD COLUMN sso_identity TEXT;
     CREATE UNIQUE INDEX users_sso_identity ON users (sso_identity) WHERE sso_identity IS NOT NULL
     """,
+    # v4: the login throttle keeps keyed hashes (of the typed username, and of the client address)
+    # instead of the typed text, which held passwords typed into the username box. The old rows are
+    # overwritten on disk (secure_delete) as they are dropped.
+    """
+    PRAGMA secure_delete = ON;
+    DELETE FROM login_failures;
+    DROP TABLE login_failures;
+    CREATE TABLE login_throttle (
+        key TEXT PRIMARY KEY,            -- 'user:' or 'source:' + HMAC-SHA256 prefix, never the text
+        failures INTEGER NOT NULL,
+        last_failure_at REAL NOT NULL,
+        locked_until REAL NOT NULL DEFAULT 0
+    )
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 GENESIS_HASH = "0" * 64
@@ -176,6 +192,21 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _make_private(db: Path) -> None:
+    """Create the database file as 0600 before SQLite opens it (SQLite gives its ``-wal`` and ``-shm``
+    files the database file's mode), and take group/other access off an existing one and its WAL/SHM
+    (older MedSyn versions left them 0644: password hashes and the audit log)."""
+    try:
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, FILE_MODE)
+
+
 def _event_hash(prev_hash: str, ts: float, actor: str, action: str, details_json: str) -> str:
     payload = json.dumps([prev_hash, repr(ts), actor, action, details_json], separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -186,7 +217,8 @@ class Store:
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else settings.database_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.path.parent)
+        _make_private(self.path)
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         delay = 0.01
         while True:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medsyn_core import __version__
+from medsyn_core.csv_export import safe_row
 from medsyn_core.files import atomic_directory, atomic_write_json
 from medsyn_imaging.dicom_write import write_dicom_series, zip_folder
 from medsyn_imaging.image_io import png_bytes
@@ -126,7 +127,7 @@ def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequ
         for i in range(n):
             name = f"image-{i + 1:05d}.png"
             (tmp / name).write_bytes(png_bytes(pixels[i]))
-            writer.writerow([name, records[i].get("label", ""), records[i].get("label_name", "")])
+            writer.writerow(safe_row([name, records[i].get("label", ""), records[i].get("label_name", "")]))
         (tmp / "labels.csv").write_text(table.getvalue(), encoding="utf-8")
         atomic_write_json(tmp / SIDECAR, sidecar)
     return out

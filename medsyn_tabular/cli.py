@@ -7,6 +7,7 @@
                             [--metadata FILE] [--clip C]
     medsyn tabular privacy DIR        # the privacy ledger of a saved model, ε recomputed from it
     medsyn tabular sample DIR -n N --out OUT.csv [--condition "sex=F" --condition "age>=65"] [--seed S]
+                          [--raw]
 """
 
 from __future__ import annotations
@@ -136,13 +137,14 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from medsyn_core.files import atomic_write_text
+    from medsyn_core.csv_export import write_csv
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     synth = TabularSynthesizer.load(args.model_dir)
     rows = synth.sample(args.n, conditions=args.condition or None, seed=args.seed)
-    atomic_write_text(args.out, rows.to_csv(index=False))
-    print(f"Wrote {len(rows)} synthetic rows x {rows.shape[1]} columns to {args.out}")
+    write_csv(rows, args.out, raw=args.raw)
+    safety = "raw values, not escaped for spreadsheets" if args.raw else "spreadsheet-safe"
+    print(f"Wrote {len(rows)} synthetic rows x {rows.shape[1]} columns to {args.out} ({safety})")
     return 0
 
 
@@ -191,6 +193,9 @@ def register(subparsers) -> None:
     p.add_argument("--condition", action="append", metavar="EXPR",
                    help="e.g. sex=F or 'age>=65' (repeatable; all must hold)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the training seed)")
+    p.add_argument("--raw", action="store_true",
+                   help="write text cells unchanged; by default cells starting with = + - @ (formulas in "
+                        "spreadsheets) get a leading apostrophe")
     p.set_defaults(func=cmd_sample)
 
     from medsyn_tabular.eval_cli import register_evaluate

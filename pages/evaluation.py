@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from medsyn_core.app_session import page_guard
+from medsyn_core.app_session import audit_upload, page_guard
 from medsyn_core.report_view import render_report
 from medsyn_tabular.datasets import load_heart_cleveland
 from medsyn_tabular.evaluation import evaluate_tabular
@@ -18,7 +18,7 @@ from medsyn_tabular.evaluation.columns import MISSING_TOKENS
 from medsyn_tabular.evaluation.privacy import default_quasi_identifiers
 
 st.title("Evaluation")
-page_guard("evaluate")
+user = page_guard("evaluate")
 kind = st.radio("Evaluate", ["Synthetic table", "Synthetic images"], horizontal=True)
 
 
@@ -94,6 +94,7 @@ if source.startswith("Bundled"):
 else:
     upload = st.file_uploader("Real training table (CSV)", type=["csv"], key="real_csv")
     if upload is not None:
+        audit_upload(user, "evaluation", [upload])  # real patient data: audited once per file
         real = _read_upload(upload)
 
 if real is None:
@@ -136,7 +137,10 @@ if run or reference:
                 st.error("Upload the synthetic table first.")
                 st.stop()
             train, synthetic = real, _read_upload(synthetic_upload)
-            holdout = _read_upload(holdout_upload) if holdout_upload is not None else None
+            holdout = None
+            if holdout_upload is not None:
+                audit_upload(user, "evaluation-holdout", [holdout_upload])  # real rows too
+                holdout = _read_upload(holdout_upload)
             title = "Synthetic table evaluation"
         with st.spinner("Evaluating (a few seconds to half a minute)…"):
             st.session_state["evaluation_report"] = evaluate_tabular(

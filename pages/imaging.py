@@ -5,14 +5,15 @@ Thin page: loading, de-identification and windowing are `medsyn_imaging` functio
 
 import streamlit as st
 
-from medsyn_core.app_session import page_guard, refusal
+from medsyn_core.app_session import audit_upload, page_guard, refusal
 from medsyn_core.catalog import BUNDLED
 from medsyn_core.storage import Store
 
 st.title("Imaging")
 user = page_guard("view_images")
 st.caption("Real DICOM is de-identified (DICOM PS3.15 Basic Profile) while it is read: the header below "
-           "is what MedSyn keeps. Nothing you upload is stored.")
+           "is what MedSyn keeps. Nothing you upload is stored; the upload is recorded in the audit log "
+           "(who, when, a content hash and its size; never names or values).")
 
 IMAGING = [d for d in BUNDLED if d.kind == "imaging"]
 UPLOAD_TYPES = ["dcm", "dicom", "ima", "zip", "nii", "gz", "png", "jpg", "jpeg", "npz"]
@@ -52,6 +53,7 @@ else:
     if not uploads:
         st.info("Choose files to view. A whole DICOM study is easiest as one .zip.")
         st.stop()
+    audit_upload(user, "imaging", uploads)  # real patient data reached the server: audited once
     try:
         result = _load_upload(tuple((f.name, f.getvalue()) for f in uploads))
     except (ValueError, FileNotFoundError) as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from medsyn_core.app_session import page_guard, refusal
+from medsyn_core.app_session import fragment_guard, page_guard, refusal
 
 st.title("Synthetic scans")
 user = page_guard("view_images")
@@ -127,19 +127,19 @@ with train_tab:
     from medsyn_core import jobs
     from medsyn_core.storage import Store
 
-    def current_job() -> dict | None:
+    def current_job(me) -> dict | None:
         """This session's training job, or after a reload the user's latest unfinished one."""
         with Store() as store:
             job_id = st.session_state.get("imaging_job_id")
             if job_id is None:
-                mine = [j for j in jobs.list_jobs(store, 50) if j["kind"] == "imaging-train"
-                        and j["owner"] == user.username and j["status"] in ("queued", "running")]
+                mine = [j for j in jobs.visible_jobs(store, me, 50) if j["kind"] == "imaging-train"
+                        and j["owner"] == me.username and j["status"] in ("queued", "running")]
                 if not mine:
                     return None
                 job_id = st.session_state["imaging_job_id"] = mine[0]["id"]
-            return jobs.get_job(store, job_id)
+            return jobs.job_for(store, me, job_id)
 
-    active = current_job()
+    active = current_job(user)
     st.markdown(
         "Train a class-conditional generator on a bundled MedMNIST set or on a folder on this "
         "workstation with one sub-folder of PNG images per class. Training runs as a background job "
@@ -206,7 +206,8 @@ with train_tab:
 
     @st.fragment(run_every=2.0)
     def _job_panel() -> None:
-        job = current_job()
+        me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
+        job = current_job(me)
         if job is None:
             st.caption("No training job in this session.")
             return
@@ -224,7 +225,7 @@ with train_tab:
             st.image(payload["grid"], caption="Live samples (EMA generator), rows by class")
         if job["status"] in ("queued", "running") and st.button("Cancel training"):
             with Store() as store:
-                jobs.request_cancel(store, user, job["id"])
+                jobs.request_cancel(store, me, job["id"])
         if job["status"] == "finished":
             st.success(f"Saved to {job['result']['model_path']}; it is now listed in the Preview tab "
                        "(reload the page).")

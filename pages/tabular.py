@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from medsyn_core import jobs, names, uploads
-from medsyn_core.app_session import page_guard, refusal
+from medsyn_core.app_session import fragment_guard, page_guard, refusal
 from medsyn_core.catalog import bundled
+from medsyn_core.csv_export import to_csv_bytes
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
 from medsyn_core.storage import Store
 from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
@@ -72,11 +73,15 @@ def sampling_panel(synth, model_name: str) -> None:
     if sampled is not None and sampled[0] == model_name:
         rows = sampled[1]
         st.dataframe(rows.head(200), hide_index=True)
-        if st.download_button("Download CSV", rows.to_csv(index=False).encode("utf-8"),
+        raw = st.checkbox("Raw CSV (for programs, not spreadsheets)", value=False,
+                          help="By default, text cells that start with = + - @ get a leading apostrophe so "
+                               "that Excel or LibreOffice never runs them as formulas. Raw keeps them as "
+                               "they are.")
+        if st.download_button("Download CSV", to_csv_bytes(rows, raw=raw),
                               file_name=f"synthetic-{model_name}.csv", mime="text/csv"):
             with Store() as store:
                 store.append_event(user.username, "export", {"model": model_name, "rows": len(rows),
-                                                             "format": "csv"})
+                                                             "format": "csv", "raw": raw})
 
 
 def saved_model_sampling() -> None:
@@ -256,23 +261,24 @@ if st.button("Train", type="primary"):
         st.error(str(exc))
 
 
-def current_job() -> dict | None:
+def current_job(me) -> dict | None:
     """This session's training job, or after a reload the user's latest unfinished one."""
     with Store() as store:
         job_id = st.session_state.get("tabular_job_id")
         if job_id is None:
-            mine = [j for j in jobs.list_jobs(store, 50)
-                    if j["kind"] == "tabular-fit" and j["owner"] == user.username
+            mine = [j for j in jobs.visible_jobs(store, me, 50)
+                    if j["kind"] == "tabular-fit" and j["owner"] == me.username
                     and j["status"] in ("queued", "running")]
             if not mine:
                 return None
             job_id = st.session_state["tabular_job_id"] = mine[0]["id"]
-        return jobs.get_job(store, job_id)
+        return jobs.job_for(store, me, job_id)
 
 
 @st.fragment(run_every=1.0)
 def training_progress() -> None:
-    job = current_job()
+    me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
+    job = current_job(me)
     if job is None:
         return
     st.progress(job["progress"], text=f"Job #{job['id']} {job['status']}: {job['message'] or 'waiting'}")
@@ -281,7 +287,7 @@ def training_progress() -> None:
         st.line_chart(losses.set_index("epoch"))
     if job["status"] in ("queued", "running") and st.button("Cancel training"):
         with Store() as store:
-            jobs.request_cancel(store, user, job["id"])
+            jobs.request_cancel(store, me, job["id"])
     if job["status"] in jobs.TERMINAL and job["params"].get("upload"):
         from pathlib import Path
 
@@ -301,7 +307,7 @@ def training_progress() -> None:
 training_progress()
 
 # 4. sampling ----------------------------------------------------------------------------------------
-job = current_job()
+job = current_job(user)
 if job is not None and job["status"] == "finished":
     result = job["result"]
     from pathlib import Path

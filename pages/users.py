@@ -38,7 +38,7 @@ with st.form("create_user", clear_on_submit=True):
                     auth.set_sso_identity(store, user, created.username, identity)
             st.session_state["users_notice"] = f"Created {created.username} ({created.role})."
             st.rerun()
-        except auth.AuthError as exc:
+        except (auth.AuthError, auth.PermissionDenied) as exc:
             st.error(str(exc))
 if notice := st.session_state.pop("users_notice", None):
     st.success(notice)
@@ -54,7 +54,7 @@ def apply(change, *args) -> None:
     try:
         with Store() as store:
             change(store, user, target, *args)
-    except auth.AuthError as exc:
+    except (auth.AuthError, auth.PermissionDenied) as exc:
         st.error(str(exc))
         return
     st.rerun()

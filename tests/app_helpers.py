@@ -24,14 +24,20 @@ def logged_in(path: str | Path, role: str = "admin", timeout: float = 120) -> Ap
     return at
 
 
-def login_as(session_state, role: str, username: str | None = None) -> auth.User:
-    """Create ``username`` (default ``test-<role>``, random password) if missing and log it in."""
-    username = username or f"test-{role}"
+def account(username: str, role: str) -> auth.User:
+    """The account ``username`` in the test's MedSyn home, created (random password) if missing.
+    Library entry points re-load the account from the store, so a bare ``User`` object is not enough."""
     with Store() as store:
         user = auth.load_user(store, username)
         if user is None:
             auth._insert_user(store, username, secrets.token_urlsafe(16), role)
             user = auth.User(username, role)
+    return user
+
+
+def login_as(session_state, role: str, username: str | None = None) -> auth.User:
+    """Create ``username`` (default ``test-<role>``, random password) if missing and log it in."""
+    user = account(username or f"test-{role}", role)
     session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
     return user
 

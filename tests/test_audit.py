@@ -5,6 +5,7 @@ import csv
 import sqlite3
 
 import pytest
+from app_helpers import account
 
 from medsyn_core import audit, settings
 from medsyn_core.auth import PermissionDenied, User
@@ -12,6 +13,13 @@ from medsyn_core.cli import main
 from medsyn_core.storage import Store
 
 ADMIN = User("admin", "admin")
+
+
+@pytest.fixture(autouse=True)
+def accounts():
+    """The accounts these tests act as (library entry points re-load them from the store)."""
+    account("admin", "admin")
+    account("rita", "researcher")
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def test_wrong_password_refused_then_throttled_even_for_the_right_one(store_with
         # other accounts are unaffected
         assert auth.authenticate(other, "admin", PW).username == "admin"
     # after the lock expires the right password works and resets the counter
-    store._conn.execute("UPDATE login_failures SET locked_until=0")
+    store._conn.execute("UPDATE login_throttle SET locked_until=0")
     assert auth.authenticate(store, "rita", PW) == User("rita", "researcher")
     assert auth.lock_remaining_s(store, "rita") == 0
     actions = [e["action"] for e in store.audit_events()]

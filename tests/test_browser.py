@@ -121,6 +121,7 @@ class Journey:
     page: object
     url: str
     shots: list[Path] = field(default_factory=list)
+    home: Path | None = None  # the server's MEDSYN_HOME, for steps that act as another user meanwhile
 
     def see(self, text: str, exact: bool = False):
         loc = self.page.get_by_text(text, exact=exact).first
@@ -231,6 +232,27 @@ def step_researcher_sees_training_section(j: Journey) -> None:
     j.logout()
 
 
+def step_live_jobs_panel_ends_the_session_of_a_researcher_disabled_meanwhile(j: Journey) -> None:
+    """Issue 20: the Jobs panel refreshes itself every second; each refresh re-checks the session, so
+    a researcher disabled by an admin is logged out without touching the page (before, the panel
+    kept running with the user of the page's first run, and "Resume" still queued jobs)."""
+    from medsyn_core import auth
+    from medsyn_core.storage import Store
+
+    j.login("rita", USERS["rita"][1])
+    j.nav("Jobs")
+    j.see("#1 example-primes · finished")
+    with Store(j.home / "medsyn.sqlite3") as store:
+        admin = auth.load_user(store, "admin")
+        auth.set_active(store, admin, "rita", False)
+    try:
+        j.page.get_by_role("heading", name="MedSyn — log in", exact=True).wait_for(timeout=30_000)
+        j.see("the account was disabled", exact=False)
+    finally:
+        with Store(j.home / "medsyn.sqlite3") as store:
+            auth.set_active(store, admin, "rita", True)
+
+
 def step_researcher_trains_tabular_model_samples_and_downloads_csv(j: Journey) -> None:
     import pandas as pd
 
@@ -318,6 +340,7 @@ STEPS = [
     step_first_run_creates_admin,
     step_admin_creates_researcher_and_clinician,
     step_researcher_sees_training_section,
+    step_live_jobs_panel_ends_the_session_of_a_researcher_disabled_meanwhile,
     step_researcher_trains_tabular_model_samples_and_downloads_csv,
     step_clinician_cannot_reach_training,
     step_clinician_opens_imaging_viewer,
@@ -326,9 +349,9 @@ STEPS = [
 ]
 
 
-def test_end_to_end_in_chromium(server, page):
+def test_end_to_end_in_chromium(server, page, tmp_path):
     url, log = server
-    journey = Journey(page, url)
+    journey = Journey(page, url, home=tmp_path / "home")
     for step in STEPS:
         try:
             step(journey)

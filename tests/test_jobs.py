@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from app_helpers import account
 
 from medsyn_core import jobs
 from medsyn_core.auth import PermissionDenied, User
@@ -14,6 +15,14 @@ from medsyn_core.storage import Store
 
 RITA = User("rita", "researcher")
 PRIMES_BELOW_20000 = 2262
+
+
+@pytest.fixture(autouse=True)
+def accounts():
+    """The accounts these tests act as (library entry points re-load them from the store)."""
+    account("rita", "researcher")
+    account("sam", "researcher")
+    account("cleo", "clinician")
 
 
 def _wait(job_id, predicate, timeout=60.0):

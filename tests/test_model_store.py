@@ -4,6 +4,7 @@ import io
 import zipfile
 
 import pytest
+from app_helpers import account
 
 from medsyn_core import model_store, settings
 from medsyn_core.auth import PermissionDenied, User
@@ -11,6 +12,14 @@ from medsyn_core.files import atomic_write_json
 from medsyn_core.storage import Store
 
 ADMIN, RITA, CLEO = User("admin", "admin"), User("rita", "researcher"), User("cleo", "clinician")
+
+
+@pytest.fixture(autouse=True)
+def accounts():
+    """The accounts these tests act as (library entry points re-load them from the store)."""
+    account("admin", "admin")
+    account("rita", "researcher")
+    account("cleo", "clinician")
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from app_helpers import account
 from tabular_helpers import one_torch_thread
 
 from medsyn_core import jobs
-from medsyn_core.auth import User
 from medsyn_core.storage import Store
 from medsyn_tabular.checkpoint import Checkpointer, CheckpointMismatch
 from medsyn_tabular.datasets import load_heart_cleveland
@@ -93,7 +93,7 @@ def _wait(job_id, predicate, timeout=120.0):
 
 def test_killed_tabular_job_resumes_from_its_checkpoint(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the child process trains on one thread, like the tests
-    rita = User("rita", "researcher")
+    rita = account("rita", "researcher")
     params = {"data_path": str(ROOT / "data/tabular/heart_cleveland.csv"), "source": "heart",
               "name": "heart-resumed", "model": "ctgan", "epochs": 300, "batch_size": 50, "seed": 0,
               "schema": None, "phi_actions": None, "privacy": {}, "checkpoint_every_s": 0}
