@@ -67,7 +67,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medsyn",
-        description="MedSyn: synthetic medical tables and images with measured fidelity, utility and privacy.",
+        description="MedSyn: synthetic medical tables and images with measured fidelity, utility and "
+                    "privacy.",
     )
     parser.add_argument("--version", action="version", version=f"MedSyn {__version__}")
     parser.add_argument(

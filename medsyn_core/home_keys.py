@@ -41,7 +41,8 @@ def home_key(purpose: str) -> bytes:
     except FileExistsError:
         data = path.read_bytes()
         if len(data) != KEY_BYTES:
-            raise RuntimeError(f"The key file {path} is damaged ({len(data)} bytes). Restore it from a backup, "
+            raise RuntimeError(f"The key file {path} is damaged ({len(data)} bytes). Restore it from a "
+                               "backup, "
                                "or delete it to start a new key (date shifts will then change).") from None
         return data
     key = os.urandom(KEY_BYTES)

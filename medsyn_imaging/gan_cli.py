@@ -74,7 +74,8 @@ def register(subparsers) -> None:
     dp.add_argument("--epsilon", type=float, default=None, help="total privacy budget ε (e.g. 1 to 10)")
     dp.add_argument("--preset", choices=("strict", "balanced", "exploratory", "off"), default=None,
                     help="strict ε=1, balanced ε=3, exploratory ε=10, off (instead of --epsilon)")
-    dp.add_argument("--delta", type=float, default=None, help="δ (default min(1e-5, 1/(10 n)); must be below 1/n)")
+    dp.add_argument("--delta", type=float, default=None,
+                    help="δ (default min(1e-5, 1/(10 n)); must be below 1/n)")
     dp.add_argument("--clip", type=float, default=1.0, help="per-sample gradient clipping norm (default 1)")
     train.set_defaults(func=cmd_train)
 

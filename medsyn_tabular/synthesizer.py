@@ -236,7 +236,8 @@ class TabularSynthesizer:
         self.privacy_unit = resolve_unit(self.overrides, names, key_like)
         bounded = bound_contributions(df, self.privacy_unit)
         if len(bounded) < MIN_ROWS:
-            raise SchemaError(f"After keeping one row per patient, {len(bounded)} patient(s) remain; at least "
+            raise SchemaError(f"After keeping one row per patient, {len(bounded)} patient(s) remain; at "
+                              "least "
                               f"{MIN_ROWS} are needed.")
         plan = [f for f in plan if f.column in bounded.columns]
         clean, self.phi_record = apply_phi(bounded, plan, count_cells=False)

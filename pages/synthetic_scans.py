@@ -168,7 +168,8 @@ with train_tab:
         dp_preset = st.selectbox(
             "Differential privacy", ["off", "strict", "balanced", "exploratory"],
             help="DP-SGD on the discriminator, the only network that sees real images: strict ε = 1, "
-                 "balanced ε = 3, exploratory ε = 10 (δ = min(1e-5, 1/(10 n)), clipping norm 1). Off = no DP. "
+                 "balanced ε = 3, exploratory ε = 10 (δ = min(1e-5, 1/(10 n)), clipping norm 1). "
+                 "Off = no DP. "
                  "Under DP, R1 and minibatch-stddev are off and the run cannot be resumed.")
         busy = bool(active and active["status"] in ("queued", "running"))
         submitted = st.form_submit_button("Start training", disabled=busy)

@@ -184,7 +184,8 @@ def test_every_phi_action_is_checked_on_sampled_rows():
         bad = rows if action != "year" else rows.assign(dob=["1950-03-04", "1960-01-01"])
         with pytest.raises(PhiError, match=column):
             check_phi_output(bad, record)
-        good = {"age90": rows.iloc[:1], "year": rows, "zip3": rows.iloc[:1], "drop": rows.drop(columns="name")}
+        good = {"age90": rows.iloc[:1], "year": rows, "zip3": rows.iloc[:1],
+                "drop": rows.drop(columns="name")}
         check_phi_output(good[action], record)
 
 
@@ -236,7 +237,8 @@ def visits_table():
                          "ward": rng.choice(["a", "b"], 3 * n)})
 
 
-VISITS_SCHEMA = {"columns": {"PATIENT": {"kind": "identifier"}, "age": {"kind": "integer", "min": 0, "max": 110},
+VISITS_SCHEMA = {"columns": {"PATIENT": {"kind": "identifier"},
+                             "age": {"kind": "integer", "min": 0, "max": 110},
                              "sbp": {"kind": "continuous", "min": 60, "max": 250, "nullable": False},
                              "ward": {"kind": "categorical", "categories": ["a", "b"], "nullable": False}}}
 
@@ -283,7 +285,8 @@ def test_a_dp_tabular_job_stores_no_loss_computed_on_real_rows(medsyn_home):
             "data_path": str(bundled("heart_cleveland").path), "source": "heart_cleveland",
             "name": f"dp-{model}", "model": model, "epochs": 2, "batch_size": 50, "seed": 0,
             "schema": {}, "phi_actions": {},
-            "privacy": {"epsilon": 3.0, "metadata": heart_cleveland_metadata()}}) for model in ("ctgan", "tvae")]
+            "privacy": {"epsilon": 3.0, "metadata": heart_cleveland_metadata()}})
+            for model in ("ctgan", "tvae")]
     for job_id in ids:
         job = finish_job(job_id)
         assert job["status"] == "finished", job["error"]
@@ -308,7 +311,8 @@ def test_cli_asks_for_a_declared_schema_under_dp_and_writes_one_to_review(tmp_pa
     declared = yaml.safe_load(text)
     assert set(declared["columns"]) == {"age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach",
                                         "exang", "oldpeak", "slope", "ca", "thal", "num"}
-    assert declared["unit"] == "row" and not any(ch.isdigit() for ch in text.split("columns:")[1].split("phi:")[0])
+    columns_part = text.split("columns:")[1].split("phi:")[0]
+    assert declared["unit"] == "row" and not any(ch.isdigit() for ch in columns_part)
     # the reviewed file, completed with public bounds from the data dictionary, trains
     meta = str(Path(data).with_name("heart_cleveland.metadata.yaml"))
     with one_torch_thread():

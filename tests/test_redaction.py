@@ -19,6 +19,14 @@ from medsyn_tabular.schema import SchemaError, coerce_to_schema, infer_schema
 from medsyn_tabular.transformer import TableTransformer
 
 RITA = User("rita", "researcher")
+
+
+@pytest.fixture(autouse=True)
+def rita_account(medsyn_home):
+    """Library entry points re-load the account, so rita must exist in the test's home."""
+    from app_helpers import account
+
+    account("rita", "researcher")
 PLANTED = ["Smith John MRN4711", "Flu", "COPD", "Doe Jane 1962-03-04"]
 
 

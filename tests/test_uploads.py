@@ -19,6 +19,14 @@ from medsyn_core.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 RITA = User("rita", "researcher")
+
+
+@pytest.fixture(autouse=True)
+def rita_account(medsyn_home):
+    """Library entry points re-load the account, so rita must exist in the test's home."""
+    from app_helpers import account
+
+    account("rita", "researcher")
 ADMIN = User("ada", "admin")
 #: The upload's own file name and an identifier column: neither may be stored or outlive the job.
 FILE_NAME = "Smith_John_MRN4711_export.csv"
