@@ -1,6 +1,7 @@
 """The model store as the app sees it: registered models plus those bundled in ``models/``.
 
-Each model is a folder with ``model_card.json`` (data, parameters, metrics), optionally
+Each model is a folder with ``model_card.json`` (one schema for every engine, read through
+:mod:`medsyn_core.model_card`, which also reads the folders of earlier versions), optionally
 ``privacy_ledger.json`` (the ε spent, written by :mod:`medsyn_core.privacy`) and its weights.
 Deleting is admin-only, audited, and atomic: the folder is first renamed to a hidden sibling (one
 ``rename``), then the row is removed, then the renamed folder is erased.
@@ -19,6 +20,7 @@ from typing import Any
 
 from medsyn_core import settings
 from medsyn_core.auth import User, authorise
+from medsyn_core.model_card import CardView, read_card
 from medsyn_core.storage import Store
 
 
@@ -27,16 +29,22 @@ class ModelEntry:
     """One model folder with what its files say about it."""
 
     name: str
-    engine: str
+    engine: str                      # 'tabular' or 'imaging'
     path: Path
     source: str                      # 'store' (trained here) or 'bundled' (ships with MedSyn)
     dp_epsilon: float | None
     card: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] | None = None
+    kind: str = "unknown"            # 'ctgan', 'tvae', 'stylegan2', 'dcgan', 'resnet9', ...
 
     @property
     def deletable(self) -> bool:
         return self.source == "store"
+
+    @property
+    def view(self) -> CardView:
+        """The card in the common schema (parameters, metrics, privacy with ε, δ and unit)."""
+        return read_card(self.card, self.path, self.ledger)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -54,7 +62,7 @@ def list_models(store: Store, user: User) -> list[ModelEntry]:
         path = Path(rec.path)
         card = _read_json(path / "model_card.json") or rec.card
         out.append(ModelEntry(rec.name, rec.engine, path, "store", rec.dp_epsilon, card,
-                              _read_json(path / "privacy_ledger.json")))
+                              _read_json(path / "privacy_ledger.json"), rec.kind or read_card(card).kind))
     known = {m.path.resolve() for m in out}
     if settings.BUNDLED_MODELS_DIR.is_dir():
         for card_path in sorted(settings.BUNDLED_MODELS_DIR.glob("*/model_card.json")):
@@ -63,9 +71,9 @@ def list_models(store: Store, user: User) -> list[ModelEntry]:
                 continue
             card = _read_json(card_path) or {}
             ledger = _read_json(folder / "privacy_ledger.json")
-            eps = card.get("dp_epsilon", (ledger or {}).get("epsilon"))
-            out.append(ModelEntry(card.get("name", folder.name), str(card.get("engine", "unknown")),
-                                  folder, "bundled", eps, card, ledger))
+            view = read_card(card, folder, ledger)
+            out.append(ModelEntry(view.name, view.engine, folder, "bundled", view.privacy.epsilon, card,
+                                  ledger, view.kind))
     return out
 
 
@@ -95,4 +103,5 @@ def delete_model(store: Store, user: User, name: str) -> None:
         os.replace(folder, trash)  # atomic: after this the model is gone for every reader
     store.delete_model(name)
     shutil.rmtree(trash, ignore_errors=True)
-    store.append_event(user.username, "model_deleted", {"model": name, "engine": rec.engine})
+    store.append_event(user.username, "model_deleted", {"model": name, "engine": rec.engine,
+                                                        "kind": rec.kind})

@@ -146,6 +146,15 @@ MIGRATIONS: list[str] = [
         locked_until REAL NOT NULL DEFAULT 0
     )
     """,
+    # v5: the models table says which engine a model belongs to ('tabular', 'imaging') and, separately, its
+    # kind ('ctgan', 'stylegan2', 'resnet9' ...); until v4 the engine column held the kind.
+    """
+    ALTER TABLE models ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+    UPDATE models SET kind = engine;
+    UPDATE models SET engine = CASE WHEN kind IN ('ctgan', 'tvae') THEN 'tabular'
+                                    WHEN kind IN ('stylegan2', 'dcgan', 'resnet9') THEN 'imaging'
+                                    ELSE engine END
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 GENESIS_HASH = "0" * 64
@@ -176,11 +185,12 @@ class AuditCheck:
 class ModelRecord:
     id: int
     name: str
-    engine: str
+    engine: str  # 'tabular' or 'imaging'
     path: str
     card: dict[str, Any]
     dp_epsilon: float | None
     created_at: float
+    kind: str = ""  # 'ctgan', 'tvae', 'stylegan2', 'dcgan', 'resnet9', ...
 
 
 #: Seconds a connection waits for another one's lock before reporting the database busy.
@@ -352,18 +362,21 @@ class Store:
 
     # -- models -------------------------------------------------------------------------------
     def register_model(
-        self, name: str, engine: str, path: str | Path, card: dict[str, Any],
+        self, name: str, kind: str, path: str | Path, card: dict[str, Any],
         dp_epsilon: float | None = None, *, replace: bool = False, actor: str = "medsyn",
     ) -> int:
-        """Register the model ``name`` (a safe slug, :mod:`medsyn_core.names`); returns its id.
+        """Register the model ``name`` (a safe slug, :mod:`medsyn_core.names`) of ``kind`` ('ctgan',
+        'stylegan2', ...; its engine follows from the kind); returns its id.
 
         A name that is taken (compared without case) is refused with :class:`~medsyn_core.names.NameTaken`
         unless ``replace=True``: then the row keeps its id, points at the new folder, and the replacement
         is written to the audit log (as ``actor``) in the same transaction. Never re-points silently.
         """
+        from medsyn_core.model_card import engine_of
         from medsyn_core.names import NameTaken, check_name
 
         check_name(name)
+        engine = engine_of(kind)
         card_json = json.dumps(card, default=str)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -374,16 +387,17 @@ class Store:
                                 "--overwrite/--replace).", old["name"])
             if old is None:
                 model_id = int(self._conn.execute(
-                    "INSERT INTO models (name, engine, path, card_json, dp_epsilon, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, engine, str(path), card_json, dp_epsilon, time.time())).lastrowid)
+                    "INSERT INTO models (name, engine, kind, path, card_json, dp_epsilon, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, engine, kind, str(path), card_json, dp_epsilon, time.time())).lastrowid)
             else:
                 model_id = int(old["id"])
                 self._conn.execute(
-                    "UPDATE models SET name=?, engine=?, path=?, card_json=?, dp_epsilon=?, created_at=? "
-                    "WHERE id=?", (name, engine, str(path), card_json, dp_epsilon, time.time(), model_id))
+                    "UPDATE models SET name=?, engine=?, kind=?, path=?, card_json=?, dp_epsilon=?, "
+                    "created_at=? WHERE id=?",
+                    (name, engine, kind, str(path), card_json, dp_epsilon, time.time(), model_id))
                 self._append(actor, "model_replaced", {
-                    "model": name, "model_id": model_id, "engine": engine, "previous_engine": old["engine"],
+                    "model": name, "model_id": model_id, "kind": kind, "previous_kind": old["kind"],
                     "previous_created_at": old["created_at"], "same_folder": old["path"] == str(path)})
             self._conn.execute("COMMIT")
         except BaseException:
@@ -396,12 +410,14 @@ class Store:
         row = self._conn.execute("SELECT name FROM models WHERE lower(name) = lower(?)", (name,)).fetchone()
         return row["name"] if row else None
 
-    def list_models(self, engine: str | None = None) -> list[ModelRecord]:
-        sql = "SELECT * FROM models" + (" WHERE engine=?" if engine else "") + " ORDER BY created_at"
-        rows = self._conn.execute(sql, (engine,) if engine else ())
+    def list_models(self, engine: str | None = None, kind: str | None = None) -> list[ModelRecord]:
+        """Registered models, oldest first; optionally of one engine ('tabular', 'imaging') or kind."""
+        where = [(c, v) for c, v in (("engine", engine), ("kind", kind)) if v]
+        sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(f"{c}=?" for c, _ in where) if where else "")
+        rows = self._conn.execute(sql + " ORDER BY created_at", tuple(v for _, v in where))
         return [
             ModelRecord(r["id"], r["name"], r["engine"], r["path"], json.loads(r["card_json"]),
-                        r["dp_epsilon"], r["created_at"])
+                        r["dp_epsilon"], r["created_at"], r["kind"])
             for r in rows
         ]
 

@@ -141,8 +141,14 @@ class TrainedClassifier:
             "std": self.std, "class_names": self.class_names, "mode": self.mode,
             "threshold": self.threshold, "train_config": asdict(self.config),
         }
+        from medsyn_core import model_card
+
         card = {
-            "name": name, "engine": ENGINE, "task": "image classification",
+            "card_format": model_card.CARD_FORMAT, "name": name, "engine": "imaging", "kind": ENGINE,
+            "task": "image classification", "data_source": (extra_card or {}).get("data_source", "unknown"),
+            "parameters": {"width": self.config.width, **asdict(self.config)},
+            "differential_privacy": model_card.off_block("Classifiers are trained without differential "
+                                                         "privacy (they evaluate, they are not shared)."),
             "architecture": f"ResNet9 (DAWNBench), width {self.config.width}, adaptive max-pool",
             "input": f"{self.image_shape[0]}x{self.image_shape[1]}x{self.image_shape[2]} uint8 images",
             "classes": self.class_names, "training_mode": self.mode,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from medsyn_core import model_card
 from medsyn_core.files import atomic_directory, atomic_write_json
 from medsyn_core.settings import BUNDLED_MODELS_DIR
 
@@ -188,31 +189,17 @@ def load_generator(path: str | Path, device=None) -> LoadedGenerator:
 LEDGER_FILE = "privacy_ledger.json"
 
 
-def privacy_card(ledger) -> dict:
-    """The model card's ``differential_privacy`` block, ε/δ recomputed from the ledger's DP-SGD entry."""
-    eps, delta = ledger.total()
-    entry = next(e for e in ledger.entries if e.mechanism == "dp-sgd")
-    return {
-        "enabled": True, "epsilon_total": eps, "delta_total": delta, "requested": ledger.budget,
-        "mechanism": "DP-SGD on the discriminator (Opacus, Poisson sampling, flat per-sample clipping)",
-        "noise_multiplier": entry.noise_multiplier, "sample_rate": entry.sample_rate, "steps": entry.steps,
-        "max_grad_norm": entry.max_grad_norm, "accountant": entry.accountant,
-        "dataset_rows": ledger.dataset_rows, "unit": "one image with its label (add/remove one image)",
-        "ledger_file": LEDGER_FILE, "library_versions": ledger.library_versions,
-        "randomness": "DP-SGD noise and Poisson sampling from OS entropy: this training is not "
-                      "reproducible from its seed (sampling the saved generator is)",
-        "note": "Only the discriminator reads real images; the generator's updates are post-processing. "
-                "No other statistic of the images is computed (resize/pad are data-independent), so the "
-                "ledger has only the DP-SGD entry. Class counts and D's loss are left out of this card.",
-    }
+def privacy_card(ledger, unit: str = "one image with its label (add/remove one image)") -> dict:
+    """The model card's ``differential_privacy`` block (the one writer, :func:`model_card.privacy_block`)."""
+    return model_card.privacy_block(
+        ledger, unit,
+        mechanism="DP-SGD on the discriminator (Opacus, Poisson sampling, flat per-sample clipping)",
+        note="Only the discriminator reads real images; the generator's updates are post-processing. "
+             "No other statistic of the images is computed (resize/pad are data-independent), so the "
+             "ledger has only the DP-SGD entry. Class counts and D's loss are left out of this card.")
 
 
-def dp_label(card: dict) -> str:
-    """One line for a model card: 'DP: ε = 1 (δ = 3.3e-05)' or 'DP: off' (as the tabular engine)."""
-    dp = card.get("differential_privacy")
-    if not isinstance(dp, dict) or not dp.get("enabled"):
-        return "DP: off"
-    return f"DP: ε = {dp['epsilon_total']:.3g} (δ = {dp['delta_total']:.2g})"
+dp_label = model_card.dp_label  # one label for every engine
 
 
 def save_generator(trainer, out_dir: str | Path, name: str | None = None, command: str | None = None,
@@ -249,10 +236,16 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
     except Exception:  # noqa: BLE001 — the card must still be written
         device_text = str(trainer.device)
     card = {
+        "card_format": model_card.CARD_FORMAT,
         "name": name,
-        "kind": "image generator",
+        "engine": "imaging",
+        "kind": trainer.config.model,
+        "task": "image generation",
         "model": trainer.config.model,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "data_source": data.source,
+        "parameters": {"arch": trainer.arch, **trainer.config.to_dict()},
+        "metrics": {},
         "data": {
             "source": data.source,
             "n_images": int(len(data.images)),
@@ -277,23 +270,22 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
         "weights": "exponential moving average (EMA) of the generator",
         "evaluation": {"fid": None, "note": "Not evaluated yet: run `medsyn imaging evaluate MODEL_DIR "
                                             "--data DATA` (FID/KID, PRDC, TSTR, memorisation)."},
-        "differential_privacy": {"enabled": False,
-                                 "note": "Trained without differential privacy; train with "
-                                         "`medsyn imaging train ... --epsilon E` for DP-SGD."},
+        "differential_privacy": model_card.off_block(
+            "Trained without differential privacy; train with `medsyn imaging train ... --epsilon E` for "
+            "DP-SGD."),
         "intended_use": "Previews and method development with synthetic scans; not for diagnosis.",
         "limitations": "Trained on a small dataset at low resolution; samples may reproduce "
                        "features of training images and have not been checked for memorisation.",
     }
     ledger = trainer.privacy_ledger()
     if ledger is not None:
-        card["differential_privacy"] = privacy_card(ledger)
+        card["differential_privacy"] = privacy_card(ledger, unit=(
+            "one image (exact-duplicate images removed before training: "
+            f"{int(data.duplicates_removed or 0)}); the source does not say which images belong to one "
+            "patient, so a patient with several images is protected per image only"))
         # statistics of the real images that DP does not cover are left out of the released card
         del card["data"]["class_counts"]
         card["data"]["duplicates_removed"] = int(data.duplicates_removed or 0)
-        card["differential_privacy"]["unit"] = (
-            "one image (exact-duplicate images removed before training: "
-            f"{int(data.duplicates_removed or 0)}); the source does not say which images belong to one "
-            "patient, so a patient with several images is protected per image only")
         losses = card["training"]["final_losses"]
         if losses:
             losses.pop("d_loss", None)  # computed on real images without noise; G's loss is post-processing
@@ -396,8 +388,8 @@ def list_generators(include_bundled: bool = True) -> list[GeneratorEntry]:
                                               config["model"], card))
     with Store() as store:
         for record in store.list_models():
-            if record.engine in MODEL_KINDS and Path(record.path).is_dir():
-                entries.append(GeneratorEntry(record.name, Path(record.path), "store", record.engine,
+            if record.kind in MODEL_KINDS and Path(record.path).is_dir():
+                entries.append(GeneratorEntry(record.name, Path(record.path), "store", record.kind,
                                               record.card))
     return entries
 

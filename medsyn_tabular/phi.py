@@ -224,6 +224,34 @@ def declared_after_phi(spec: dict[str, Any], action: str) -> dict[str, Any]:
     return out
 
 
+def enforce_phi_output(rows: pd.DataFrame, record: list[dict[str, Any]]) -> pd.DataFrame:
+    """``rows`` with every PHI action of ``record`` applied to the synthetic output too (ages above 89 ->
+    90, ZIP codes -> 3-digit prefixes, dropped columns removed), then checked with
+    :func:`check_phi_output`. For models trained correctly this changes nothing (their bounds already
+    hold); it also covers folders written before the bounds obeyed the PHI actions."""
+    out = rows
+    for entry in record:
+        column, action = entry["column"], entry["action"]
+        if column not in out.columns:
+            continue
+        if action == "drop":
+            out = out.drop(columns=[column])
+        elif action == "age90":
+            values = pd.to_numeric(out[column], errors="coerce")
+            if (values > 90).any():
+                out = out.copy()
+                out[column] = out[column].mask(values > 89, 90)
+        elif action == "zip3":
+            text = out[column].astype("string")
+            bad = text.notna() & ~text.str.fullmatch(r"\d{3}").fillna(False)
+            if bad.any():
+                out = out.copy()
+                digits = text.str.replace(r"\D", "", regex=True).str.zfill(5).str[:3]
+                out[column] = out[column].astype(object).where(~bad, digits.astype(object))
+    check_phi_output(out, record)
+    return out
+
+
 def check_phi_output(rows: pd.DataFrame, record: list[dict[str, Any]]) -> None:
     """Raise :class:`PhiError` when sampled ``rows`` break a PHI action of the model's ``record``: a dropped
     column present, an age above 90, a full date where only years are allowed, a ZIP code longer than 3

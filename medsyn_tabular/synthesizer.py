@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from medsyn_core.redaction import allow_names
+from medsyn_core import model_card
 from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
@@ -83,12 +84,7 @@ def _declared_schema(declared: dict[str, dict[str, Any]]) -> TableSchema:
     return TableSchema(columns)
 
 
-def dp_label(card: dict[str, Any]) -> str:
-    """One line for a model card: 'DP: ε = 1 (δ = 3.3e-05)' or 'DP: off'."""
-    dp = card.get("differential_privacy")
-    if not isinstance(dp, dict):
-        return "DP: off"
-    return f"DP: ε = {dp['epsilon_total']:.3g} (δ = {dp['delta_total']:.2g})"
+dp_label = model_card.dp_label  # one label for every engine (kept here for older imports)
 
 
 class TabularSynthesizer:
@@ -332,9 +328,13 @@ class TabularSynthesizer:
             engine = self.model.fit_private(encoded, plan, progress=released)
             target = "critic" if self.model_name == "ctgan" else "encoder+decoder"
             self.ledger.add(training_entry(plan, engine, target=target))
+        final = self.released_loss_history()[-1]
         self.card = {
-            "engine": "medsyn-tabular", "model": self.model_name, "format_version": FORMAT_VERSION,
+            "card_format": model_card.CARD_FORMAT, "engine": "tabular", "kind": self.model_name,
+            "model": self.model_name, "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "data_source": source or "in-memory DataFrame",
+            "metrics": {f"final {k}": v for k, v in final.items() if k.startswith("loss")},
             "rows": int(len(table) if self.ledger is not None else len(data)),
             "columns_in": int(data.shape[1]), "columns_modelled": [c.name for c in self.schema.modelled],
             "columns_not_modelled": self.dropped, "parameters": self.model.params_dict(), "seed": self.seed,
@@ -343,7 +343,7 @@ class TabularSynthesizer:
             "training_seconds": round(time.time() - train_started, 3),
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
             "resumed_after_epoch": int(resume["epoch"]) if resume is not None else None,
-            "differential_privacy": self._privacy_card(), "final_loss": self.released_loss_history()[-1],
+            "differential_privacy": self._privacy_card(), "final_loss": final,
             "python": platform.python_version(),
         }
         if self.ledger is not None:
@@ -387,25 +387,16 @@ class TabularSynthesizer:
         self._planned = ((n_rows, self.epochs, self.batch_size), (budget, plan))
         return budget, plan
 
-    def _privacy_card(self) -> dict[str, Any] | str:
-        """The model card's privacy summary (recomputed from the ledger), or 'off'."""
+    def _privacy_card(self) -> dict[str, Any]:
+        """The model card's privacy block (recomputed from the ledger; :func:`model_card.privacy_block`)."""
         if self.ledger is None:
-            return "off"
-        eps, delta = self.ledger.total()
-        training = next(e for e in self.ledger.entries if e.mechanism == "dp-sgd")
-        return {
-            "epsilon_total": eps, "delta_total": delta, "requested": self.ledger.budget,
-            "breakdown": {k: {"epsilon": v[0], "delta": v[1]} for k, v in self.ledger.breakdown().items()},
-            "noise_multiplier": training.noise_multiplier, "sample_rate": training.sample_rate,
-            "steps": training.steps, "max_grad_norm": training.max_grad_norm,
-            "accountant": training.accountant, "dataset_rows": self.ledger.dataset_rows,
-            "mechanisms": len(self.ledger.entries), "public_statistics": self.ledger.public_statistics,
-            "unit": self.privacy_unit.describe() if self.privacy_unit is not None else "one row",
-            "public": ["column names", "the declared schema (kinds, bounds, categories, nullability)",
-                       "the PHI actions", f"n = {self.ledger.dataset_rows} (number of privacy units)"],
-            "randomness": "noise and sampling from OS entropy: this fit is not reproducible from its seed",
-            "library_versions": self.ledger.library_versions, "ledger_file": "privacy_ledger.json",
-        }
+            return model_card.off_block("Trained without differential privacy: no guarantee; use --epsilon "
+                                        "or a preset for DP.")
+        unit = self.privacy_unit.describe() if self.privacy_unit is not None else "one row"
+        return model_card.privacy_block(
+            self.ledger, unit,
+            public=["column names", "the declared schema (kinds, bounds, categories, nullability)",
+                    "the PHI actions", f"n = {self.ledger.dataset_rows} (number of privacy units)"])
 
     def _build_model(self, device):
         if self.model_name == "ctgan":
@@ -457,11 +448,10 @@ class TabularSynthesizer:
         return self._checked(pd.concat(kept).iloc[:n].reset_index(drop=True))
 
     def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """``rows`` after the PHI check (:func:`~medsyn_tabular.phi.check_phi_output`)."""
-        from medsyn_tabular.phi import check_phi_output
+        """``rows`` with the PHI actions enforced and checked (:func:`~medsyn_tabular.phi.enforce_phi_output`)."""
+        from medsyn_tabular.phi import enforce_phi_output
 
-        check_phi_output(rows, self.phi_record)
-        return rows
+        return enforce_phi_output(rows, self.phi_record)
 
     def _check_reachable(self, conds) -> None:
         """Range conditions outside the learned bounds of a column can never hold: say so at once."""

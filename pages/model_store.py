@@ -16,32 +16,47 @@ if not models:
     st.stop()
 
 st.dataframe(
-    [{"name": m.name, "engine": m.engine, "source": m.source,
-      "DP ε": f"{m.dp_epsilon:g}" if m.dp_epsilon is not None else "off"} for m in models],
+    [{"name": m.name, "engine": m.engine, "kind": m.kind, "source": m.source,
+      "DP": m.view.privacy.label} for m in models],
     hide_index=True, use_container_width=True)
 
 choice = st.selectbox("Model", range(len(models)), format_func=lambda i: models[i].name)
 entry = models[choice]
-card, ledger = entry.card, entry.ledger
+view = entry.view
 left, right = st.columns(2)
 with left:
     st.subheader("Model card")
-    st.markdown(f"**Engine:** {entry.engine}  \n**Source:** {entry.source}  \n**Folder:** `{entry.path}`")
-    for title, key in (("Data", "data"), ("Parameters", "params"), ("Metrics", "metrics")):
-        if card.get(key):
-            st.markdown(f"**{title}**")
-            st.json(card[key], expanded=False)
-    other = {k: v for k, v in card.items() if k not in ("data", "params", "metrics")}
-    if other:
-        st.json(other, expanded=False)
+    st.markdown(f"**Engine:** {view.engine} ({view.kind})  \n**Source:** {entry.source}  \n"
+                f"**Trained on:** {view.data_source}")
+    st.markdown("**Parameters**")
+    if view.parameters:
+        st.json(view.parameters, expanded=False)
+    else:
+        st.caption("The card lists no parameters.")
+    st.markdown("**Metrics**")
+    if view.metrics:
+        st.table([{"metric": k, "value": f"{v:.4g}" if isinstance(v, float) else str(v)}
+                  for k, v in view.metrics.items()])
+    else:
+        st.caption("Not evaluated yet: researchers run an evaluation on the Evaluation page.")
+    with st.expander("The whole card"):
+        st.json(entry.card, expanded=False)
 with right:
     st.subheader("Privacy")
-    if ledger:
-        st.markdown(f"**ε spent:** {ledger.get('epsilon', 'see ledger')}  \n"
-                    f"**δ:** {ledger.get('delta', 'see ledger')}")
-        st.json(ledger, expanded=False)
+    privacy = view.privacy
+    if privacy.enabled:
+        p1, p2 = st.columns(2)
+        p1.metric("ε spent", f"{privacy.epsilon:.3g}")
+        p2.metric("δ", f"{privacy.delta:.2g}")
+        if privacy.unit:
+            st.caption(f"Protected unit: {privacy.unit}")
+        if entry.ledger:
+            with st.expander("Privacy ledger (every use of the real data)"):
+                st.json(entry.ledger, expanded=False)
     else:
-        st.caption("No privacy ledger: this model was trained without differential privacy.")
+        st.markdown("**DP: off**")
+        st.caption("Trained without differential privacy: no guarantee; its evaluation report's privacy "
+                   "attacks are the only evidence.")
     if refusal(user, "export") is None and entry.path.is_dir():
         if st.button("Prepare zip download"):
             with Store() as store:

@@ -88,13 +88,13 @@ def saved_model_sampling() -> None:
     from medsyn_core.model_store import list_models
 
     with Store() as store:
-        entries = [m for m in list_models(store, user) if m.engine in ("ctgan", "tvae")]
+        entries = [m for m in list_models(store, user) if m.engine == "tabular"]
     if not entries:
         st.info("No tabular model is saved yet. A researcher trains one here; it then appears in this list.")
         return
     def label(m) -> str:
         dp = f"ε = {m.dp_epsilon:.3g}" if m.dp_epsilon is not None else "DP: off"
-        return f"{m.name} ({m.engine}, {dp})"
+        return f"{m.name} ({m.kind}, {dp})"
 
     labels = {label(m): m for m in entries}
     entry = labels[st.selectbox("Saved model", list(labels))]

@@ -114,9 +114,9 @@ def test_classifier_save_load_round_trip(tmp_path, tiny_npz):
     np.testing.assert_allclose(back.predict_proba(images), clf.predict_proba(images), atol=1e-6)
     assert back.threshold == clf.threshold and back.class_names == ["0", "1"]
     card = json.loads((tmp_path / "clf" / "model_card.json").read_text())
-    assert card["engine"] == "resnet9" and card["training_mode"] == "trtr"
+    assert card["kind"] == "resnet9" and card["engine"] == "imaging" and card["training_mode"] == "trtr"
     with Store() as store:
-        assert [m.name for m in store.list_models("resnet9")] == ["tiny-resnet9"]
+        assert [m.name for m in store.list_models(kind="resnet9")] == ["tiny-resnet9"]
 
 
 def test_loaders_folder_by_class_and_synthetic_npz(tmp_path, pneumonia):

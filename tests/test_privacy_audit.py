@@ -175,7 +175,7 @@ def test_age90_caps_sampled_ages_with_and_without_dp(heart):
 def test_every_phi_action_is_checked_on_sampled_rows():
     import pandas as pd
 
-    from medsyn_tabular.phi import PhiError, check_phi_output
+    from medsyn_tabular.phi import PhiError, check_phi_output, enforce_phi_output
 
     rows = pd.DataFrame({"age": [40, 91], "dob": [1950, 1960], "zip": ["021", "02139"], "name": ["a", "b"]})
     cases = {"age90": "age", "year": "dob", "zip3": "zip", "drop": "name"}
@@ -187,6 +187,10 @@ def test_every_phi_action_is_checked_on_sampled_rows():
         good = {"age90": rows.iloc[:1], "year": rows, "zip3": rows.iloc[:1],
                 "drop": rows.drop(columns="name")}
         check_phi_output(good[action], record)
+    # what sample() returns: the actions applied to the output as well
+    fixed = enforce_phi_output(rows, [{"column": c, "action": a} for a, c in cases.items() if a != "year"])
+    assert fixed["age"].tolist() == [40, 90] and fixed["zip"].tolist() == ["021", "021"]
+    assert "name" not in fixed.columns
 
 
 def test_date_shift_comes_from_a_home_key_not_the_seed(tmp_path, monkeypatch):

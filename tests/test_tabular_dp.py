@@ -229,7 +229,7 @@ def test_cli_fit_with_dp_prints_the_breakdown_and_off_is_labelled(tmp_path, caps
         assert main(["tabular", "fit", data, "--epsilon", "0", "--out", str(tmp_path / "bad")]) == 2
         assert "ε must be a positive number" in capsys.readouterr().err
     card = json.loads((tmp_path / "plain/model_card.json").read_text())
-    assert card["differential_privacy"] == "off" and card["dp_label"] == "DP: off"
+    assert not card["differential_privacy"]["enabled"] and card["dp_label"] == "DP: off"
     assert not (tmp_path / "plain/privacy_ledger.json").exists()
 
 

@@ -92,7 +92,7 @@ def test_same_seed_same_rows_and_save_load_round_trip(heart, heart_ctgan, tmp_pa
     assert card["rows"] == 303 and card["seed"] == 7 and card["model"] == "ctgan"
     assert card["parameters"]["pac"] == 10 and card["phi_handling"][0]["column"] == "age"
     with Store() as store:
-        models = store.list_models(engine="ctgan")
+        models = store.list_models(kind="ctgan")
     assert [m.name for m in models] == ["heart-ctgan"] and models[0].card["rows"] == 303
     with pytest.raises(FileExistsError):
         heart_ctgan.save(path)
