@@ -34,8 +34,9 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.er
 
 
 @contextlib.contextmanager
-def open_image(path: str | Path, label: str | None = None) -> Iterator:
-    """Open and decode one PNG/JPEG with Pillow under MedSyn's limits; yields the loaded ``PIL.Image``.
+def open_image(path: str | Path, label: str | None = None, decode: bool = True) -> Iterator:
+    """Open and decode one PNG/JPEG with Pillow under MedSyn's limits; yields the loaded ``PIL.Image``
+    (with ``decode=False`` only its header is read: size and mode, e.g. to choose channels).
 
     Raises :class:`~medsyn_core.limits.InputLimitError` for an image larger than ``MAX_IMAGE_PIXELS``
     (checked from the header, before decoding; also Pillow's decompression-bomb errors) and
@@ -62,11 +63,12 @@ def open_image(path: str | Path, label: str | None = None) -> Iterator:
         with img:
             MAX_IMAGE_PIXELS.check(img.width * img.height, f"{label} ({img.width} x {img.height} pixels)",
                                    "It may be a decompression bomb.")
-            check_voxels(img.width * img.height * len(img.getbands()), label)
-            try:
-                img.load()
-            except _PIL_ERRORS as exc:
-                raise _unreadable(label, exc, path) from None
+            if decode:
+                check_voxels(img.width * img.height * len(img.getbands()), label)
+                try:
+                    img.load()
+                except _PIL_ERRORS as exc:
+                    raise _unreadable(label, exc, path) from None
             try:
                 yield img
             except (OSError, SyntaxError, EOFError, struct.error, zlib.error, IndexError) as exc:

@@ -122,7 +122,7 @@ def _from_png_folder(root: Path, resolution: int, channels: int | None):
         channels = 1
         for name, fs in files.items():
             for f in fs:
-                with open_image(f, f"{name}/{f.name}") as img:
+                with open_image(f, f"{name}/{f.name}", decode=False) as img:  # header only
                     if img.mode not in gray_modes:
                         channels = 3
                         break
