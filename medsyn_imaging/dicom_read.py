@@ -529,30 +529,35 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
     return result
 
 
-def read_dicom_folder(folder: str | Path, deidentifier: Deidentifier | None = None) -> DicomFolder:
+def read_dicom_folder(folder: str | Path, deidentifier: Deidentifier | None = None,
+                      name: str | None = None) -> DicomFolder:
     """Read every DICOM file under ``folder`` (recursively): one Volume per series, plus problems.
 
-    A ``DICOMDIR`` in the folder is used as the index when present.
+    A ``DICOMDIR`` in the folder is used as the index when present. ``name`` labels the volumes and
+    messages (default: the folder's name; e.g. the zip's name for an unpacked upload).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; give a folder of DICOM files.")
     if (folder / "DICOMDIR").is_file():
-        return read_dicomdir(folder / "DICOMDIR", deidentifier)
+        return read_dicomdir(folder / "DICOMDIR", deidentifier, name=name)
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
              and p.suffix.lower() not in (".txt", ".md", ".json", ".csv")
              and not p.name.upper().startswith(("LICENSE", "README"))]
     if not files:
         raise DicomReadError(f"{folder} contains no files to read; give a folder with DICOM files.")
-    return read_dicom_files(files, name=folder.name, deidentifier=deidentifier)
+    return read_dicom_files(files, name=name or folder.name, deidentifier=deidentifier)
 
 
-def read_dicomdir(path: str | Path, deidentifier: Deidentifier | None = None) -> DicomFolder:
-    """Read the image files a DICOMDIR lists (grouped by series like a folder)."""
+def read_dicomdir(path: str | Path, deidentifier: Deidentifier | None = None,
+                  name: str | None = None) -> DicomFolder:
+    """Read the image files a DICOMDIR lists (grouped by series like a folder); ``name`` as in
+    :func:`read_dicom_folder`. A DICOMDIR that points outside its own folder is refused as a whole."""
     from pydicom.fileset import FileSet
 
     path = Path(path)
-    label = f"The DICOMDIR in {path.parent.name or 'this folder'}"
+    name = name or path.parent.name
+    label = f"The DICOMDIR in {name or 'this folder'}"
     root = path.parent.resolve()
     try:
         file_set = FileSet(read_dataset(path))
@@ -571,7 +576,7 @@ def read_dicomdir(path: str | Path, deidentifier: Deidentifier | None = None) ->
                              "the DICOMDIR instead.")
     if not files:
         raise DicomReadError(f"{label} lists no files; load the folder of images instead.")
-    return read_dicom_files(files, name=path.parent.name, deidentifier=deidentifier)
+    return read_dicom_files(files, name=name, deidentifier=deidentifier)
 
 
 def read_dicom(path: str | Path, deidentifier: Deidentifier | None = None) -> Volume:

@@ -58,7 +58,7 @@ def _load_path(path: Path, label: str = "") -> LoadResult:
                   and not p.name.startswith(".") and p.suffix.lower() not in _NOT_DICOM_SUFFIXES
                   and not p.name.upper().startswith(("LICENSE", "README"))]
         if (path / "DICOMDIR").is_file():
-            folder = read_dicom_folder(path)
+            folder = read_dicom_folder(path, name=label)
         elif others:
             folder = read_dicom_files(others, name=label)
         elif not result.volumes:

@@ -240,8 +240,8 @@ def test_dicomdir_pointing_outside_its_folder_is_refused(tmp_path, capsys):
             if f.is_file():
                 zf.write(f, f.relative_to(tmp_path / "study"))  # DICOMDIR at the zip's top
     result = load_uploaded([("study.zip", buf.getvalue())])
-    assert result.volumes == [] and "outside its own folder" in result.problems[0].message
-    assert str(tmp_path) not in result.problems[0].message
+    assert result.volumes == [] and result.problems[0].message.startswith(
+        "The DICOMDIR in study.zip refers to files outside its own folder")
 
 
 # -- PNG / JPEG ----------------------------------------------------------------------------------------------
