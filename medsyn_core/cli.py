@@ -83,10 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _input_error(message) -> int:
-    """Print a one-line error (the traceback too with ``MEDSYN_DEBUG=1``); exit status 2."""
+    """Print a one-line error (the traceback too with ``MEDSYN_DEBUG=1``); exit status 2. Line breaks in
+    a quoted library message are folded into spaces."""
     if os.environ.get("MEDSYN_DEBUG"):
         traceback.print_exc()
-    print(f"medsyn: error: {message}", file=sys.stderr)
+    print(f"medsyn: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
 
 
