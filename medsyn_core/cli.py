@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_error(message) -> int:
+    """Print a one-line error (the traceback too with ``MEDSYN_DEBUG=1``); exit status 2. Line breaks in
+    a quoted library message are folded into spaces."""
+    if os.environ.get("MEDSYN_DEBUG"):
+        traceback.print_exc()
+    print(f"medsyn: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -100,11 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, DeviceError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
-        if os.environ.get("MEDSYN_DEBUG"):
-            traceback.print_exc()
+        # ValueError includes medsyn_core.limits.InputLimitError (a hostile or too-large input)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"medsyn: error: {message}", file=sys.stderr)
-        return 2
+        return _input_error(message)
+    except OSError as exc:  # a path the user gave is a folder, unreadable, on a full disk, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _input_error(f"{where}{exc.strerror or exc}")
+    except MemoryError:
+        return _input_error("ran out of memory; the input is too large for this machine. Use a smaller "
+                            "input (docs/security.md lists MedSyn's input limits).")
+    except RecursionError:
+        return _input_error("the input is nested too deeply to be processed.")
     except KeyboardInterrupt:
         print("medsyn: interrupted", file=sys.stderr)
         return 130

@@ -12,13 +12,16 @@ data, models or exports; see docs/security.md ("Files at rest").
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Permissions of every file and folder MedSyn writes (owner only).
 FILE_MODE = 0o600
@@ -48,6 +51,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = FILE_MO
     ``mode``: the file's permissions, 0600 by default, set before the rename so the file is never
     visible with wider ones."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the name of a file to write instead",
+                                str(path))
     private_mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -98,3 +104,68 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: Private temporary folders older than this are left-overs of a killed process and are removed.
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+@contextlib.contextmanager
+def private_temp_dir(prefix: str = "medsyn-") -> Iterator[Path]:
+    """A temporary folder only this user can read (mode 0700), under ``$MEDSYN_HOME/tmp`` rather than the
+    shared system temp folder, removed with everything in it when the block ends (also on errors).
+
+    Uploaded real data is unpacked here; folders left by a killed process are swept after a day.
+    """
+    from medsyn_core import settings
+
+    root = settings.home_dir() / "tmp"
+    root.mkdir(mode=0o700, exist_ok=True)
+    _sweep_stale(root)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_stale(root: Path) -> None:
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for entry in root.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+#: Files up to this size are handed to parsers from memory (see :func:`open_untrusted`).
+UNTRUSTED_IN_MEMORY_BYTES = 64 * 2**20
+
+
+class CappedReader(io.BufferedReader):
+    """A binary file whose ``read(n)`` never asks for more than what is left in it."""
+
+    def __init__(self, path: str | os.PathLike):
+        raw = io.FileIO(path, "rb")
+        super().__init__(raw)
+        self._size = os.fstat(raw.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = max(0, min(size, self._size - self.tell()))
+        return super().read(size)
+
+
+def open_untrusted(path: str | os.PathLike) -> BinaryIO:
+    """Open a file for a parser (pydicom, Pillow) that may find crafted lengths in it.
+
+    Such parsers read a value with one ``read(length)``, and Python allocates ``length`` bytes before it
+    reads, so a 4 GiB length in an 8-byte file allocates 4 GiB. Files up to
+    :data:`UNTRUSTED_IN_MEMORY_BYTES` are returned as an in-memory ``BytesIO`` (whose reads never exceed
+    what it holds, and which parses faster); larger ones as a :class:`CappedReader`. ``.name`` is the path.
+    """
+    path = Path(path)
+    if path.stat().st_size <= UNTRUSTED_IN_MEMORY_BYTES:
+        handle = io.BytesIO(path.read_bytes())
+        handle.name = str(path)
+        return handle
+    return CappedReader(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsyn_core.archives import open_npz
 from medsyn_core.catalog import bundled
 
 SPLITS = ("train", "val", "test")
@@ -37,11 +38,7 @@ def load_medmnist(name_or_path: str | Path) -> MedMNIST:
         path = bundled(str(name_or_path)).path
     if not path.is_file():
         raise FileNotFoundError(f"MedMNIST file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{path.name} is not a readable .npz archive: {exc}") from exc
-    with archive:
+    with open_npz(path) as archive:  # sizes in the archive checked before numpy allocates anything
         missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in archive]
         if missing:
             raise ValueError(f"{path.name} lacks the MedMNIST keys {', '.join(missing)}.")

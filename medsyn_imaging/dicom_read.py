@@ -8,6 +8,11 @@
   :attr:`Volume.metadata`; the raw header is used only for geometry and ordering and never kept.
 * A bad file (not DICOM, truncated, no pixel data, undecodable compression) becomes a
   :class:`FileProblem` naming the file and what to do; the rest of the folder is still read.
+* Hostile files: sequences nested deeper than :data:`~medsyn_core.limits.MAX_DICOM_DEPTH` are refused
+  right after parsing (pydicom parses nested sequences lazily, one level at a time, so the check itself
+  never recurses); Rows x Columns x frames x samples is checked against the voxel limit, and for
+  uncompressed data against the bytes really present, *before* pixel data is decoded; a DICOMDIR that
+  points outside its own folder is refused.
 """
 
 from __future__ import annotations
@@ -23,8 +28,15 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from medsyn_core.limits import InputLimitError, check_voxels
 from medsyn_imaging.deidentify import Deidentifier, burned_in_warning
-from medsyn_imaging.dicom_files import DicomReadError, read_dataset
+from medsyn_imaging.dicom_files import (
+    _HEADER_ERRORS,
+    _PARSE_ERRORS,
+    DicomLimitError,
+    DicomReadError,
+    read_dataset,
+)
 from medsyn_imaging.volume import Volume, affine_from_dicom
 
 #: Header fields never shown even after de-identification (bulky or binary).
@@ -49,8 +61,51 @@ class DicomFolder:
 
 
 # -- single datasets -----------------------------------------------------------------------------
+def _is_compressed(syntax) -> bool:
+    """Whether a transfer syntax UID is a compressed one (False for unknown or malformed UIDs)."""
+    try:
+        return bool(syntax.is_compressed)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _check_pixel_size(ds: Dataset, name: str) -> None:
+    """Before decoding: Rows x Columns x frames x samples against the voxel limit, and for uncompressed
+    pixel data against the bytes the file really holds."""
+    try:
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    except _HEADER_ERRORS as exc:
+        raise DicomReadError(f"{name}: its image size attributes are not numbers ({exc}); the file is "
+                             "damaged and was skipped.") from None
+    if photometric == "PALETTE COLOR":
+        samples = 3  # decoded to RGB
+    voxels = rows * columns * frames * samples
+    try:
+        check_voxels(voxels, f"{name} ({rows} x {columns} pixels x {frames} frames x {samples} samples)")
+    except InputLimitError as exc:
+        raise DicomLimitError(f"{exc} The file was skipped.") from None
+    if "PixelData" in ds and bits > 0 and not _is_compressed(ds.file_meta.TransferSyntaxUID):
+        from pydicom.pixels.utils import get_expected_length
+
+        try:  # pydicom's rule (bit packing, YBR 4:2:2 subsampling)
+            expected = get_expected_length(ds, unit="bytes")
+            present = len(ds.PixelData or b"")
+        except _HEADER_ERRORS:
+            return  # a required attribute is missing or unreadable: pydicom's decoder says which
+        if present < expected:
+            raise DicomReadError(
+                f"{name}: its header describes {expected:,} bytes of pixel data (Rows x Columns x frames x "
+                f"samples x bits) but the file holds {present:,}; it is truncated or damaged and was "
+                "skipped. Copy it again from the source.")
+
+
 def _pixel_array(ds: Dataset, name: str) -> np.ndarray:
-    """Decoded stored values, colour converted to RGB; clear errors for the usual failures."""
+    """Decoded stored values, colour converted to RGB; clear errors for the usual failures. The image
+    size is checked (:func:`_check_pixel_size`) before anything is decoded."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         sop_class = getattr(ds.get("SOPClassUID"), "name", "unknown")
         if "Image Storage" in sop_class:
@@ -61,6 +116,7 @@ def _pixel_array(ds: Dataset, name: str) -> np.ndarray:
             f"{name} has no pixel data (SOP class {sop_class}: e.g. a report, presentation state or "
             "waveform); it was skipped. Only images can be viewed.")
     syntax = ds.file_meta.TransferSyntaxUID
+    _check_pixel_size(ds, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,13 +127,13 @@ def _pixel_array(ds: Dataset, name: str) -> np.ndarray:
 
                 arr = apply_color_lut(arr, ds)
     except (RuntimeError, NotImplementedError) as exc:
-        if syntax.is_compressed:
+        if _is_compressed(syntax):
             raise DicomReadError(
                 f"{name} uses the compressed transfer syntax '{syntax.name}' ({syntax}), which cannot be "
                 "decoded here (or its compressed data is damaged); it was skipped. Decompress it first, "
                 "e.g. `gdcmconv --raw IN OUT` or `dcmdjpeg IN OUT`, then load it again.") from exc
         raise DicomReadError(f"{name}: pixel data cannot be decoded ({exc}); it was skipped.") from exc
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+    except (*_HEADER_ERRORS, EOFError) as exc:
         raise DicomReadError(
             f"{name}: pixel data is incomplete or inconsistent with the header ({exc}); the file is "
             "probably truncated or corrupted and was skipped. Copy it again from the source.") from exc
@@ -123,6 +179,24 @@ def _sub(group: Dataset | None, keyword: str) -> Dataset | None:
 
 def _frames_of(ds: Dataset, name: str) -> list[_Frame]:
     """Split a dataset into frames with their geometry (single- or multi-frame)."""
+    try:
+        return _split_frames(ds, name)
+    except DicomReadError:
+        raise
+    except _HEADER_ERRORS as exc:
+        raise DicomReadError(f"{name}: its header is inconsistent ({type(exc).__name__}: {exc}); the file is "
+                             "damaged and was skipped.") from None
+
+
+def _n_frames(ds: Dataset) -> int:
+    """NumberOfFrames, 1 when absent or unreadable (the pixel size check reports unreadable values)."""
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except _HEADER_ERRORS:
+        return 1
+
+
+def _split_frames(ds: Dataset, name: str) -> list[_Frame]:
     arr = _pixel_array(ds, name)
     rgb = int(ds.get("SamplesPerPixel", 1)) == 3 or str(ds.get("PhotometricInterpretation", "")).upper() \
         == "PALETTE COLOR"
@@ -172,6 +246,16 @@ def _frames_of(ds: Dataset, name: str) -> list[_Frame]:
 def _assemble(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifier) -> Volume:
     """Order frames along the slice normal (then by instance), stack them, apply rescale, build the
     affine; several frames per position give a 4D (T, Z, Y, X) volume."""
+    try:
+        return _assemble_frames(frames, first, name, deid)
+    except DicomReadError:
+        raise
+    except _HEADER_ERRORS as exc:
+        raise DicomReadError(f"{name}: the header values of its images are inconsistent "
+                             f"({type(exc).__name__}: {exc}); it was skipped.") from None
+
+
+def _assemble_frames(frames: list[_Frame], first: Dataset, name: str, deid: Deidentifier) -> Volume:
     notes: list[str] = []
     shapes = {f.pixels.shape for f in frames}
     if len(shapes) > 1:
@@ -321,16 +405,24 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
             ds = read_dataset(path)
             if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
                 _pixel_array(ds, path.name)  # raises the "no pixel data" message
+            key = _series_key(ds)
         except DicomReadError as exc:
             result.problems.append(FileProblem(str(path), str(exc)))
             continue
-        series[_series_key(ds)].append((path, ds))
+        except _HEADER_ERRORS as exc:
+            result.problems.append(FileProblem(str(path), f"{path.name}: its header is inconsistent "
+                                               f"({type(exc).__name__}); it was skipped."))
+            continue
+        series[key].append((path, ds))
     for index, (_, members) in enumerate(series.items(), start=1):
         first_path, first = members[0]
         # SeriesDescription is free text that de-identification removes, so it is not used in labels.
-        modality = str(first.get("Modality", "") or "").strip()
+        try:
+            modality = str(first.get("Modality", "") or "").strip()
+        except _HEADER_ERRORS:
+            modality = ""
         label = f"{name + ': ' if name else ''}series {index}{f' ({modality})' if modality else ''}"
-        multi = [m for m in members if int(m[1].get("NumberOfFrames", 1) or 1) > 1]
+        multi = [m for m in members if _n_frames(m[1]) > 1]
         groups = [[m] for m in multi] + ([[m for m in members if m not in multi]]
                                          if len(multi) < len(members) else [])
         for group in groups:
@@ -350,38 +442,54 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
     return result
 
 
-def read_dicom_folder(folder: str | Path, deidentifier: Deidentifier | None = None) -> DicomFolder:
+def read_dicom_folder(folder: str | Path, deidentifier: Deidentifier | None = None,
+                      name: str | None = None) -> DicomFolder:
     """Read every DICOM file under ``folder`` (recursively): one Volume per series, plus problems.
 
-    A ``DICOMDIR`` in the folder is used as the index when present.
+    A ``DICOMDIR`` in the folder is used as the index when present. ``name`` labels the volumes and
+    messages (default: the folder's name; e.g. the zip's name for an unpacked upload).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; give a folder of DICOM files.")
     if (folder / "DICOMDIR").is_file():
-        return read_dicomdir(folder / "DICOMDIR", deidentifier)
+        return read_dicomdir(folder / "DICOMDIR", deidentifier, name=name)
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
              and p.suffix.lower() not in (".txt", ".md", ".json", ".csv")
              and not p.name.upper().startswith(("LICENSE", "README"))]
     if not files:
         raise DicomReadError(f"{folder} contains no files to read; give a folder with DICOM files.")
-    return read_dicom_files(files, name=folder.name, deidentifier=deidentifier)
+    return read_dicom_files(files, name=name or folder.name, deidentifier=deidentifier)
 
 
-def read_dicomdir(path: str | Path, deidentifier: Deidentifier | None = None) -> DicomFolder:
-    """Read the image files a DICOMDIR lists (grouped by series like a folder)."""
+def read_dicomdir(path: str | Path, deidentifier: Deidentifier | None = None,
+                  name: str | None = None) -> DicomFolder:
+    """Read the image files a DICOMDIR lists (grouped by series like a folder); ``name`` as in
+    :func:`read_dicom_folder`. A DICOMDIR that points outside its own folder is refused as a whole."""
     from pydicom.fileset import FileSet
 
     path = Path(path)
+    name = name or path.parent.name
+    label = f"The DICOMDIR in {name or 'this folder'}"
+    root = path.parent.resolve()
     try:
         file_set = FileSet(read_dataset(path))
-    except (ValueError, KeyError, AttributeError, NotImplementedError) as exc:
-        raise DicomReadError(f"{path} is not a usable DICOMDIR ({exc}); load the folder of images "
-                             "without it instead.") from exc
-    files = [Path(instance.path) for instance in file_set]
+        files = [Path(instance.path) for instance in file_set]
+    except PermissionError:  # pydicom's own check: a ReferencedFileID outside the root folder
+        files = None
+    except RecursionError:  # directory records that refer to each other in a loop
+        raise DicomLimitError(f"{label} has directory records that refer to each other in a loop; load "
+                              "the folder of images without it instead.") from None
+    except (*_PARSE_ERRORS, NotImplementedError) as exc:
+        raise DicomReadError(f"{label} is not usable ({type(exc).__name__}: {exc}); load the folder of "
+                             "images without it instead.") from None
+    if files is None or any(not f.resolve().is_relative_to(root) for f in files):
+        raise DicomReadError(f"{label} refers to files outside its own folder (e.g. with '..'); it was "
+                             "refused and nothing it lists was read. Load the folder of images without "
+                             "the DICOMDIR instead.")
     if not files:
-        raise DicomReadError(f"{path} lists no files; load the folder of images instead.")
-    return read_dicom_files(files, name=path.parent.name, deidentifier=deidentifier)
+        raise DicomReadError(f"{label} lists no files; load the folder of images instead.")
+    return read_dicom_files(files, name=name, deidentifier=deidentifier)
 
 
 def read_dicom(path: str | Path, deidentifier: Deidentifier | None = None) -> Volume:

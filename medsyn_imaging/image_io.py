@@ -3,40 +3,94 @@
 Plain images have no patient geometry: the affine is the identity (1 mm pixels) and ``Z`` is the image
 index. Grey images give ``(Z, Y, X)``; colour images ``(Z, Y, X, 3)`` with ``rgb=True``. 8-bit and 16-bit
 PNGs keep their values (uint8 / uint16); an alpha channel is dropped.
+
+Every PNG/JPEG MedSyn reads (here, the generator's training folders, the evaluation's image folders) is
+opened by :func:`open_image`: Pillow restricted to the PNG and JPEG decoders, width x height checked
+against :data:`medsyn_core.limits.MAX_IMAGE_PIXELS` (also set as Pillow's ``Image.MAX_IMAGE_PIXELS``)
+before decoding, and any decoding failure turned into a ``ValueError`` that names the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterable
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from medsyn_core.files import atomic_write_bytes
+from medsyn_core.files import atomic_write_bytes, open_untrusted
+from medsyn_core.limits import MAX_IMAGE_PIXELS, InputLimitError, check_voxels, error_detail
 from medsyn_imaging.volume import Volume
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Pillow decoders allowed for image files (Pillow's JPEG decoder also opens camera MPO files); never
+#: the others (e.g. EPS, which would run Ghostscript).
+PIL_FORMATS = ("PNG", "JPEG")
+#: What Pillow raises for damaged or crafted image data.
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, label: str | None = None, decode: bool = True) -> Iterator:
+    """Open and decode one PNG/JPEG with Pillow under MedSyn's limits; yields the loaded ``PIL.Image``
+    (with ``decode=False`` only its header is read: size and mode, e.g. to choose channels).
+
+    Raises :class:`~medsyn_core.limits.InputLimitError` for an image larger than ``MAX_IMAGE_PIXELS``
+    (checked from the header, before decoding; also Pillow's decompression-bomb errors) and
+    ``ValueError`` naming the file (``label``, default its name) when it is not a readable PNG/JPEG.
+    Width x height x bands is charged to the current voxel budget. Pillow reads from
+    :func:`medsyn_core.files.open_untrusted`, so a crafted chunk length cannot make it allocate more
+    than the file holds.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    label = label or path.name
+    limit = MAX_IMAGE_PIXELS.value()
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow's own bomb check: errors beyond twice this, warns beyond it
+    with open_untrusted(path) as handle:
+        try:
+            img = Image.open(handle, formats=PIL_FORMATS)
+        except Image.DecompressionBombError as exc:
+            raise InputLimitError(f"{label} is larger than MedSyn's limit of {limit:,} pixels ({exc}); it "
+                                  "may be a decompression bomb. If the image is genuine, an administrator "
+                                  f"can raise the limit with {MAX_IMAGE_PIXELS.env}.") from None
+        except _PIL_ERRORS as exc:
+            raise _unreadable(label, exc, path) from None
+        with img:
+            MAX_IMAGE_PIXELS.check(img.width * img.height, f"{label} ({img.width} x {img.height} pixels)",
+                                   "It may be a decompression bomb.")
+            if decode:
+                check_voxels(img.width * img.height * len(img.getbands()), label)
+                try:
+                    img.load()
+                except _PIL_ERRORS as exc:
+                    raise _unreadable(label, exc, path) from None
+            try:
+                yield img
+            except (OSError, SyntaxError, EOFError, struct.error, zlib.error, IndexError) as exc:
+                raise _unreadable(label, exc, path) from None
+
+
+def _unreadable(label: str, exc: BaseException, path: Path) -> ValueError:
+    return ValueError(f"{label} is not a readable PNG/JPEG image ({error_detail(exc, path)}); check that "
+                      "the file is complete and really an image.")
 
 
 def _load_pixels(path: Path) -> tuple[np.ndarray, bool]:
     """(pixels, is_rgb): grey modes give (Y, X) uint8/uint16, everything else (Y, X, 3) uint8; a palette
     image whose colours are all grey counts as grey."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode.startswith("I;16"):
-                return np.asarray(img).astype(np.uint16), False
-            if img.mode == "I":
-                return np.asarray(img).astype(np.int32), False
-            if img.mode in ("L", "LA", "1"):
-                return np.asarray(img.convert("L")), False
-            rgb = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{path.name} is not a readable PNG/JPEG image ({exc}); check that the file is "
-                         "complete and really an image.") from exc
+    with open_image(path) as img:
+        if img.mode.startswith("I;16"):
+            return np.asarray(img).astype(np.uint16), False
+        if img.mode == "I":
+            return np.asarray(img).astype(np.int32), False
+        if img.mode in ("L", "LA", "1"):
+            return np.asarray(img.convert("L")), False
+        rgb = np.asarray(img.convert("RGB"))
     if img.mode == "P" and np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1],
                                                                                       rgb[..., 2]):
         return np.ascontiguousarray(rgb[..., 0]), False

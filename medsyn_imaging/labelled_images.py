@@ -113,16 +113,13 @@ def _ordered_class_names(names: list[str]) -> list[str]:
 
 def read_image_file(path: Path) -> np.ndarray:
     """One 8-bit image as (C, H, W) uint8: grey modes (L, LA, 1) -> 1 channel, others -> 3 (RGB)."""
-    from PIL import Image, UnidentifiedImageError
+    from medsyn_imaging.image_io import open_image
 
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("I;16", "I", "F", "I;16B", "I;16L"):
-                raise ValueError(f"{path} is a {img.mode} (16-bit or float) image; save it as 8-bit PNG.")
-            img = img.convert("L") if img.mode in ("L", "LA", "1") else img.convert("RGB")
-            arr = np.asarray(img)
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"{path} is not a readable image: {exc}") from exc
+    with open_image(path, f"{path.parent.name}/{path.name}") as img:
+        if img.mode in ("I;16", "I", "F", "I;16B", "I;16L"):
+            raise ValueError(f"{path} is a {img.mode} (16-bit or float) image; save it as 8-bit PNG.")
+        img = img.convert("L") if img.mode in ("L", "LA", "1") else img.convert("RGB")
+        arr = np.asarray(img)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -246,11 +243,9 @@ def load_synthetic_images(source: str | Path, class_names: list[str], real: Imag
     if path.is_dir():
         images, _ = read_class_folder(path, class_names)
     else:
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{path.name} is not a readable .npz archive: {exc}") from exc
-        with archive:
+        from medsyn_core.archives import open_npz
+
+        with open_npz(path) as archive:  # sizes in the archive checked before numpy allocates anything
             keys = set(archive.files)
             if {"images", "labels"} <= keys:
                 images = LabelledImages(archive["images"], archive["labels"])

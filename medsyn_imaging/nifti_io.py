@@ -7,19 +7,32 @@ transpose and a sign flip of the affine's first two rows, so no pixel is resampl
 Written files carry the same affine as sform and qform; the codes say what the coordinates mean:
 ``scanner`` (1) for images that come from a scanner, ``aligned`` (2) for synthetic images (their patient
 frame is nominal). The data type is chosen deliberately (see :func:`choose_nifti_dtype`).
+
+Hostile files: before nibabel touches the data, :func:`check_nifti_sizes` reads the header alone and
+checks what it claims (dimensions x data type) against the voxel limit
+(:data:`medsyn_core.limits.MAX_VOXELS`) and against the bytes the file really holds (for ``.nii.gz``
+the decompressed bytes, counted while streaming with bounded memory), so a 60-byte file whose header
+claims gigabytes is refused without allocating them.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from medsyn_core.files import atomic_write_bytes
+from medsyn_core.limits import check_voxels, error_detail
 from medsyn_imaging.volume import LPS_TO_RAS, Volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: Header plus extensions (the data offset) beyond this is refused: real extensions are a few kB.
+MAX_NIFTI_HEADER_BYTES = 16 * 2**20
+#: Decompressed bytes a ``.nii.gz`` may hold beyond its header and the data the header describes.
+NIFTI_TRAILING_BYTES = 1 << 20
+_CHUNK = 1 << 20
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -38,19 +51,19 @@ def read_nifti(path: str | Path) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; give a .nii or .nii.gz file.")
+    check_nifti_sizes(path)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several unrelated types for bad files
-        raise ValueError(f"{path.name} is not a readable NIfTI file ({exc}); check that it is complete "
-                         "and really .nii/.nii.gz.") from exc
+        raise _not_readable(path, error_detail(exc, path)) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ValueError(f"{path.name} is a {type(img).__name__}, not NIfTI; convert it to .nii.gz first.")
     dtype = img.get_data_dtype()
     try:
         raw = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path.name}: image data is truncated or corrupted ({exc}); copy the file "
-                         "again.") from exc
+        raise ValueError(f"{path.name}: image data is truncated or corrupted ({error_detail(exc, path)}); "
+                         "copy the file again.") from None
     rgb = dtype.names is not None and set(dtype.names) >= {"R", "G", "B"}
     if rgb:
         raw = np.stack([raw["R"], raw["G"], raw["B"]], axis=-1)
@@ -69,14 +82,22 @@ def read_nifti(path: str | Path) -> Volume:
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype.byteorder not in ("=", "|"):
         pixels = pixels.astype(pixels.dtype.newbyteorder("="))
-    affine = LPS_TO_RAS @ img.affine
-    _, sform_code = img.header.get_sform(coded=True)
-    _, qform_code = img.header.get_qform(coded=True)
+    from nibabel.spatialimages import HeaderDataError
+
+    try:
+        affine = LPS_TO_RAS @ img.affine
+        _, sform_code = img.header.get_sform(coded=True)
+        _, qform_code = img.header.get_qform(coded=True)
+    except (HeaderDataError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise _not_readable(path, f"invalid orientation fields: {error_detail(exc, path)}") from None
     notes = []
     if not sform_code and not qform_code:
         notes.append(f"{path.name} has no sform/qform (codes 0): its orientation is unknown and the "
                      "affine only carries the voxel size.")
-    units = img.header.get_xyzt_units()[0]
+    try:
+        units = img.header.get_xyzt_units()[0]
+    except KeyError:  # a unit code NIfTI does not define
+        units = "unknown"
     description = img.header.get("descrip")
     meta = {"sform_code": int(sform_code), "qform_code": int(qform_code), "dtype": str(dtype),
             "spatial_units": str(units),
@@ -84,6 +105,91 @@ def read_nifti(path: str | Path) -> Volume:
             else ""}
     return Volume(pixels=pixels, affine=affine, rgb=bool(rgb), source=path.name, metadata=meta,
                   warnings=notes)
+
+
+def _not_readable(path: Path, why: str) -> ValueError:
+    return ValueError(f"{path.name} is not a readable NIfTI file ({why}); check that it is complete and "
+                      "really .nii/.nii.gz.")
+
+
+def check_nifti_sizes(path: str | Path) -> int:
+    """Check a NIfTI's header against the file before any image data is read; returns the number of
+    values the image decodes to (voxels x channels), which is charged to the voxel limit
+    (:func:`medsyn_core.limits.check_voxels`) before the data is counted.
+
+    Raises ``ValueError`` when the header is not NIfTI-1/2, its data offset is implausibly large, the
+    file holds fewer bytes than dimensions x data type need (truncated or crafted), or a ``.nii.gz``
+    decompresses to more than :data:`NIFTI_TRAILING_BYTES` beyond that (a decompression bomb).
+    """
+    from nibabel.nifti1 import Nifti1Header
+    from nibabel.nifti2 import Nifti2Header
+    from nibabel.spatialimages import HeaderDataError
+
+    path = Path(path)
+    compressed = path.name.lower().endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as fh:
+            raw = fh.read(540)
+            sizeof_hdr = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+            if sizeof_hdr not in (348, 540):
+                sizeof_hdr = int.from_bytes(raw[:4], "big")
+            if sizeof_hdr not in (348, 540) or len(raw) < sizeof_hdr:
+                raise _not_readable(path, "no NIfTI-1 or NIfTI-2 header at its start")
+            header_class = Nifti1Header if sizeof_hdr == 348 else Nifti2Header
+            try:
+                header = header_class(raw[:sizeof_hdr], check=True)
+                shape = tuple(int(n) for n in header.get_data_shape())
+                dtype = header.get_data_dtype()
+                offset = int(header.get_data_offset())
+            except (HeaderDataError, ValueError, TypeError, KeyError, OverflowError) as exc:
+                raise _not_readable(path, f"invalid header: {exc}") from None
+            if any(n < 0 for n in shape):
+                raise _not_readable(path, f"negative dimensions {shape} in its header")
+            values = 1
+            for n in shape:
+                values *= n
+            data_bytes = values * dtype.itemsize
+            if not 0 <= offset <= MAX_NIFTI_HEADER_BYTES:
+                raise _not_readable(path, f"its image data supposedly starts at byte {offset:,}")
+            check_voxels(values * (len(dtype.names) if dtype.names else 1),
+                         f"{path.name} ({' x '.join(map(str, shape)) or 'no dimensions'}, {dtype})")
+            needed = offset + data_bytes
+            if raw[sizeof_hdr:sizeof_hdr + 1] not in (b"", b"\0"):  # the extension flag is set
+                _check_extensions(fh, path, sizeof_hdr + 4, offset, header.endianness)
+            if compressed:  # count what really decompresses, in bounded memory
+                present = fh.tell()
+                while present <= needed + NIFTI_TRAILING_BYTES and (chunk := fh.read(_CHUNK)):
+                    present += len(chunk)
+                if present > needed + NIFTI_TRAILING_BYTES:
+                    raise _not_readable(path, "it decompresses to far more data than its header describes")
+            else:
+                present = path.stat().st_size
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _not_readable(path, f"{type(exc).__name__}: {exc}") from None
+    if present < needed:
+        raise _not_readable(path, f"its header describes {needed:,} bytes ({' x '.join(map(str, shape))} "
+                                  f"{dtype}) but the file holds only {present:,}: it is truncated or crafted")
+    return values * (len(dtype.names) if dtype.names else 1)
+
+
+def _check_extensions(fh, path: Path, start: int, offset: int, endianness: str) -> None:
+    """Walk the header extensions the way nibabel will read them and refuse sizes that do not fit
+    between the header and the image data: nibabel reads each with one ``read(esize - 8)``, so a crafted
+    esize would allocate up to 2 GiB (or, below 8, read the whole file)."""
+    remaining, position = offset - start, start
+    if remaining < 0:  # nibabel would then read extensions up to the end of the file
+        raise _not_readable(path, f"it has header extensions but its image data starts at byte {offset}, "
+                                  "inside the header")
+    while remaining >= 16:  # nibabel's loop condition
+        fh.seek(position)
+        head = fh.read(8)
+        if len(head) < 8:
+            raise _not_readable(path, "its header extensions are truncated")
+        esize = int.from_bytes(head[:4], "big" if endianness == ">" else "little", signed=True)
+        if esize < 8 or esize > remaining:
+            raise _not_readable(path, f"a header extension claims {esize:,} bytes, which does not fit "
+                                      "between the header and the image data")
+        position, remaining = position + esize, remaining - esize
 
 
 def choose_nifti_dtype(pixels: np.ndarray) -> np.dtype:

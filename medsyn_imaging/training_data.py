@@ -113,11 +113,11 @@ def _from_medmnist(source: str | Path, split: str) -> tuple[np.ndarray, np.ndarr
     return images.astype(np.uint8), data.labels[split], list(names), f"{kind}{data.name}, {split} split"
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
+def _read_image(path: Path, mode: str, label: str) -> np.ndarray:
     """One PNG/JPEG -> (C, H, W) uint8 in ``mode`` 'L' or 'RGB' (16-bit grayscale scaled to 8 bits)."""
-    from PIL import Image
+    from medsyn_imaging.image_io import open_image
 
-    with Image.open(path) as img:
+    with open_image(path, label) as img:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img, dtype=np.float64)
             top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
@@ -130,7 +130,9 @@ def _read_image(path: Path, mode: str) -> np.ndarray:
 
 
 def _from_png_folder(root: Path, resolution: int, channels: int | None):
-    from PIL import Image
+    """Images of ``root/<class>/*.png``; an unreadable image is an error naming ``<class>/<file>`` (the
+    generator must not silently train on fewer images than the user gave it)."""
+    from medsyn_imaging.image_io import open_image
 
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -144,20 +146,17 @@ def _from_png_folder(root: Path, resolution: int, channels: int | None):
     if channels is None:
         gray_modes = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "P"}
         channels = 1
-        for fs in files.values():
+        for name, fs in files.items():
             for f in fs:
-                with Image.open(f) as img:
+                with open_image(f, f"{name}/{f.name}", decode=False) as img:  # header only
                     if img.mode not in gray_modes:
                         channels = 3
                         break
     mode = "L" if channels == 1 else "RGB"
     images, labels = [], []
-    for k, (_name, fs) in enumerate(files.items()):
+    for k, (name, fs) in enumerate(files.items()):
         for f in fs:
-            try:
-                img = _read_image(f, mode)
-            except OSError as exc:
-                raise ValueError(f"Cannot read image {f}: {exc}. Remove or replace the file.") from exc
+            img = _read_image(f, mode, f"{name}/{f.name}")
             if img.shape[1:] != (resolution, resolution):
                 img = _resize(img, resolution)
             images.append(img)

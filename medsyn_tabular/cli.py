@@ -140,6 +140,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from medsyn_core.csv_export import write_csv
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
+    out = Path(args.out)
+    if out.is_dir():  # refused before the (possibly long) sampling
+        from medsyn_core.cli import UserError
+
+        raise UserError(f"--out {out} is a folder; give the name of the CSV file to write, e.g. "
+                        f"{out / 'synthetic.csv'}.")
     synth = TabularSynthesizer.load(args.model_dir)
     rows = synth.sample(args.n, conditions=args.condition or None, seed=args.seed)
     write_csv(rows, args.out, raw=args.raw)

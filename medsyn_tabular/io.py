@@ -2,6 +2,11 @@
 ``;``, tab or ``|`` delimiters, and Parquet; missing-value tokens become real missing values (NaN).
 
 Nothing is typed here beyond what pandas infers; :mod:`medsyn_tabular.schema` decides what each column is.
+
+Hostile files: the file size, the number of columns (from the header line) and the number of cells
+(lines x columns; for Parquet from its metadata) are checked against
+:data:`medsyn_core.limits.MAX_TABLE_BYTES`, ``MAX_TABLE_COLUMNS`` and ``MAX_TABLE_CELLS`` before pandas
+parses anything, and every parser failure becomes a :class:`TableReadError`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medsyn_core.limits import (
+    MAX_TABLE_BYTES,
+    MAX_TABLE_CELLS,
+    MAX_TABLE_COLUMNS,
+    InputLimitError,
+    reading_input,
+)
+
 #: Cell values read as "missing" (compared after stripping surrounding spaces, case-sensitive as listed).
 MISSING_TOKENS: tuple[str, ...] = (
     "", "NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "?", "null", "NULL", "Null", "None", "none",
@@ -21,6 +34,8 @@ MISSING_TOKENS: tuple[str, ...] = (
 )
 _ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")
 _DELIMITERS = ",;\t|"
+#: Characters of the file's start used to guess the delimiter and read the header line.
+_SNIFF_CHARS = 64 * 1024
 
 
 class TableReadError(ValueError):
@@ -42,8 +57,9 @@ def _decode(raw: bytes, source: str) -> tuple[str, str]:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """Pick the delimiter from the first lines (csv.Sniffer, falling back to the most frequent one)."""
-    sample = "\n".join(text.splitlines()[:50])
+    """Pick the delimiter from the first lines (csv.Sniffer, falling back to the most frequent one); only
+    the first 50 lines within the first 64 KiB are looked at."""
+    sample = "\n".join(text[:_SNIFF_CHARS].splitlines()[:50])
     try:
         return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
@@ -78,24 +94,51 @@ def read_table(source: str | os.PathLike | bytes | io.IOBase, name: str | None =
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(f"No such file: {path}")
-        label, raw = str(path), path.read_bytes()
+        label = str(path)
+        MAX_TABLE_BYTES.check(path.stat().st_size, label, "Use a sample of the rows.")
+        raw = path.read_bytes()
         name = name or path.name
     elif isinstance(source, bytes):
         label, raw = name or "uploaded data", source
     else:
-        label, raw = name or getattr(source, "name", "uploaded data"), source.read()
+        label = name or getattr(source, "name", "uploaded data")
+        raw = source.read(MAX_TABLE_BYTES.value() + 1)
+    MAX_TABLE_BYTES.check(len(raw), label, "Use a sample of the rows.")
+    with reading_input(label):
+        return _parse_table(raw, label, name)
+
+
+def _check_shape(label: str, columns: int, cells: int) -> None:
+    MAX_TABLE_COLUMNS.check(columns, label, "Keep the columns you need and drop the rest before uploading.")
+    MAX_TABLE_CELLS.check(cells, f"{label} (rows x columns)", "Use a sample of the rows.")
+
+
+def _parse_table(raw: bytes, label: str, name: str | None) -> pd.DataFrame:
     if not raw.strip():
         raise TableReadError(f"{label}: the file is empty; choose a table with a header row and data rows.")
     if raw[:4] == b"PAR1" or (name or "").lower().endswith((".parquet", ".pq")):
         try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(io.BytesIO(raw)).metadata
+            _check_shape(label, meta.num_columns, meta.num_rows * meta.num_columns)
+            MAX_TABLE_BYTES.check(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+                                  f"{label} (uncompressed)", "Use a sample of the rows.")
             df = pd.read_parquet(io.BytesIO(raw))
-        except Exception as exc:  # pyarrow raises several types
-            raise TableReadError(f"{label}: not a readable Parquet file ({exc}).") from exc
+        except (TableReadError, InputLimitError):
+            raise
+        except Exception as exc:  # pyarrow raises several types (ArrowIOError, OSError, ...)
+            raise TableReadError(f"{label}: not a readable Parquet file ({exc}).") from None
         return _clean(df, label)
     text, _encoding = _decode(raw, label)
     delimiter = _sniff_delimiter(text)
-    first_line = next(csv.reader(io.StringIO(text.splitlines()[0] if text.strip() else ""),
-                                 delimiter=delimiter), [])
+    ends = [i for i in (text.find("\n"), text.find("\r")) if i >= 0]
+    line = text[:min(ends)] if ends else text  # the whole first line, however long
+    try:
+        first_line = next(csv.reader(io.StringIO(line if text.strip() else ""), delimiter=delimiter), [])
+    except csv.Error as exc:  # e.g. a header cell longer than the csv module's field limit
+        raise TableReadError(f"{label}: the first line is not a readable header ({exc}).") from None
+    _check_shape(label, len(first_line), (text.count("\n") + 1) * max(1, len(first_line)))
     numeric_cells = sum(_looks_like_value(cell) and cell.strip() not in MISSING_TOKENS for cell in first_line)
     has_header = numeric_cells < max(1, len(first_line) / 2)
     try:
@@ -106,8 +149,9 @@ def read_table(source: str | os.PathLike | bytes | io.IOBase, name: str | None =
         )
     except pd.errors.EmptyDataError as exc:
         raise TableReadError(f"{label}: no columns found; is this a CSV file with a header row?") from exc
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, csv.Error, OverflowError) as exc:
         raise TableReadError(f"{label}: not a well-formed delimited table ({exc}).") from exc
+    _check_shape(label, df.shape[1], df.shape[0] * df.shape[1])
     return _clean(df, label)
 
 

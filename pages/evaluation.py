@@ -14,8 +14,8 @@ from medsyn_core.app_session import audit_upload, page_guard
 from medsyn_core.report_view import render_report
 from medsyn_tabular.datasets import load_heart_cleveland
 from medsyn_tabular.evaluation import evaluate_tabular
-from medsyn_tabular.evaluation.columns import MISSING_TOKENS
 from medsyn_tabular.evaluation.privacy import default_quasi_identifiers
+from medsyn_tabular.io import read_table
 
 st.title("Evaluation")
 user = page_guard("evaluate")
@@ -83,7 +83,8 @@ st.markdown(
 
 
 def _read_upload(upload) -> pd.DataFrame:
-    return pd.read_csv(upload, na_values=MISSING_TOKENS, keep_default_na=True, encoding="utf-8-sig")
+    """An uploaded CSV read like `medsyn tabular evaluate` reads files (size/column/cell limits included)."""
+    return read_table(upload.getvalue(), name=upload.name)
 
 
 source = st.radio("Real data", ["Bundled heart-disease table (303 patients)", "Upload a CSV"],
@@ -95,7 +96,11 @@ else:
     upload = st.file_uploader("Real training table (CSV)", type=["csv"], key="real_csv")
     if upload is not None:
         audit_upload(user, "evaluation", [upload])  # real patient data: audited once per file
-        real = _read_upload(upload)
+        try:
+            real = _read_upload(upload)
+        except ValueError as exc:
+            st.error(str(exc))
+            st.stop()
 
 if real is None:
     st.info("Upload the real table to start.")

@@ -17,12 +17,19 @@ from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
 from medsyn_core.storage import Store
 from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
 from medsyn_tabular.io import read_table
-from medsyn_tabular.phi import ACTIONS, detect_phi
+from medsyn_tabular.phi import ACTIONS
 from medsyn_tabular.privacy_unit import KEY_LIKE_PHI
-from medsyn_tabular.schema import KINDS, infer_schema
+from medsyn_tabular.review import review_table
+from medsyn_tabular.schema import KINDS
 
 st.title("Tabular")
 user = page_guard("sample")
+
+
+@st.cache_data(show_spinner="Reading the table…", max_entries=2)
+def read_upload(data: bytes, name: str) -> pd.DataFrame:
+    """The uploaded table, parsed once per upload rather than on every rerun of the page."""
+    return read_table(data, name=name)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -132,7 +139,7 @@ else:
                                    "(private to the service account) until an admin deletes it.")
     if upload is not None:
         try:
-            df, source = read_table(upload.getvalue(), name=upload.name), upload.name
+            df, source = read_upload(upload.getvalue(), upload.name), upload.name
             upload_bytes = upload.getvalue()
         except ValueError as exc:
             st.error(str(exc))
@@ -141,8 +148,8 @@ if df is None:
 st.write(f"**{source}**: {len(df)} rows x {df.shape[1]} columns")
 
 # 2. schema and PHI review -------------------------------------------------------------------------
-schema = infer_schema(df)
-phi = {f.column: f for f in detect_phi(df, schema)}
+schema, findings = review_table(df)  # cached on the table's content: not redone on every rerun
+phi = {f.column: f for f in findings}
 review = pd.DataFrame({
     "column": schema.names,
     "kind": [c.kind for c in schema.columns],
