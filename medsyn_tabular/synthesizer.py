@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medsyn_core.redaction import allow_names
 from medsyn_core import model_card
+from medsyn_core.redaction import allow_names
 from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
 from medsyn_tabular.io import read_table
 from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
@@ -448,7 +448,8 @@ class TabularSynthesizer:
         return self._checked(pd.concat(kept).iloc[:n].reset_index(drop=True))
 
     def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """``rows`` with the PHI actions enforced and checked (:func:`~medsyn_tabular.phi.enforce_phi_output`)."""
+        """``rows`` with the PHI actions enforced and checked
+        (:func:`~medsyn_tabular.phi.enforce_phi_output`)."""
         from medsyn_tabular.phi import enforce_phi_output
 
         return enforce_phi_output(rows, self.phi_record)

@@ -63,4 +63,5 @@ def test_new_cards_of_both_engines_share_one_schema(tmp_path):
     assert card["card_format"] == model_card.CARD_FORMAT and card["engine"] == "tabular"
     dp = card["differential_privacy"]
     assert dp["enabled"] and dp["unit"] and dp["ledger_file"] == "privacy_ledger.json"
-    assert card["dp_label"] == model_card.dp_label(card) == model_card.read_folder(tmp_path / "t").privacy.label
+    view = model_card.read_folder(tmp_path / "t")
+    assert card["dp_label"] == model_card.dp_label(card) == view.privacy.label

@@ -57,7 +57,8 @@ def test_registry_never_re_points_a_name_silently(medsyn_home):
         assert store.register_model("heart-ctgan", "tvae", "/models/b", {"v": 2}, replace=True,
                                     actor="rita") == first
         (model,) = store.list_models()
-        assert (model.kind, model.engine, model.path, model.card) == ("tvae", "tabular", "/models/b", {"v": 2})
+        assert (model.kind, model.engine, model.path, model.card) == ("tvae", "tabular", "/models/b",
+                                                                      {"v": 2})
         (event,) = store.audit_events()
         assert (event["actor"], event["action"]) == ("rita", "model_replaced")
         assert json.loads(event["details_json"])["previous_engine"] == "ctgan"
