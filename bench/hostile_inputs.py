@@ -40,11 +40,11 @@ PRELUDE = """
 import gc, pathlib, resource, sys, tempfile, time
 sys.path.insert(0, sys.argv[1])
 import hostile_files as H
-from medsyn_imaging.dicom_read import read_dicom_file
-from medsyn_imaging.image_io import read_image
-from medsyn_imaging.nifti_io import read_nifti
-from medsyn_imaging.sources import load_uploaded
-from medsyn_tabular.io import read_table
+from medsyn_imaging.io.dicom_read import read_dicom_file
+from medsyn_imaging.io.image_io import read_image
+from medsyn_imaging.io.nifti_io import read_nifti
+from medsyn_imaging.io.sources import load_uploaded
+from medsyn_tabular.data.io import read_table
 T = pathlib.Path(tempfile.mkdtemp())
 
 def run(read):

@@ -38,12 +38,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256, help="synthetic 64x64 images to export")
     args = parser.parse_args()
 
-    from medsyn_imaging.datasets import bundled_dicom_series_dir
-    from medsyn_imaging.deidentify import deidentify_folder
-    from medsyn_imaging.dicom_read import read_dicom
-    from medsyn_imaging.dicom_write import write_dicom_series
-    from medsyn_imaging.export import export_images
-    from medsyn_imaging.nifti_io import write_nifti
+    from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+    from medsyn_imaging.io.deidentify import deidentify_folder
+    from medsyn_imaging.io.dicom_read import read_dicom
+    from medsyn_imaging.io.dicom_write import write_dicom_series
+    from medsyn_imaging.io.export import export_images
+    from medsyn_imaging.io.nifti_io import write_nifti
 
     folder = bundled_dicom_series_dir()
     files = sorted(folder.glob("*.dcm"))

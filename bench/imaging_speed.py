@@ -39,9 +39,9 @@ def _sync(device) -> None:
 def measure(name: str, resolution: int, device, steps: int, samples: int, batch: int, repeats: int) -> dict:
     import torch
 
-    from medsyn_imaging.gan_training import GANTrainer, TrainConfig
-    from medsyn_imaging.generator_store import generate
-    from medsyn_imaging.training_data import load_training_images
+    from medsyn_imaging.training.gan_training import GANTrainer, TrainConfig
+    from medsyn_imaging.training.generator_store import generate
+    from medsyn_imaging.training.training_data import load_training_images
 
     kind, arch = CONFIGS[name]
     data = load_training_images("pneumoniamnist", resolution)

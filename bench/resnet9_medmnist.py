@@ -38,8 +38,8 @@ def main() -> None:
     import torch
 
     from medsyn_core.device import device_info
-    from medsyn_imaging.classifier import TrainConfig, run_training
-    from medsyn_imaging.labelled_images import load_image_dataset
+    from medsyn_imaging.evaluation.classifier import TrainConfig, run_training
+    from medsyn_imaging.evaluation.labelled_images import load_image_dataset
 
     print(f"machine: {platform.processor() or platform.machine()}, device {device_info().summary()}, "
           f"torch {torch.__version__}", flush=True)

@@ -37,7 +37,7 @@ ADMIN_PW = "bench-admin-password-1"
 
 def run_cli(args: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     """``medsyn ARGS`` as a separate process (the real entry point); returns its stdout."""
-    proc = subprocess.run([sys.executable, "-m", "medsyn_core.cli", *args], cwd=ROOT, env=env, input=stdin,
+    proc = subprocess.run([sys.executable, "-m", "medsyn_cli.main", *args], cwd=ROOT, env=env, input=stdin,
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"medsyn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 def load_tables() -> dict[str, tuple[pd.DataFrame, pd.Series, Path]]:
     """name -> (table, binary target as 0/1, public metadata file)."""
-    from medsyn_tabular.datasets import load_heart_cleveland
-    from medsyn_tabular.io import read_table
+    from medsyn_tabular.data.datasets import load_heart_cleveland
+    from medsyn_tabular.data.io import read_table
 
     heart = load_heart_cleveland()
     stroke = read_table(SHARED / "healthcare-dataset-stroke-data.csv").drop(columns=["id"])

@@ -34,7 +34,7 @@ SHARED = ROOT.parent / "shared" / "data" / "tabular"
 
 
 def load_tables() -> dict[str, pd.DataFrame]:
-    from medsyn_tabular.io import read_table
+    from medsyn_tabular.data.io import read_table
 
     stroke = read_table(SHARED / "healthcare-dataset-stroke-data.csv").drop(columns=["id"])
     heart = read_table(SHARED / "heart.csv")

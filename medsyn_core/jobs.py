@@ -71,9 +71,11 @@ def register_job_type(kind: str, target: str, action: str, needs_gpu: bool = Fal
 
 
 register_job_type("example-primes", "medsyn_core.job_examples:count_primes", "run_example_job")
-# Engine jobs are named by import path, so this module imports no engine.
-register_job_type("tabular-fit", "medsyn_tabular.fit_job:fit_table", "train", needs_gpu=True)
-register_job_type("imaging-train", "medsyn_imaging.training_job:train_generator", "train", needs_gpu=True)
+# Engines register their own job kinds when their job module is imported (medsyn_tabular.fit_job,
+# medsyn_imaging.training.training_job); the app and the CLI import those modules. The core names none.
+
+#: Job targets of folders moved since they were queued (a job row keeps the target it was submitted with).
+_MOVED_TARGETS = {"medsyn_imaging.training_job": "medsyn_imaging.training.training_job"}
 
 
 class JobCancelled(Exception):
@@ -370,7 +372,7 @@ class JobProgress:
 
 def _resolve(target: str):
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(_MOVED_TARGETS.get(module, module)), name)
 
 
 def run_job(job_id: int) -> str:

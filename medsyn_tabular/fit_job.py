@@ -17,7 +17,7 @@ so a name taken meanwhile fails the job instead of re-pointing the existing mode
 Without DP the training state is checkpointed into the job's folder (at most every
 ``checkpoint_every_s`` seconds, between epochs), so a job whose process died resumes where it stopped
 and ends with the same model as an uninterrupted run. A DP job writes no checkpoint and cannot be
-resumed (see :mod:`medsyn_tabular.checkpoint`): it is started again as a new job.
+resumed (see :mod:`medsyn_tabular.models.checkpoint`): it is started again as a new job.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medsyn_core import names
+from medsyn_core.jobs import register_job_type
 from medsyn_core.storage import Store
 
 MAX_LOSS_POINTS = 500  # loss history kept in the job's progress payload (for the live chart)
@@ -40,7 +41,7 @@ def save_upload(data: bytes, filename: str) -> Path:
 
 def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
     """Fit, save and register a synthesizer; returns ``{"model_path", "model_name", "dp_label", ...}``."""
-    from medsyn_tabular.checkpoint import Checkpointer
+    from medsyn_tabular.models.checkpoint import Checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     epochs = int(params["epochs"])
@@ -87,3 +88,6 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
             "epsilon": eps, "training_seconds": synth.card.get("training_seconds"),
             "resumed_after_epoch": synth.card.get("resumed_after_epoch")}
+
+
+register_job_type("tabular-fit", f"{__name__}:fit_table", "train", needs_gpu=True)

@@ -28,10 +28,10 @@ import pandas as pd
 
 from medsyn_core import model_card
 from medsyn_core.redaction import allow_names
-from medsyn_tabular.conditions import ConditionError, parse_conditions, rows_satisfying
-from medsyn_tabular.io import read_table
-from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
-from medsyn_tabular.schema import (
+from medsyn_tabular.data.conditions import ConditionError, parse_conditions, rows_satisfying
+from medsyn_tabular.data.io import read_table
+from medsyn_tabular.data.phi import apply_phi, detect_phi, plan_phi
+from medsyn_tabular.data.schema import (
     KINDS,
     ColumnSchema,
     SchemaError,
@@ -41,7 +41,7 @@ from medsyn_tabular.schema import (
     infer_schema,
     load_override_file,
 )
-from medsyn_tabular.transformer import OTHER, TableTransformer
+from medsyn_tabular.transformers.table import OTHER, TableTransformer
 
 MODELS = ("ctgan", "tvae")
 MIN_ROWS = 10
@@ -90,10 +90,12 @@ dp_label = model_card.dp_label  # one label for every engine (kept here for olde
 class TabularSynthesizer:
     """Fit CTGAN or TVAE on a table and sample synthetic rows, optionally under conditions.
 
-    ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see :mod:`medsyn_tabular.schema`);
+    ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see
+    :mod:`medsyn_tabular.data.schema`);
     its ``columns`` bounds and categories are used as public metadata, its ``phi`` section sets per-column
     PHI actions (``phi_actions`` does the same from Python). Extra keyword arguments go to the model's
-    hyperparameters (:class:`~medsyn_tabular.ctgan.CTGANParams` / :class:`~medsyn_tabular.tvae.TVAEParams`).
+    hyperparameters (:class:`~medsyn_tabular.models.ctgan.CTGANParams` /
+    :class:`~medsyn_tabular.models.tvae.TVAEParams`).
 
     Differential privacy: ``epsilon`` (total, preprocessing included) or ``preset`` ('strict' ε=1,
     'balanced' ε=3, 'exploratory' ε=10, 'off'); ``delta`` (default min(1e-5, 1/(10 n)), must be below 1/n);
@@ -167,7 +169,7 @@ class TabularSynthesizer:
                               "anything. Use a larger table.")
         if self.private:
             return self.prepare_declared(df)
-        from medsyn_tabular.phi import declared_after_phi
+        from medsyn_tabular.data.phi import declared_after_phi
 
         first = apply_overrides(infer_schema(df), self._column_overrides(df.columns, self.overrides))
         plan = plan_phi(detect_phi(df, first), self.phi_actions, [str(c) for c in df.columns])
@@ -204,8 +206,8 @@ class TabularSynthesizer:
         the values), and each PHI action narrows the declared bounds (:func:`~.phi.declared_after_phi`).
         The privacy unit is resolved and each patient's contribution bounded before anything else. The
         saved schema holds no count of the rows (no missing or distinct counts)."""
-        from medsyn_tabular.phi import declared_after_phi
-        from medsyn_tabular.privacy_unit import KEY_LIKE_PHI, bound_contributions, resolve_unit
+        from medsyn_tabular.data.phi import declared_after_phi
+        from medsyn_tabular.data.privacy_unit import KEY_LIKE_PHI, bound_contributions, resolve_unit
 
         names = [str(c) for c in df.columns]
         declared = {}
@@ -270,11 +272,12 @@ class TabularSynthesizer:
         """Fit on a DataFrame or a table file; ``progress(record)`` is called after every epoch with
         ``{"epoch", "epochs", "seconds", "loss_g"/"loss_d" (CTGAN) or "loss" (TVAE)}``.
 
-        ``checkpoint``: a :class:`~medsyn_tabular.checkpoint.Checkpointer` that saves the training state
+        ``checkpoint``: a :class:`~medsyn_tabular.models.checkpoint.Checkpointer` that saves the training
+        state
         between epochs; ``resume_from``: a file it wrote, to continue that training (same table,
         parameters and seed) exactly where it stopped. Neither works with DP (see
-        :mod:`medsyn_tabular.checkpoint`)."""
-        from medsyn_tabular import checkpoint as checkpoints
+        :mod:`medsyn_tabular.models.checkpoint`)."""
+        from medsyn_tabular.models import checkpoint as checkpoints
 
         started = time.time()
         resume = checkpoints.read(resume_from) if resume_from is not None else None
@@ -400,11 +403,11 @@ class TabularSynthesizer:
 
     def _build_model(self, device):
         if self.model_name == "ctgan":
-            from medsyn_tabular.ctgan import CTGANModel, CTGANParams
+            from medsyn_tabular.models.ctgan import CTGANModel, CTGANParams
 
             params = CTGANParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
             return CTGANModel(self.transformer, params, device, seed=self.seed)
-        from medsyn_tabular.tvae import TVAEModel, TVAEParams
+        from medsyn_tabular.models.tvae import TVAEModel, TVAEParams
 
         params = TVAEParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
         return TVAEModel(self.transformer, params, device, seed=self.seed)
@@ -415,7 +418,7 @@ class TabularSynthesizer:
         """``n`` synthetic rows; every row satisfies all ``conditions`` (see :mod:`~.conditions`).
 
         The same ``seed`` (default: the training seed) gives the same rows. Raises
-        :class:`~medsyn_tabular.conditions.ConditionError` for unknown columns/values or conditions
+        :class:`~medsyn_tabular.data.conditions.ConditionError` for unknown columns/values or conditions
         too rare to meet within ``max_tries`` generated rows (default: 200 per row asked, at least
         200,000).
         """
@@ -449,8 +452,8 @@ class TabularSynthesizer:
 
     def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
         """``rows`` with the PHI actions enforced and checked
-        (:func:`~medsyn_tabular.phi.enforce_phi_output`)."""
-        from medsyn_tabular.phi import enforce_phi_output
+        (:func:`~medsyn_tabular.data.phi.enforce_phi_output`)."""
+        from medsyn_tabular.data.phi import enforce_phi_output
 
         return enforce_phi_output(rows, self.phi_record)
 

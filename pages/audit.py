@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from medsyn_app.session import page_guard
 from medsyn_core import audit
-from medsyn_core.app_session import page_guard
 from medsyn_core.storage import Store
 
 st.title("Audit")

@@ -4,8 +4,8 @@ import datetime as dt
 
 import streamlit as st
 
+from medsyn_app.session import page_guard
 from medsyn_core import uploads
-from medsyn_core.app_session import page_guard
 from medsyn_core.storage import Store
 
 st.title("Data at rest")

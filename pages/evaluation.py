@@ -2,7 +2,7 @@
 TSTR and memorisation of synthetic images.
 
 Thin page: it calls ``medsyn_tabular.evaluation.evaluate_tabular`` or
-``medsyn_imaging.imaging_report.evaluate_synthetic_images`` (the same functions as ``medsyn tabular
+``medsyn_imaging.evaluation.imaging_report.evaluate_synthetic_images`` (the same functions as ``medsyn tabular
 evaluate``, ``medsyn imaging evaluate`` and the tests), then renders the report.
 """
 
@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from medsyn_core.app_session import audit_upload, page_guard
-from medsyn_core.report_view import render_report
-from medsyn_tabular.datasets import load_heart_cleveland
+from medsyn_app.report_view import render_report
+from medsyn_app.session import audit_upload, page_guard
+from medsyn_tabular.data.datasets import load_heart_cleveland
+from medsyn_tabular.data.io import read_table
 from medsyn_tabular.evaluation import evaluate_tabular
 from medsyn_tabular.evaluation.privacy import default_quasi_identifiers
-from medsyn_tabular.io import read_table
 
 st.title("Evaluation")
 user = page_guard("evaluate")
@@ -24,8 +24,8 @@ kind = st.radio("Evaluate", ["Synthetic table", "Synthetic images"], horizontal=
 
 def imaging_evaluation() -> None:
     """FID/KID and PRDC against the real-vs-real floor, TSTR vs TRTR, memorisation; saved reports."""
-    from medsyn_imaging.generator_store import list_generators
-    from medsyn_imaging.imaging_report import list_saved_reports
+    from medsyn_imaging.evaluation.imaging_report import list_saved_reports
+    from medsyn_imaging.training.generator_store import list_generators
 
     st.markdown(
         "Compare synthetic labelled images with a real dataset: FID/KID and precision/recall/density/"
@@ -42,9 +42,9 @@ def imaging_evaluation() -> None:
         modes = st.multiselect("Utility modes besides TRTR", ["tstr", "mix"], default=["tstr"])
         submitted = st.form_submit_button("Evaluate")
     if submitted:
-        from medsyn_imaging.classifier import TrainConfig
-        from medsyn_imaging.imaging_report import evaluate_synthetic_images, save_report_copy
-        from medsyn_imaging.labelled_images import load_image_dataset, load_synthetic_images
+        from medsyn_imaging.evaluation.classifier import TrainConfig
+        from medsyn_imaging.evaluation.imaging_report import evaluate_synthetic_images, save_report_copy
+        from medsyn_imaging.evaluation.labelled_images import load_image_dataset, load_synthetic_images
 
         source = generators.get(choice) or synthetic_path.strip()
         if not source:

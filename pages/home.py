@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from medsyn_core.app_session import page_guard
+from medsyn_app.session import page_guard
 from medsyn_core.catalog import BUNDLED
 
 page_guard()

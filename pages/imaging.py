@@ -5,7 +5,7 @@ Thin page: loading, de-identification and windowing are `medsyn_imaging` functio
 
 import streamlit as st
 
-from medsyn_core.app_session import audit_upload, page_guard, refusal
+from medsyn_app.session import audit_upload, page_guard, refusal
 from medsyn_core.catalog import BUNDLED
 from medsyn_core.storage import Store
 
@@ -21,8 +21,8 @@ UPLOAD_TYPES = ["dcm", "dicom", "ima", "zip", "nii", "gz", "png", "jpg", "jpeg",
 
 @st.cache_data(show_spinner="Reading the bundled dataset…", max_entries=4)
 def _load_bundled(name: str):
-    from medsyn_imaging.image_io import read_medmnist
-    from medsyn_imaging.sources import LoadResult, load_path
+    from medsyn_imaging.io.image_io import read_medmnist
+    from medsyn_imaging.io.sources import LoadResult, load_path
 
     item = next(d for d in IMAGING if d.name == name)
     if item.path.suffix == ".npz":  # a preview of the test split is enough for viewing
@@ -32,7 +32,7 @@ def _load_bundled(name: str):
 
 @st.cache_data(show_spinner="Reading and de-identifying the upload…", max_entries=2)
 def _load_upload(files: tuple[tuple[str, bytes], ...]):
-    from medsyn_imaging.sources import load_uploaded
+    from medsyn_imaging.io.sources import load_uploaded
 
     return load_uploaded(files)
 
@@ -76,7 +76,7 @@ for note in volume.warnings:
     else:
         st.warning(note)
 
-from medsyn_imaging.windowing import display_slice, window_names  # noqa: E402
+from medsyn_imaging.io.windowing import display_slice, window_names  # noqa: E402
 
 left, right = st.columns([3, 2])
 with left:
@@ -106,7 +106,7 @@ with right:
     if labels_meta is not None:
         st.markdown(f"**Label of this image:** {labels_meta[index]}")
     if not volume.rgb:
-        from medsyn_imaging.nifti_io import nifti_bytes
+        from medsyn_imaging.io.nifti_io import nifti_bytes
 
         st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
                            file_name="volume.nii.gz", mime="application/gzip",
@@ -121,8 +121,8 @@ with right:
 
 def deidentified_download(deid_input, key: tuple) -> None:
     """De-identify the current DICOM input for sharing, with the PS3.15 options (same as the CLI)."""
-    from medsyn_imaging.deidentify import BlackoutRecipe, Deidentifier, DeidOptions
-    from medsyn_imaging.sources import deidentify_to_zip
+    from medsyn_imaging.io.deidentify import BlackoutRecipe, Deidentifier, DeidOptions
+    from medsyn_imaging.io.sources import deidentify_to_zip
 
     st.divider()
     st.subheader("De-identified DICOM for sharing")
@@ -187,6 +187,4 @@ if may_upload and deid_input is not None:
     deidentified_download(deid_input, deid_key)
 
 st.divider()
-st.subheader("Synthetic images")
-st.info("Not built yet: the image generator (train, preview and export synthetic scans as DICOM, NIfTI "
-        "or PNG) is a separate piece of work. Its exports go through `medsyn_imaging.export.export_images`.")
+st.caption("Synthetic images are previewed, exported and trained on the **Synthetic scans** page.")

@@ -7,8 +7,8 @@ act on their own jobs; other users' jobs appear only as queue entries. Admins se
 
 import streamlit as st
 
+from medsyn_app.session import fragment_guard, page_guard
 from medsyn_core import jobs
-from medsyn_core.app_session import fragment_guard, page_guard
 from medsyn_core.auth import PermissionDenied
 from medsyn_core.storage import Store
 

@@ -1,7 +1,7 @@
 """Synthetic scans: preview and export images from a trained generator, or train a new one.
 
-Thin page: sampling, training and export are library calls (``medsyn_imaging.generator_store``,
-``medsyn_imaging.training_job``), the same ones the CLI and the tests use.
+Thin page: sampling, training and export are library calls (``medsyn_imaging.training.generator_store``,
+``medsyn_imaging.training.training_job``), the same ones the CLI and the tests use.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from medsyn_core.app_session import fragment_guard, page_guard, refusal
+from medsyn_app.session import fragment_guard, page_guard, refusal
 
 st.title("Synthetic scans")
 user = page_guard("view_images")
@@ -22,7 +22,7 @@ st.caption("Generate synthetic medical images of a chosen class with a StyleGAN2
 
 @st.cache_resource(show_spinner="Loading the generator…", max_entries=4)
 def _load(path: str, mtime: float):
-    from medsyn_imaging.generator_store import load_generator
+    from medsyn_imaging.training.generator_store import load_generator
 
     return load_generator(path)
 
@@ -39,7 +39,7 @@ def _evaluation_text(ev: dict) -> str:
 
 
 def _generators():
-    from medsyn_imaging.generator_store import list_generators
+    from medsyn_imaging.training.generator_store import list_generators
 
     return list_generators()
 
@@ -91,7 +91,7 @@ with preview_tab:
             import shutil
             import tempfile
 
-            from medsyn_imaging.generator_store import ExportUnavailableError, export_samples
+            from medsyn_imaging.training.generator_store import export_samples
 
             label = None if cls.startswith("all classes") else cls
             images, labels = gen.sample(n, label=label, seed=seed, truncation=truncation)
@@ -100,8 +100,6 @@ with preview_tab:
             try:
                 export_samples(gen, images, labels, tmp / f"synthetic-{stamp}", fmt,
                                seed=seed, truncation=truncation)
-            except ExportUnavailableError as exc:
-                st.info(f"{exc} The preview above can be saved with a right click meanwhile.")
             except ValueError as exc:
                 st.error(str(exc))
             else:
@@ -174,8 +172,8 @@ with train_tab:
         busy = bool(active and active["status"] in ("queued", "running"))
         submitted = st.form_submit_button("Start training", disabled=busy)
     if submitted:
-        from medsyn_imaging.gan_training import TrainConfig
-        from medsyn_imaging.training_job import check_model_name
+        from medsyn_imaging.training.gan_training import TrainConfig
+        from medsyn_imaging.training.training_job import check_model_name
 
         data_source = folder.strip() if source.startswith("a folder") else source
         try:
@@ -192,8 +190,8 @@ with train_tab:
                 import dataclasses
 
                 from medsyn_core.privacy import PRESETS
-                from medsyn_imaging.gan_training import plan_private_training
-                from medsyn_imaging.training_data import load_training_images
+                from medsyn_imaging.training.gan_training import plan_private_training
+                from medsyn_imaging.training.training_data import load_training_images
 
                 config = dataclasses.replace(config, dp_epsilon=PRESETS[dp_preset], dp_preset=dp_preset)
                 n_images = len(load_training_images(data_source, int(resolution)).images)

@@ -9,18 +9,18 @@ never freezes and a reload finds the running job again. Clinicians sample from s
 import pandas as pd
 import streamlit as st
 
+from medsyn_app.session import fragment_guard, page_guard, refusal
 from medsyn_core import jobs, names, uploads
-from medsyn_core.app_session import fragment_guard, page_guard, refusal
 from medsyn_core.catalog import bundled
 from medsyn_core.csv_export import to_csv_bytes
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
 from medsyn_core.storage import Store
-from medsyn_tabular.datasets import LOADERS, METADATA, load_bundled_table
-from medsyn_tabular.io import read_table
-from medsyn_tabular.phi import ACTIONS
-from medsyn_tabular.privacy_unit import KEY_LIKE_PHI
-from medsyn_tabular.review import review_table
-from medsyn_tabular.schema import KINDS
+from medsyn_tabular.data.datasets import LOADERS, METADATA, load_bundled_table
+from medsyn_tabular.data.io import read_table
+from medsyn_tabular.data.phi import ACTIONS
+from medsyn_tabular.data.privacy_unit import KEY_LIKE_PHI
+from medsyn_tabular.data.review import review_table
+from medsyn_tabular.data.schema import KINDS
 
 st.title("Tabular")
 user = page_guard("sample")
@@ -356,6 +356,6 @@ if job is not None and job["status"] == "finished":
                 st.error(str(exc))
         evaluated = st.session_state.get("tabular_report")
         if evaluated is not None and evaluated[0] == result["model_name"]:
-            from medsyn_core.report_view import render_report
+            from medsyn_app.report_view import render_report
 
             render_report(evaluated[1], key="tabular-eval")

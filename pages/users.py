@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from medsyn_app.session import page_guard, sso_settings
 from medsyn_core import auth
-from medsyn_core.app_session import page_guard, sso_settings
 from medsyn_core.storage import Store
 
 st.title("Users")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from medsyn_app.session import SESSION_KEY
 from medsyn_core import auth
-from medsyn_core.app_session import SESSION_KEY
 from medsyn_core.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]

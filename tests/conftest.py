@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# the engines register their background-job kinds when their job modules are imported (as app.py does)
+from medsyn_imaging.training import training_job  # noqa: F401
+from medsyn_tabular import fit_job  # noqa: F401
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

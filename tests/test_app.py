@@ -8,8 +8,8 @@ import pytest
 from app_helpers import ROOT, logged_in
 from streamlit.testing.v1 import AppTest
 
+from medsyn_app.session import SESSION_KEY
 from medsyn_core import auth
-from medsyn_core.app_session import SESSION_KEY
 from medsyn_core.storage import Store
 
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))

@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from app_helpers import account
 
+from medsyn_cli.main import main
 from medsyn_core import audit, settings
 from medsyn_core.auth import PermissionDenied, User
-from medsyn_core.cli import main
 from medsyn_core.storage import Store
 
 ADMIN = User("admin", "admin")

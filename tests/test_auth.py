@@ -127,7 +127,7 @@ def test_bad_account_input_has_actionable_messages(store_with_admin):
 def test_cli_create_admin_once(monkeypatch, capsys):
     import io
 
-    from medsyn_core.cli import main
+    from medsyn_cli.main import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO(PW + "\n"))
     assert main(["users", "create-admin", "--password-stdin"]) == 0

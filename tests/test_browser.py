@@ -334,9 +334,9 @@ def step_model_store_shows_the_privacy_of_every_kind_of_model(j: Journey) -> Non
 
     import torch
 
-    from medsyn_imaging.gan_training import GANTrainer, TrainConfig
-    from medsyn_imaging.generator_store import save_generator
-    from medsyn_tabular.datasets import heart_cleveland_metadata, load_heart_cleveland
+    from medsyn_imaging.training.gan_training import GANTrainer, TrainConfig
+    from medsyn_imaging.training.generator_store import save_generator
+    from medsyn_tabular.data.datasets import heart_cleveland_metadata, load_heart_cleveland
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     before, threads = os.environ.get("MEDSYN_HOME"), torch.get_num_threads()

@@ -3,8 +3,8 @@ import pydicom
 import pytest
 
 from medsyn_core.catalog import BUNDLED, bundled
-from medsyn_imaging.datasets import bundled_dicom_series_dir, load_medmnist
-from medsyn_tabular.datasets import heart_cleveland_dictionary, load_heart_cleveland
+from medsyn_imaging.io.datasets import bundled_dicom_series_dir, load_medmnist
+from medsyn_tabular.data.datasets import heart_cleveland_dictionary, load_heart_cleveland
 
 
 def test_every_bundled_dataset_exists_and_has_provenance():

@@ -2,14 +2,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medsyn_cli.main import main
 from medsyn_core import __version__
-from medsyn_core.cli import main
 
 
 def test_help_and_version(capsys):
     assert main([]) == 0
     assert "medsyn" in capsys.readouterr().out
-    out = subprocess.run([sys.executable, "-m", "medsyn_core.cli", "--help"],
+    out = subprocess.run([sys.executable, "-m", "medsyn_cli.main", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "info" in out and "--device" in out
 
@@ -42,7 +42,7 @@ def test_engines_and_core_import_without_streamlit():
     code = (
         "import importlib, pkgutil, sys\n"
         "import medsyn_core, medsyn_tabular, medsyn_imaging\n"
-        "app_only = {'medsyn_core.report_view', 'medsyn_core.app_session'}\n"
+        "app_only = {'medsyn_app.report_view', 'medsyn_app.session'}\n"
         "for pkg in (medsyn_core, medsyn_tabular, medsyn_imaging):\n"
         "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        if m.name not in app_only and not m.name.endswith('__main__'):\n"

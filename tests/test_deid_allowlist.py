@@ -16,11 +16,11 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-from medsyn_core.cli import main
-from medsyn_imaging import deid_rules
-from medsyn_imaging.deidentify import BlackoutRecipe, Deidentifier, DeidOptions, deidentify_folder
-from medsyn_imaging.dicom_read import read_dicom_file
-from medsyn_imaging.sources import deidentify_to_zip
+from medsyn_cli.main import main
+from medsyn_imaging.io import deid_rules
+from medsyn_imaging.io.deidentify import BlackoutRecipe, Deidentifier, DeidOptions, deidentify_folder
+from medsyn_imaging.io.dicom_read import read_dicom_file
+from medsyn_imaging.io.sources import deidentify_to_zip
 
 
 @pytest.mark.parametrize("charset", ["ISO_IR 192", "ISO_IR 100"])

@@ -12,9 +12,9 @@ import pytest
 from deid_crafted import dciodvfy_errors
 from pydicom.dataset import Dataset
 
-from medsyn_core.cli import main
-from medsyn_imaging.datasets import bundled_dicom_series_dir
-from medsyn_imaging.deidentify import Deidentifier, burned_in_warning, deidentify_folder
+from medsyn_cli.main import main
+from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+from medsyn_imaging.io.deidentify import Deidentifier, burned_in_warning, deidentify_folder
 
 GE_FILES = sorted(bundled_dicom_series_dir().glob("*.dcm"))
 IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "ReferringPhysicianName",

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medsyn_core.cli import main
-from medsyn_tabular.datasets import load_heart_cleveland
+from medsyn_cli.main import main
+from medsyn_tabular.data.datasets import load_heart_cleveland
 from medsyn_tabular.evaluation import evaluate_tabular, infer_column_kinds, prepare_tables, read_table_csv
 from medsyn_tabular.evaluation.columns import sdmetrics_metadata
 from medsyn_tabular.evaluation.fidelity import evaluate_fidelity

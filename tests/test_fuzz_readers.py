@@ -32,11 +32,11 @@ from hostile_files import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from medsyn_imaging.dicom_read import read_dicom_file
-from medsyn_imaging.image_io import read_image
-from medsyn_imaging.nifti_io import read_nifti
-from medsyn_imaging.sources import load_path, load_uploaded
-from medsyn_tabular.io import read_table
+from medsyn_imaging.io.dicom_read import read_dicom_file
+from medsyn_imaging.io.image_io import read_image
+from medsyn_imaging.io.nifti_io import read_nifti
+from medsyn_imaging.io.sources import load_path, load_uploaded
+from medsyn_tabular.data.io import read_table
 
 # Pillow warns about images between its limit and twice it; MedSyn refuses them (checked here)
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

@@ -32,15 +32,15 @@ from hostile_files import (
 )
 from tabular_helpers import one_torch_thread
 
+from medsyn_cli.main import main
 from medsyn_core.archives import extract_zip
-from medsyn_core.cli import main
 from medsyn_core.limits import InputLimitError
-from medsyn_imaging.dicom_read import DicomLimitError, DicomReadError, read_dicom_file, read_dicomdir
-from medsyn_imaging.image_io import read_image
-from medsyn_imaging.nifti_io import read_nifti
-from medsyn_imaging.sources import load_path, load_uploaded
-from medsyn_tabular import review
-from medsyn_tabular.io import read_table
+from medsyn_imaging.io.dicom_read import DicomLimitError, DicomReadError, read_dicom_file, read_dicomdir
+from medsyn_imaging.io.image_io import read_image
+from medsyn_imaging.io.nifti_io import read_nifti
+from medsyn_imaging.io.sources import load_path, load_uploaded
+from medsyn_tabular.data import review
+from medsyn_tabular.data.io import read_table
 
 MiB = 2**20
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def test_dicom_pixel_size_is_checked_before_decoding(tmp_path, capsys, medsyn_ho
     env = {**os.environ, "MEDSYN_MAX_VOXELS": str(10**16), "MEDSYN_HOME": str(medsyn_home),
            "PYTHONPATH": str(ROOT)}
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (16 * 2**30, 16 * 2**30)); "
-            "from medsyn_core.cli import main; sys.exit(main(['dicom', 'info', sys.argv[1]]))")
+            "from medsyn_cli.main import main; sys.exit(main(['dicom', 'info', sys.argv[1]]))")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "ran out of memory" in proc.stderr, proc.stderr

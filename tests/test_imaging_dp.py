@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from test_imaging_generator import TINY_SG2, toy_set
 
-from medsyn_core.cli import main
+from medsyn_cli.main import main
 from medsyn_core.privacy import PrivacyError
-from medsyn_imaging.gan_training import GANTrainer, TrainConfig
+from medsyn_imaging.training.gan_training import GANTrainer, TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_cli_dp_run_saves_a_model_whose_card_and_ledger_show_epsilon(tmp_path, c
 
 
 def test_non_dp_card_says_dp_is_off(tmp_path):
-    from medsyn_imaging.generator_store import save_generator
+    from medsyn_imaging.training.generator_store import save_generator
 
     trainer = GANTrainer(toy_set(16), TrainConfig(kimg=0.008, batch_size=8, checkpoint_kimg=0, grid_kimg=0,
                                                   arch=dict(TINY_SG2)))
@@ -214,8 +214,8 @@ def test_dp_run_never_reports_or_writes_the_discriminator_loss(tmp_path, capsys)
 def test_duplicated_images_are_removed_before_dp_training_and_counted(tmp_path):
     import numpy as np
 
-    from medsyn_imaging.generator_store import save_generator
-    from medsyn_imaging.training_data import ImageTrainingSet
+    from medsyn_imaging.training.generator_store import save_generator
+    from medsyn_imaging.training.training_data import ImageTrainingSet
 
     base = toy_set(48)
     images = np.concatenate([base.images, base.images[:16]])  # 16 images stored twice

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from medsyn_core.cli import main
+from medsyn_cli.main import main
 from medsyn_core.storage import Store
-from medsyn_imaging.classifier import TrainConfig, TrainedClassifier, run_training
-from medsyn_imaging.features import ClassifierFeatures, extract_features
-from medsyn_imaging.image_metrics import fid_kid, kid_subset_size, prdc
-from medsyn_imaging.labelled_images import (
+from medsyn_imaging.evaluation.classifier import TrainConfig, TrainedClassifier, run_training
+from medsyn_imaging.evaluation.features import ClassifierFeatures, extract_features
+from medsyn_imaging.evaluation.image_metrics import fid_kid, kid_subset_size, prdc
+from medsyn_imaging.evaluation.labelled_images import (
     LabelledImages,
     load_image_dataset,
     load_synthetic_images,
     read_class_folder,
 )
-from medsyn_imaging.memorisation import memorisation_check
-from medsyn_imaging.resnet9 import ResNet9
+from medsyn_imaging.evaluation.memorisation import memorisation_check
+from medsyn_imaging.networks.resnet9 import ResNet9
 
 TINY = TrainConfig(epochs=2, width=4, batch_size=16, seed=0)
 
@@ -172,7 +172,7 @@ def test_cli_train_tstr_and_evaluate(tmp_path, tiny_npz, capsys):
 
 
 def test_demo_generator_is_sampled_as_labelled_synthetic_images():
-    from medsyn_imaging.generator_store import demo_generator_path
+    from medsyn_imaging.training.generator_store import demo_generator_path
 
     images = load_synthetic_images(demo_generator_path(), ["normal", "pneumonia"], n=10, seed=3)
     assert images.images.shape == (10, 1, 28, 28) and images.images.dtype == np.uint8
@@ -200,7 +200,7 @@ class _NotATensor:
 
 
 def test_inception_extractor_never_downloads_and_refuses_pickled_code(tmp_path):
-    from medsyn_imaging.features import InceptionFeatures
+    from medsyn_imaging.evaluation.features import InceptionFeatures
 
     with pytest.raises(FileNotFoundError, match="never downloads"):
         InceptionFeatures(tmp_path / "missing.pth")
@@ -212,7 +212,7 @@ def test_inception_extractor_never_downloads_and_refuses_pickled_code(tmp_path):
 def test_saved_imaging_report_is_listed_on_the_evaluation_page():
 
     from medsyn_core.report import Metric, Report, Section
-    from medsyn_imaging.imaging_report import list_saved_reports, save_report_copy
+    from medsyn_imaging.evaluation.imaging_report import list_saved_reports, save_report_copy
 
     report = Report("Imaging evaluation: demo vs tiny", "imaging")
     report.add(Section("imaging_fidelity", "Imaging fidelity",

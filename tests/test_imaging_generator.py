@@ -13,18 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medsyn_core.cli import main
-from medsyn_imaging.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
-from medsyn_imaging.diffaugment import diff_augment, parse_policy
-from medsyn_imaging.gan_training import GANTrainer, TrainConfig
-from medsyn_imaging.generator_store import (
+from medsyn_cli.main import main
+from medsyn_imaging.networks.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+from medsyn_imaging.networks.diffaugment import diff_augment, parse_policy
+from medsyn_imaging.networks.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from medsyn_imaging.training.gan_training import GANTrainer, TrainConfig
+from medsyn_imaging.training.generator_store import (
     demo_generator_path,
     list_generators,
     load_generator,
     save_generator,
 )
-from medsyn_imaging.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
-from medsyn_imaging.training_data import ImageTrainingSet, load_training_images
+from medsyn_imaging.training.training_data import ImageTrainingSet, load_training_images
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +131,7 @@ def test_medmnist_is_edge_padded_to_32_and_png_folders_are_resized(tmp_path):
     data = load_training_images("breastmnist", 32)
     assert data.images.shape == (546, 1, 32, 32) and data.fit == "pad" and data.pad == 2
     assert data.class_names == ["malignant", "normal or benign"] and sum(data.class_counts) == 546
-    from medsyn_imaging.datasets import load_medmnist
+    from medsyn_imaging.io.datasets import load_medmnist
 
     raw = load_medmnist("breastmnist").images["train"]
     assert np.array_equal(data.images[:, 0, 2:-2, 2:-2], raw)  # padding is exactly reversible
@@ -307,7 +307,7 @@ def test_cli_trains_on_a_png_folder_and_samples_a_grid(tmp_path, capsys):
 
 
 def test_cli_sample_exports_through_the_imaging_io_writers(tmp_path, capsys):
-    pytest.importorskip("medsyn_imaging.export", reason="the imaging I/O writers are merged separately")
+    pytest.importorskip("medsyn_imaging.io.export", reason="the imaging I/O writers are merged separately")
     for fmt in ("png", "dicom", "nifti"):
         out = tmp_path / f"export-{fmt}"
         assert main(["imaging", "sample", "demo", "-n", "4", "--label", "normal", "--format", fmt,
@@ -345,7 +345,7 @@ def test_background_training_job_reports_progress_saves_and_registers(tmp_path):
     from app_helpers import finish_job
 
     from medsyn_core.storage import Store
-    from medsyn_imaging.training_job import check_model_name
+    from medsyn_imaging.training.training_job import check_model_name
 
     job_id, _ = _submit_training("job-gen", _png_folder(tmp_path / "pngs"), kimg=0.016, grid_kimg=0.008,
                                  checkpoint_kimg=0.008)

@@ -14,8 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from medsyn_imaging.datasets import bundled_dicom_series_dir
-from medsyn_imaging.dicom_read import (
+from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+from medsyn_imaging.io.dicom_read import (
     DicomReadError,
     read_dicom,
     read_dicom_file,
@@ -23,9 +23,9 @@ from medsyn_imaging.dicom_read import (
     read_dicom_folder,
     read_dicomdir,
 )
-from medsyn_imaging.image_io import read_image, read_images, read_medmnist, write_png
-from medsyn_imaging.nifti_io import read_nifti, volume_to_nifti
-from medsyn_imaging.windowing import PRESETS, apply_window, auto_window, display_slice, window_names
+from medsyn_imaging.io.image_io import read_image, read_images, read_medmnist, write_png
+from medsyn_imaging.io.nifti_io import read_nifti, volume_to_nifti
+from medsyn_imaging.io.windowing import PRESETS, apply_window, auto_window, display_slice, window_names
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 NIBABEL_FILES = Path(nib.__file__).parent / "tests" / "data"

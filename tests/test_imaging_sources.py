@@ -7,10 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medsyn_core.cli import main
-from medsyn_imaging.datasets import bundled_dicom_series_dir
-from medsyn_imaging.image_io import png_bytes
-from medsyn_imaging.sources import load_path, load_uploaded
+from medsyn_cli.main import main
+from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+from medsyn_imaging.io.image_io import png_bytes
+from medsyn_imaging.io.sources import load_path, load_uploaded
 
 GE_FILES = sorted(bundled_dicom_series_dir().glob("*.dcm"))
 

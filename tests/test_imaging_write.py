@@ -14,13 +14,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from medsyn_imaging.datasets import bundled_dicom_series_dir
-from medsyn_imaging.dicom_read import read_dicom, read_dicom_folder
-from medsyn_imaging.dicom_write import SyntheticStudy, quantize, write_dicom_series, zip_folder
-from medsyn_imaging.export import export_images
-from medsyn_imaging.image_io import read_images
-from medsyn_imaging.nifti_io import read_nifti, write_nifti
-from medsyn_imaging.volume import Volume
+from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+from medsyn_imaging.io.dicom_read import read_dicom, read_dicom_folder
+from medsyn_imaging.io.dicom_write import SyntheticStudy, quantize, write_dicom_series, zip_folder
+from medsyn_imaging.io.export import export_images
+from medsyn_imaging.io.image_io import read_images
+from medsyn_imaging.io.nifti_io import read_nifti, write_nifti
+from medsyn_imaging.io.volume import Volume
 
 PROVENANCE = {"model": "stylegan2-test", "seed": 11, "truncation": 0.7}
 
@@ -227,16 +227,3 @@ def test_export_rejects_bad_input_clearly(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         export_images(good, tmp_path / "x", "png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
-
-
-def test_transforms_pipeline_shapes_range_and_seed():
-    from medsyn_imaging.image_io import read_medmnist
-    from medsyn_imaging.transforms import volume_to_model_input
-
-    volume = read_medmnist("breastmnist", split="test", limit=4)
-    plain = volume_to_model_input(volume, 32)
-    assert tuple(plain.shape) == (4, 1, 32, 32) and type(plain).__name__ == "Tensor"
-    assert float(plain.min()) >= -1.0 and float(plain.max()) <= 1.0
-    a = volume_to_model_input(volume, 32, augment=True, seed=5)
-    b = volume_to_model_input(volume, 32, augment=True, seed=5)
-    assert (a == b).all()

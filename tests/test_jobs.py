@@ -141,7 +141,7 @@ def test_failing_job_reports_its_error():
 
 
 def test_jobs_cli_lists_shows_cancels_resumes_and_runs_a_worker(capsys):
-    from medsyn_core.cli import main
+    from medsyn_cli.main import main
 
     with Store() as store:
         done_id = jobs.submit(store, RITA, "example-primes", {"limit": 2000, "chunks": 2})

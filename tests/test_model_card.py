@@ -50,7 +50,7 @@ def test_a_classifier_card_of_the_previous_format_reads_too():
 
 
 def test_new_cards_of_both_engines_share_one_schema(tmp_path):
-    from medsyn_tabular.datasets import heart_cleveland_metadata, load_heart_cleveland
+    from medsyn_tabular.data.datasets import heart_cleveland_metadata, load_heart_cleveland
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     with one_torch_thread():

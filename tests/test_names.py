@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from app_helpers import logged_in
 
+from medsyn_cli.main import main
 from medsyn_core import names, settings
-from medsyn_core.cli import main
 from medsyn_core.storage import Store
 
 ESCAPES = ["../../x", "../x", "..", ".", "", "/tmp/abs-model", "a/b", "a\\b", ".hidden", "-rf",
@@ -90,7 +90,7 @@ def test_tabular_save_refuses_escapes_and_clashes_and_audits_a_replace(heart_tva
 def heart_tvae():
     from tabular_helpers import one_torch_thread
 
-    from medsyn_tabular.datasets import load_heart_cleveland
+    from medsyn_tabular.data.datasets import load_heart_cleveland
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     with one_torch_thread():

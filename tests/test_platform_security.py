@@ -221,7 +221,7 @@ def test_files_medsyn_writes_are_private_even_under_umask_022(tmp_path):
 
 
 def test_start_warns_about_an_open_home_and_tightens_what_medsyn_wrote(tmp_path, capsys):
-    from medsyn_core.cli import main
+    from medsyn_cli.main import main
 
     home = settings.home_dir()
     (home / "uploads").mkdir(mode=0o755)
@@ -292,7 +292,7 @@ def test_synthetic_csv_export_escapes_formulas_but_keeps_numbers():
 def test_cli_sample_of_a_model_trained_on_injected_categories_is_spreadsheet_safe(tmp_path, capsys):
     import pandas as pd
 
-    from medsyn_core.cli import main
+    from medsyn_cli.main import main
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     real = pd.DataFrame({"ward": [INJECTIONS[i % 3] for i in range(60)],
@@ -404,7 +404,7 @@ def test_first_run_form_is_refused_to_a_remote_visitor_without_the_token(capsys)
 def test_imaging_and_evaluation_uploads_of_real_data_are_audited_once_without_names():
     import numpy as np
 
-    from medsyn_imaging.image_io import png_bytes
+    from medsyn_imaging.io.image_io import png_bytes
 
     png = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
     at = logged_in("pages/imaging.py", "researcher").run()

@@ -15,9 +15,9 @@ from tabular_helpers import one_torch_thread
 from medsyn_core.device import seed_everything
 from medsyn_core.privacy import PrivacyLedger
 from medsyn_core.privacy.dpsgd import DPSGDPlan
-from medsyn_tabular.datasets import heart_cleveland_metadata, load_heart_cleveland
+from medsyn_tabular.data.datasets import heart_cleveland_metadata, load_heart_cleveland
 from medsyn_tabular.synthesizer import TabularSynthesizer
-from medsyn_tabular.transformer import TableTransformer
+from medsyn_tabular.transformers.table import TableTransformer
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_age90_caps_sampled_ages_with_and_without_dp(heart):
 def test_every_phi_action_is_checked_on_sampled_rows():
     import pandas as pd
 
-    from medsyn_tabular.phi import PhiError, check_phi_output, enforce_phi_output
+    from medsyn_tabular.data.phi import PhiError, check_phi_output, enforce_phi_output
 
     rows = pd.DataFrame({"age": [40, 91], "dob": [1950, 1960], "zip": ["021", "02139"], "name": ["a", "b"]})
     cases = {"age90": "age", "year": "dob", "zip3": "zip", "drop": "name"}
@@ -201,7 +201,7 @@ def test_date_shift_comes_from_a_home_key_not_the_seed(tmp_path, monkeypatch):
     import pandas as pd
 
     from medsyn_core import home_keys
-    from medsyn_tabular.phi import apply_phi, plan_phi
+    from medsyn_tabular.data.phi import apply_phi, plan_phi
 
     df = pd.DataFrame({"admitted": pd.to_datetime(["2020-01-01", "2020-06-30"])})
     plan = plan_phi([], {"admitted": "shift"}, ["admitted"])
@@ -303,7 +303,7 @@ def test_a_dp_tabular_job_stores_no_loss_computed_on_real_rows(medsyn_home):
 def test_cli_asks_for_a_declared_schema_under_dp_and_writes_one_to_review(tmp_path, capsys):
     import yaml
 
-    from medsyn_core.cli import main
+    from medsyn_cli.main import main
 
     data = str(Path(__file__).resolve().parents[1] / "data/tabular/heart_cleveland.csv")
     fit = ["tabular", "fit", data, "--model", "tvae", "--epochs", "1", "--batch-size", "50",

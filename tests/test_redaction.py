@@ -14,9 +14,9 @@ from medsyn_core import jobs, settings, uploads
 from medsyn_core.auth import User
 from medsyn_core.redaction import allow_names, public_error, redacted_traceback
 from medsyn_core.storage import Store
-from medsyn_tabular.conditions import ConditionError, parse_conditions
-from medsyn_tabular.schema import SchemaError, coerce_to_schema, infer_schema
-from medsyn_tabular.transformer import TableTransformer
+from medsyn_tabular.data.conditions import ConditionError, parse_conditions
+from medsyn_tabular.data.schema import SchemaError, coerce_to_schema, infer_schema
+from medsyn_tabular.transformers.table import TableTransformer
 
 RITA = User("rita", "researcher")
 

@@ -7,8 +7,8 @@ AUC 0.944 and accuracy 0.854. About 8-20 minutes on a 2-core CPU.
 
 import pytest
 
-from medsyn_imaging.classifier import TrainConfig, run_training
-from medsyn_imaging.labelled_images import load_image_dataset
+from medsyn_imaging.evaluation.classifier import TrainConfig, run_training
+from medsyn_imaging.evaluation.labelled_images import load_image_dataset
 
 
 @pytest.mark.slow

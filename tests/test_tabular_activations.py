@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from tabular_helpers import one_torch_thread
 
-from medsyn_tabular.activations import SpanLayout, apply_activations, span_cross_entropy
-from medsyn_tabular.transformer import Span
+from medsyn_tabular.models.activations import SpanLayout, apply_activations, span_cross_entropy
+from medsyn_tabular.transformers.table import Span
 
 # scalar, 3 modes, 2-slot missing block, scalar, a 5-category column, a 2-category column
 SIZES = [(1, "tanh"), (3, "softmax"), (2, "softmax"), (1, "tanh"), (5, "softmax"), (2, "softmax")]
@@ -74,10 +74,10 @@ def test_hard_sampling_gives_one_hots_drawn_with_the_softmax_probabilities():
 
 
 def test_ctgan_condition_loss_equals_the_masked_per_column_cross_entropy(shared_data):
-    from medsyn_tabular.ctgan import CTGANModel, CTGANParams
-    from medsyn_tabular.io import read_table
-    from medsyn_tabular.schema import infer_schema
-    from medsyn_tabular.transformer import TableTransformer
+    from medsyn_tabular.data.io import read_table
+    from medsyn_tabular.data.schema import infer_schema
+    from medsyn_tabular.models.ctgan import CTGANModel, CTGANParams
+    from medsyn_tabular.transformers.table import TableTransformer
 
     heart = read_table(shared_data / "tabular/heart.csv")
     schema = infer_schema(heart)

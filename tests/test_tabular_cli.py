@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from tabular_helpers import one_torch_thread
 
-from medsyn_core.cli import main
+from medsyn_cli.main import main
 
 
 def test_schema_prints_kinds_and_phi_flags(shared_data, capsys):

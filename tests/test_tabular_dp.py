@@ -12,14 +12,14 @@ import pytest
 import torch
 from tabular_helpers import one_torch_thread
 
-from medsyn_core.cli import main
+from medsyn_cli.main import main
 from medsyn_core.privacy import PrivacyBudget, PrivacyError, PrivacyLedger
 from medsyn_core.privacy.ledger import dpsgd_epsilon
 from medsyn_core.storage import Store
-from medsyn_tabular.datasets import heart_cleveland_metadata, load_heart_cleveland
-from medsyn_tabular.schema import infer_schema
+from medsyn_tabular.data.datasets import heart_cleveland_metadata, load_heart_cleveland
+from medsyn_tabular.data.schema import infer_schema
 from medsyn_tabular.synthesizer import TabularSynthesizer
-from medsyn_tabular.transformer import OTHER, TableTransformer
+from medsyn_tabular.transformers.table import OTHER, TableTransformer
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = ROOT / "data/tabular/heart_cleveland.metadata.yaml"

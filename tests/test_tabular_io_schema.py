@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medsyn_tabular.io import TableReadError, read_table
-from medsyn_tabular.schema import (
+from medsyn_tabular.data.io import TableReadError, read_table
+from medsyn_tabular.data.schema import (
     KINDS,
     SchemaError,
     apply_overrides,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from tabular_helpers import one_torch_thread
 
-from medsyn_tabular.io import read_table
-from medsyn_tabular.phi import apply_phi, detect_phi, plan_phi
-from medsyn_tabular.schema import infer_schema
+from medsyn_tabular.data.io import read_table
+from medsyn_tabular.data.phi import apply_phi, detect_phi, plan_phi
+from medsyn_tabular.data.schema import infer_schema
 from medsyn_tabular.synthesizer import TabularSynthesizer
 
 DIRECT = {"Id", "SSN", "DRIVERS", "PASSPORT", "PREFIX", "FIRST", "LAST", "SUFFIX", "MAIDEN", "BIRTHPLACE",

@@ -14,8 +14,8 @@ from tabular_helpers import one_torch_thread
 
 from medsyn_core import jobs
 from medsyn_core.storage import Store
-from medsyn_tabular.checkpoint import Checkpointer, CheckpointMismatch
-from medsyn_tabular.datasets import load_heart_cleveland
+from medsyn_tabular.data.datasets import load_heart_cleveland
+from medsyn_tabular.models.checkpoint import Checkpointer, CheckpointMismatch
 from medsyn_tabular.synthesizer import TabularSynthesizer
 
 ROOT = Path(__file__).resolve().parents[1]

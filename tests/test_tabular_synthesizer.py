@@ -11,11 +11,11 @@ import pytest
 from tabular_helpers import one_torch_thread
 
 from medsyn_core.storage import Store
-from medsyn_tabular.conditions import ConditionError
-from medsyn_tabular.io import read_table
-from medsyn_tabular.schema import SchemaError
+from medsyn_tabular.data.conditions import ConditionError
+from medsyn_tabular.data.io import read_table
+from medsyn_tabular.data.schema import SchemaError
 from medsyn_tabular.synthesizer import TabularSynthesizer
-from medsyn_tabular.transformer import TableTransformer
+from medsyn_tabular.transformers.table import TableTransformer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # as in conftest.py
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from app_helpers import finish_job, logged_in
 
+from medsyn_cli.main import main
 from medsyn_core import jobs, settings, uploads
 from medsyn_core.auth import PermissionDenied, User
-from medsyn_core.cli import main
 from medsyn_core.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]

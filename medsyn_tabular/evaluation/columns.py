@@ -30,7 +30,7 @@ MIN_TRAIN_ROWS = 20
 def read_table_csv(path: str | Path) -> pd.DataFrame:
     """Read a table for evaluation with the tabular engine's reader (encodings, BOM, delimiters,
     MedSyn's missing-value tokens, trailing empty columns removed)."""
-    from medsyn_tabular.io import read_table
+    from medsyn_tabular.data.io import read_table
 
     return read_table(path)
 

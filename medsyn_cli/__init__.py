@@ -1,0 +1,1 @@
+"""The ``medsyn`` command line: one module per command group (``main`` builds the parser)."""
