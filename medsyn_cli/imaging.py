@@ -139,7 +139,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from medsyn_core import names
+    from medsyn_core import model_store, names
     from medsyn_core.files import atomic_write_text
     from medsyn_core.privacy import PrivacyBudget
     from medsyn_imaging.io.image_grid import save_grid_png
@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or out.name
     names.check_name(name)  # before anything is created: it names the store entry and the work folder
     if not args.no_register:  # a taken name fails now, not after hours of training
-        names.ensure_model_name_free(name, replace=args.replace)
+        model_store.ensure_model_name_free(name, replace=args.replace)
     work = Path(args.work_dir) if args.work_dir else names.run_dir(name)
     checkpoint = work / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:

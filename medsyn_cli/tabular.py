@@ -99,11 +99,11 @@ def print_ledger(ledger, entries: bool = False) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from medsyn_core import names
+    from medsyn_core import model_store
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     # the folder's name is the model's name in the store: a bad or taken one fails now, not after training
-    names.ensure_model_name_free(Path(args.out).name, replace=args.overwrite,
+    model_store.ensure_model_name_free(Path(args.out).name, replace=args.overwrite,
                                  folder=None if args.overwrite else args.out)
 
     synth = TabularSynthesizer(model=args.model, epochs=args.epochs, batch_size=args.batch_size,

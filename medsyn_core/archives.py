@@ -71,7 +71,7 @@ def extract_zip(archive: str | Path, target: str | Path, label: str | None = Non
     """Unpack ``archive`` into the folder ``target`` under the limits above; returns the files written.
 
     ``__MACOSX`` resource forks are skipped. On an error the caller removes ``target`` (it is meant to be
-    a :func:`medsyn_core.files.private_temp_dir`). ``label`` names the archive in messages (default: its
+    a :func:`medsyn_core.settings.private_temp_dir`). ``label`` names the archive in messages (default: its
     file name). Raises ``ValueError`` (``InputLimitError`` for limits) with a readable message.
     """
     archive, target = Path(archive), Path(target)

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -107,36 +106,6 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
 
 
 #: Private temporary folders older than this are left-overs of a killed process and are removed.
-STALE_TEMP_SECONDS = 24 * 3600
-
-
-@contextlib.contextmanager
-def private_temp_dir(prefix: str = "medsyn-") -> Iterator[Path]:
-    """A temporary folder only this user can read (mode 0700), under ``$MEDSYN_HOME/tmp`` rather than the
-    shared system temp folder, removed with everything in it when the block ends (also on errors).
-
-    Uploaded real data is unpacked here; folders left by a killed process are swept after a day.
-    """
-    from medsyn_core import settings
-
-    root = settings.home_dir() / "tmp"
-    root.mkdir(mode=0o700, exist_ok=True)
-    _sweep_stale(root)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _sweep_stale(root: Path) -> None:
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for entry in root.iterdir():
-        with contextlib.suppress(OSError):
-            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
-
-
 #: Files up to this size are handed to parsers from memory (see :func:`open_untrusted`).
 UNTRUSTED_IN_MEMORY_BYTES = 64 * 2**20
 

@@ -87,18 +87,11 @@ def job_dir(job_id: int) -> Path:
     return private_mkdir(settings.home_dir() / "jobs" / str(job_id))
 
 
-def _decode(row) -> dict[str, Any]:
-    out = dict(row)
-    out["params"] = json.loads(out.pop("params_json"))
-    out["payload"] = json.loads(out.pop("payload_json"))
-    out["result"] = json.loads(out.pop("result_json")) if out.get("result_json") else None
-    out.pop("result_json", None)
-    return out
+_decode = Store._job_row
 
 
 def get_job(store: Store, job_id: int) -> dict[str, Any] | None:
-    row = store._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-    return _decode(row) if row else None
+    return store.job(job_id)
 
 
 def list_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from typing import Any
 from medsyn_core import settings
 from medsyn_core.auth import User, authorise
 from medsyn_core.model_card import CardView, read_card
+from medsyn_core.names import RESERVED, NameRefused, NameTaken, bundled_model_names, check_name
 from medsyn_core.storage import Store
 
 
@@ -105,3 +106,32 @@ def delete_model(store: Store, user: User, name: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
     store.append_event(user.username, "model_deleted", {"model": name, "engine": rec.engine,
                                                         "kind": rec.kind})
+
+
+def ensure_model_name_free(name: str, replace: bool = False, folder: str | Path | None = None,
+                           store=None) -> str:
+    """Check that a *new* model may be called ``name`` (and written to ``folder``, if given).
+
+    Raises :class:`NameRefused` (unsafe or reserved) or :class:`NameTaken` (registered, or the folder
+    exists) unless ``replace``; a bundled or reserved name is never replaceable. Returns ``name``.
+    """
+    check_name(name)
+    if name.lower() in RESERVED | bundled_model_names():
+        raise NameRefused(f"{name!r} is the name of a model that ships with MedSyn; choose another name.")
+    if replace:
+        return name
+    own = store is None
+    store = store or Store()
+    try:
+        taken = store.model_named(name)
+    finally:
+        if own:
+            store.close()
+    if taken is not None:
+        raise NameTaken(f"A model called {taken!r} already exists. Choose another name, or replace it "
+                        "explicitly (the 'Replace the existing model' box, or --overwrite/--replace).",
+                        taken)
+    if folder is not None and Path(folder).exists():
+        raise NameTaken(f"The folder for model {name!r} already exists. Choose another name, or replace it "
+                        "explicitly.", name)
+    return name

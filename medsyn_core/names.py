@@ -107,34 +107,3 @@ def bundled_model_names() -> set[str]:
             except (OSError, ValueError):
                 pass
     return out - {""}
-
-
-def ensure_model_name_free(name: str, replace: bool = False, folder: str | Path | None = None,
-                           store=None) -> str:
-    """Check that a *new* model may be called ``name`` (and written to ``folder``, if given).
-
-    Raises :class:`NameRefused` (unsafe or reserved) or :class:`NameTaken` (registered, or the folder
-    exists) unless ``replace``; a bundled or reserved name is never replaceable. Returns ``name``.
-    """
-    from medsyn_core.storage import Store
-
-    check_name(name)
-    if name.lower() in RESERVED | bundled_model_names():
-        raise NameRefused(f"{name!r} is the name of a model that ships with MedSyn; choose another name.")
-    if replace:
-        return name
-    own = store is None
-    store = store or Store()
-    try:
-        taken = store.model_named(name)
-    finally:
-        if own:
-            store.close()
-    if taken is not None:
-        raise NameTaken(f"A model called {taken!r} already exists. Choose another name, or replace it "
-                        "explicitly (the 'Replace the existing model' box, or --overwrite/--replace).",
-                        taken)
-    if folder is not None and Path(folder).exists():
-        raise NameTaken(f"The folder for model {name!r} already exists. Choose another name, or replace it "
-                        "explicitly.", name)
-    return name

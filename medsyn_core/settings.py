@@ -7,9 +7,13 @@ creates it, and every folder in it, as 0700 (see :mod:`medsyn_core.permissions`)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from medsyn_core.files import private_mkdir
@@ -78,3 +82,31 @@ def instance_secret() -> bytes:
     finally:
         os.unlink(tmp)
     return key
+
+
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+@contextlib.contextmanager
+def private_temp_dir(prefix: str = "medsyn-") -> Iterator[Path]:
+    """A temporary folder only this user can read (mode 0700), under ``$MEDSYN_HOME/tmp`` rather than the
+    shared system temp folder, removed with everything in it when the block ends (also on errors).
+
+    Uploaded real data is unpacked here; folders left by a killed process are swept after a day.
+    """
+    root = home_dir() / "tmp"
+    root.mkdir(mode=0o700, exist_ok=True)
+    _sweep_stale(root)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_stale(root: Path) -> None:
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for entry in root.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)

@@ -360,6 +360,28 @@ class Store:
         out["metrics"] = json.loads(out.pop("metrics_json"))
         return out
 
+    # -- jobs (reading; medsyn_core.jobs owns the life cycle) -----------------------------------------
+    @staticmethod
+    def _job_row(row) -> dict[str, Any]:
+        out = dict(row)
+        out["params"] = json.loads(out.pop("params_json"))
+        out["payload"] = json.loads(out.pop("payload_json"))
+        out["result"] = json.loads(out.pop("result_json")) if out.get("result_json") else None
+        out.pop("result_json", None)
+        return out
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        """The job ``job_id`` with its params, payload and result decoded, or None."""
+        row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return self._job_row(row) if row else None
+
+    def jobs_using_path(self, path: str) -> list[dict[str, Any]]:
+        """Every job (any status) whose params name the file ``path`` as ``upload`` or ``data_path``."""
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE json_extract(params_json, '$.upload') = ? "
+            "OR json_extract(params_json, '$.data_path') = ? ORDER BY id", (path, path)).fetchall()
+        return [self._job_row(r) for r in rows]
+
     # -- models -------------------------------------------------------------------------------
     def register_model(
         self, name: str, kind: str, path: str | Path, card: dict[str, Any],

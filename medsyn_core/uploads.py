@@ -80,12 +80,7 @@ def is_upload(path: str | Path) -> bool:
 def _jobs_using(store: Store, path: str) -> list[dict[str, Any]]:
     """Every job (any status) whose params name the upload ``path`` (as ``upload``, or as the
     ``data_path`` it reads, which also covers jobs queued by older versions)."""
-    from medsyn_core.jobs import get_job
-
-    rows = store._conn.execute(
-        "SELECT id FROM jobs WHERE json_extract(params_json, '$.upload') = ? "
-        "OR json_extract(params_json, '$.data_path') = ? ORDER BY id", (path, path)).fetchall()
-    return [get_job(store, int(r["id"])) for r in rows]
+    return store.jobs_using_path(path)
 
 
 def _holds(job: dict[str, Any], resumed: set[int]) -> str | None:

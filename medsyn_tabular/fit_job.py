@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medsyn_core import names
+from medsyn_core import model_store, names
 from medsyn_core.jobs import register_job_type
 from medsyn_core.storage import Store
 
@@ -66,7 +66,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     replace = bool(params.get("replace"))
     name = params.get("name") or names.slugify(f"{params.get('source') or 'table'}-{synth.model_name}")
     path = names.model_dir(name)
-    names.ensure_model_name_free(name, replace=replace, folder=path)
+    model_store.ensure_model_name_free(name, replace=replace, folder=path)
     progress(0.0, "preprocessing", {"losses": []})
     data_path = Path(params["data_path"])
     origin = "upload" if data_path.parent.name == "uploads" else "bundled"

@@ -314,7 +314,9 @@ class TabularSynthesizer:
             from medsyn_core.privacy import PrivacyLedger
 
             self.ledger = PrivacyLedger(dataset_rows=len(table), budget=budget.to_dict())
-            self.transformer.fit_private(table, self.schema, self.declared_metadata, budget, self.ledger)
+            from medsyn_tabular.transformers.private import fit_private
+
+            fit_private(self.transformer, table, self.schema, self.declared_metadata, budget, self.ledger)
         encoded = self.transformer.transform(table)
         preprocess_s = time.time() - started
         self.model = self._build_model(device)
@@ -502,7 +504,7 @@ class TabularSynthesizer:
         a replacement is audited as ``actor``."""
         from safetensors.torch import save_file
 
-        from medsyn_core import names
+        from medsyn_core import model_store, names
         from medsyn_core.files import atomic_directory, atomic_write_json
 
         if self.model is None:
@@ -511,7 +513,7 @@ class TabularSynthesizer:
         name = name or (Path(path).name if path else f"{self.model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
         path = Path(path) if path else names.model_dir(name)
         if register:
-            names.ensure_model_name_free(name, replace=replace)
+            model_store.ensure_model_name_free(name, replace=replace)
         existed = path.exists()
         with atomic_directory(path, overwrite=overwrite) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_tensors().items()},

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from medsyn_app.session import fragment_guard, page_guard, refusal
-from medsyn_core import jobs, names, uploads
+from medsyn_core import jobs, model_store, names, uploads
 from medsyn_core.catalog import bundled
 from medsyn_core.csv_export import to_csv_bytes
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
@@ -244,7 +244,7 @@ if st.button("Train", type="primary"):
         synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
                                    schema=overrides, phi_actions=phi_actions, **private)
         synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
-        names.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
+        model_store.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
         with Store() as store:
             upload_params = {}
             if upload_bytes is not None:

@@ -150,7 +150,9 @@ def _fit_private(df: pd.DataFrame, epsilon: float = 20.0, metadata=None):
     schema = infer_schema(df)
     budget = PrivacyBudget.create(len(df), epsilon=epsilon, preprocessing_share=0.5)
     ledger = PrivacyLedger(len(df), budget.to_dict())
-    return TableTransformer().fit_private(df, schema, metadata, budget, ledger), ledger
+    from medsyn_tabular.transformers.private import fit_private
+
+    return fit_private(TableTransformer(), df, schema, metadata, budget, ledger), ledger
 
 
 def test_dp_preprocessing_never_reads_raw_statistics():

@@ -126,14 +126,14 @@ class TrainedClassifier:
 
         from safetensors.torch import save_file
 
-        from medsyn_core import names
+        from medsyn_core import model_store, names
         from medsyn_core.files import atomic_directory, atomic_write_json
 
         folder = Path(folder)
         name = name or folder.name
         replace = overwrite if replace is None else replace
         if register:
-            names.ensure_model_name_free(name, replace=replace)
+            model_store.ensure_model_name_free(name, replace=replace)
         existed = folder.exists()
         config = {
             "engine": ENGINE, "in_channels": self.image_shape[0], "n_classes": len(self.class_names),

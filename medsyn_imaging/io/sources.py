@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsyn_core.archives import extract_zip
-from medsyn_core.files import private_temp_dir
 from medsyn_core.limits import reading_input, voxel_budget
+from medsyn_core.settings import private_temp_dir
 from medsyn_imaging.io.deidentify import (
     BlackoutRecipe,
     DeidentificationReport,

@@ -214,14 +214,14 @@ def save_generator(trainer, out_dir: str | Path, name: str | None = None, comman
     """
     from safetensors.torch import save_file
 
-    from medsyn_core import names
+    from medsyn_core import model_store, names
     from medsyn_core.device import device_info
 
     out_dir = Path(out_dir)
     name = name or out_dir.name
     replace = overwrite if replace is None else replace
     if register:
-        names.ensure_model_name_free(name, replace=replace)
+        model_store.ensure_model_name_free(name, replace=replace)
     existed = out_dir.exists()
     data = trainer.data
     config = {

@@ -23,10 +23,10 @@ def check_model_name(name: str, replace: bool = False) -> Path:
 
     Raises :class:`~medsyn_core.names.NameRefused` (not a safe slug, or a bundled model's name) or
     :class:`~medsyn_core.names.NameTaken` (registered, or the folder exists) unless ``replace``."""
-    from medsyn_core import names
+    from medsyn_core import model_store, names
 
     out_dir = names.model_dir(name)
-    names.ensure_model_name_free(name, replace=replace, folder=out_dir)
+    model_store.ensure_model_name_free(name, replace=replace, folder=out_dir)
     return out_dir
 
 

@@ -230,15 +230,6 @@ class TableTransformer:
         w = vgm.weights_[keep]
         enc.weights = (w / w.sum()).tolist()
 
-    def fit_private(self, df: pd.DataFrame, schema: TableSchema, metadata: dict[str, Any] | None,
-                    budget, ledger) -> TableTransformer:
-        """Differentially private :meth:`fit`: every statistic is declared public metadata or released by a
-        DP mechanism from ``budget``'s preprocessing share; each release is added to ``ledger``.
-        See :mod:`medsyn_tabular.transformers.private`."""
-        from medsyn_tabular.transformers.private import fit_private
-
-        return fit_private(self, df, schema, metadata, budget, ledger)
-
     def _build_spans(self) -> None:
         self.spans: list[Span] = []
         self.column_spans: list[list[Span]] = []
