@@ -193,14 +193,17 @@ def test_model_store_page_lists_cards_and_deletes_with_confirmation(tmp_path):
     from medsyn_core.files import atomic_write_json
 
     folder = settings.models_dir() / "heart-tvae"
-    atomic_write_json(folder / "model_card.json", {"data": {"table": "heart", "rows": 303},
-                                                   "params": {"epochs": 2}, "metrics": {"loss": 0.4}})
-    atomic_write_json(folder / "privacy_ledger.json", {"epsilon": 3.0, "delta": 1e-5})
+    atomic_write_json(folder / "model_card.json", {
+        "card_format": 2, "engine": "tabular", "kind": "tvae", "data_source": "heart",
+        "parameters": {"epochs": 2}, "metrics": {"final loss_g": 0.4},
+        "differential_privacy": {"enabled": True, "epsilon_total": 3.0, "delta_total": 1e-5,
+                                 "unit": "one row"}})
     with Store() as store:
         store.register_model("heart-tvae", "tvae", folder, {"rows": 303}, dp_epsilon=3.0)
     at = logged_in("pages/model_store.py", "admin").run()
     assert not at.exception, at.exception
-    assert any("ε spent:** 3.0" in m.value for m in at.markdown)
+    assert {m.label: m.value for m in at.metric} == {"ε spent": "3", "δ": "1e-05"}
+    assert any("Protected unit: one row" in c.value for c in at.caption)
     next(b for b in at.button if b.label == "Prepare zip download").click().run()
     assert at.session_state["model_zip"][0] == "heart-tvae"
     delete = next(b for b in at.button if b.label == "Delete model")

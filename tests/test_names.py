@@ -61,7 +61,7 @@ def test_registry_never_re_points_a_name_silently(medsyn_home):
                                                                       {"v": 2})
         (event,) = store.audit_events()
         assert (event["actor"], event["action"]) == ("rita", "model_replaced")
-        assert json.loads(event["details_json"])["previous_engine"] == "ctgan"
+        assert json.loads(event["details_json"])["previous_kind"] == "ctgan"
         assert store.check_audit_chain().ok
 
 
