@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,12 @@ import pytest
 from medsyn_imaging.training import training_job  # noqa: F401
 from medsyn_tabular import fit_job  # noqa: F401
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The larger reference corpora beside the checkout (CI has them); MEDSYN_TEST_SHARED_DATA overrides the
+#: place (e.g. a missing folder, to check what a bare clone runs).
+SHARED_DATA = Path(os.environ.get("MEDSYN_TEST_SHARED_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+#: Small, redistributable copies of some reference files (tests/data/reference/README.md).
+REFERENCE_DATA = Path(__file__).resolve().parent / "data" / "reference"
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +32,13 @@ def medsyn_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The reference data folder beside the checkout (``../shared/data``)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"reference data folder {SHARED_DATA} is missing (it sits beside the checkout)")
-    return SHARED_DATA
+    """The reference corpora: ``../shared/data`` when it is beside the checkout (CI), else the small
+    redistributable copies in ``tests/data/reference``. Tests that need a file only the full corpora have
+    are marked :data:`needs_shared_data` and skip on a bare clone."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else REFERENCE_DATA
+
+
+#: Marker for tests that need files only the full reference corpora have (skipped on a bare clone).
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"needs the full reference data folder {SHARED_DATA} (beside the checkout; CI has it)")

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_shared_data
 
 from medsyn_cli.main import main
 from medsyn_tabular.data.datasets import load_heart_cleveland
@@ -78,6 +79,7 @@ def test_fidelity_equals_sdmetrics_on_the_heart_table(heart):
     assert 0.5 < ours.quality < 0.99
 
 
+@needs_shared_data
 def test_fidelity_equals_sdmetrics_with_text_categories_missing_values_and_dates(shared_data):
     stroke = read_table_csv(shared_data / "tabular" / "healthcare-dataset-stroke-data.csv").drop(columns="id")
     stroke = stroke.iloc[:1200].copy()
@@ -164,6 +166,7 @@ def test_regression_target_missing_subgroup_and_no_holdout(heart):
     assert report.section("privacy").metric("mia_distance_auc").value is None
 
 
+@needs_shared_data
 def test_dates_text_categories_and_missing_values_run_end_to_end(shared_data):
     stroke = read_table_csv(shared_data / "tabular" / "healthcare-dataset-stroke-data.csv").drop(columns="id")
     stroke = stroke.iloc[:900].copy()

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_shared_data
 
 from medsyn_tabular.data.io import TableReadError, read_table
 from medsyn_tabular.data.schema import (
@@ -25,6 +26,7 @@ def _tables(shared):
         sorted((folder / "synthea_csv").glob("*.csv"))
 
 
+@needs_shared_data
 def test_every_shared_table_reads_and_gets_a_schema(shared_data):
     tables = _tables(shared_data)
     assert len(tables) >= 24
@@ -39,6 +41,7 @@ def test_every_shared_table_reads_and_gets_a_schema(shared_data):
                 assert col.n_unique < len(df) or len(df) < 20, (path.name, col.name)
 
 
+@needs_shared_data
 def test_known_missing_counts_bom_and_headerless_files(shared_data):
     stroke = read_table(shared_data / "tabular/healthcare-dataset-stroke-data.csv")
     assert stroke.columns[0] == "id"  # BOM removed from the first header

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_shared_data
 from tabular_helpers import one_torch_thread
 
 from medsyn_core.storage import Store
@@ -17,12 +17,12 @@ from medsyn_tabular.data.schema import SchemaError
 from medsyn_tabular.synthesizer import TabularSynthesizer
 from medsyn_tabular.transformers.table import TableTransformer
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # as in conftest.py
-
 
 @pytest.fixture(scope="module")
 def heart():
-    return read_table(SHARED_DATA / "tabular/heart.csv")
+    from conftest import REFERENCE_DATA
+
+    return read_table(REFERENCE_DATA / "tabular/heart.csv")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,7 @@ def test_same_seed_same_data_same_model(heart):
     assert not runs[0].equals(other)
 
 
+@needs_shared_data
 def test_tvae_learns_missing_values_at_the_real_rate(shared_data):
     stroke = read_table(shared_data / "tabular/healthcare-dataset-stroke-data.csv").drop(columns=["id"])
     with one_torch_thread():
