@@ -17,7 +17,7 @@ so a name taken meanwhile fails the job instead of re-pointing the existing mode
 Without DP the training state is checkpointed into the job's folder (at most every
 ``checkpoint_every_s`` seconds, between epochs), so a job whose process died resumes where it stopped
 and ends with the same model as an uninterrupted run. A DP job writes no checkpoint and cannot be
-resumed (see :mod:`medsyn_tabular.models.checkpoint`): it is started again as a new job.
+resumed (see :mod:`medsyn_core.training`): it is started again as a new job.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def save_upload(data: bytes, filename: str) -> Path:
 
 def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
     """Fit, save and register a synthesizer; returns ``{"model_path", "model_name", "dp_label", ...}``."""
-    from medsyn_tabular.models.checkpoint import Checkpointer
+    from medsyn_core.training import Checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     epochs = int(params["epochs"])

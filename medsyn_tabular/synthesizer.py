@@ -272,12 +272,12 @@ class TabularSynthesizer:
         """Fit on a DataFrame or a table file; ``progress(record)`` is called after every epoch with
         ``{"epoch", "epochs", "seconds", "loss_g"/"loss_d" (CTGAN) or "loss" (TVAE)}``.
 
-        ``checkpoint``: a :class:`~medsyn_tabular.models.checkpoint.Checkpointer` that saves the training
+        ``checkpoint``: a :class:`~medsyn_core.training.Checkpointer` that saves the training
         state
         between epochs; ``resume_from``: a file it wrote, to continue that training (same table,
         parameters and seed) exactly where it stopped. Neither works with DP (see
-        :mod:`medsyn_tabular.models.checkpoint`)."""
-        from medsyn_tabular.models import checkpoint as checkpoints
+        :mod:`medsyn_core.training`)."""
+        from medsyn_core import training as checkpoints
 
         started = time.time()
         resume = checkpoints.read(resume_from) if resume_from is not None else None

@@ -14,8 +14,8 @@ from tabular_helpers import one_torch_thread
 
 from medsyn_core import jobs
 from medsyn_core.storage import Store
+from medsyn_core.training import Checkpointer, CheckpointMismatch
 from medsyn_tabular.data.datasets import load_heart_cleveland
-from medsyn_tabular.models.checkpoint import Checkpointer, CheckpointMismatch
 from medsyn_tabular.synthesizer import TabularSynthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_checkpoint_of_another_run_or_a_dp_run_is_refused(heart, tmp_path):
         with pytest.raises(ValueError, match="cannot be resumed"):
             TabularSynthesizer("ctgan", epochs=4, batch_size=50, seed=2, preset="exploratory").fit(
                 heart, resume_from=tmp_path / "ck.pt")
-    with pytest.raises(FileNotFoundError, match="No tabular checkpoint"):
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         TabularSynthesizer("ctgan", epochs=4, batch_size=50, seed=2).fit(heart,
                                                                         resume_from=tmp_path / "none.pt")
     with pytest.raises(ValueError, match="every_s"):

@@ -28,8 +28,6 @@ functorch (tested in ``tests/test_imaging_dp.py``).
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
 import math
 import random
 import time
@@ -43,7 +41,6 @@ import torch
 import torch.nn.functional as F
 
 from medsyn_core.device import choose_device, seed_everything
-from medsyn_core.files import atomic_write_bytes
 from medsyn_imaging.networks.diffaugment import DEFAULT_POLICY, diff_augment, parse_policy
 from medsyn_imaging.networks.gan_models import build_discriminator, build_generator, make_arch_config
 from medsyn_imaging.training.training_data import ImageTrainingSet
@@ -150,11 +147,11 @@ class TrainingProgress:
 
 
 def data_fingerprint(data: ImageTrainingSet) -> str:
-    """SHA-256 of the training images and labels (to refuse resuming on different data)."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(data.images).tobytes())
-    digest.update(np.ascontiguousarray(data.labels).tobytes())
-    return digest.hexdigest()
+    """:func:`medsyn_core.training.fingerprint` of the training images and labels (to refuse resuming on
+    different data)."""
+    from medsyn_core.training import fingerprint
+
+    return fingerprint(data.images, data.labels)
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -491,9 +488,9 @@ class GANTrainer:
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the full training state to ``path`` atomically (``torch.save`` of tensors and plain
         Python values only, loadable with ``weights_only=True``)."""
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        return atomic_write_bytes(path, buf.getvalue())
+        from medsyn_core.training import write_checkpoint
+
+        return write_checkpoint(path, self.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -542,10 +539,9 @@ class GANTrainer:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by :meth:`GANTrainer.save_checkpoint` (tensors only, no code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}.")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from medsyn_core import training
+
+    return training.read_checkpoint(path)
 
 
 def _as_tuple(value):

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsyn_tabular.models import checkpoint as checkpoints
+from medsyn_core import training as checkpoints
 from medsyn_tabular.models.activations import SpanLayout, apply_activations
 from medsyn_tabular.transformers.table import TableTransformer
 
 ProgressCallback = Callable[[dict], None]
 #: ``checkpoint(epochs_done, epochs, make_state)``, e.g. a
-#: :class:`~medsyn_tabular.models.checkpoint.Checkpointer`.
+#: :class:`~medsyn_core.training.Checkpointer`.
 CheckpointCallback = Callable[[int, int, Callable[[], dict]], None]
 SAMPLE_CHUNK = 2_000  # rows per forward pass when sampling (fits the CPU caches; 10,000 was slower)
 
@@ -264,7 +264,7 @@ class CTGANModel:
     def fit(self, data: np.ndarray, progress: ProgressCallback | None = None,
             checkpoint: CheckpointCallback | None = None, resume: dict | None = None) -> None:
         """Train on the encoded ``data`` (n_rows, data_dim) for ``params.epochs`` epochs; ``checkpoint``
-        (a :class:`~medsyn_tabular.models.checkpoint.Checkpointer`) is offered the state after each epoch and
+        (a :class:`~medsyn_core.training.Checkpointer`) is offered the state after each epoch and
         ``resume`` (a state it wrote) continues from there, as if never interrupted."""
         p = self.params
         rng = np.random.default_rng(self.seed)
@@ -275,7 +275,8 @@ class CTGANModel:
         nets = {"generator": self.generator, "critic": self.critic}
         opts = {"generator": opt_g, "critic": opt_d}
         wants_state = checkpoint is not None or resume is not None  # hashing a big table is not free
-        fp = checkpoints.fingerprint(data, "ctgan", self.params_dict(), self.seed) if wants_state else ""
+        fp = (checkpoints.table_fingerprint(data, "ctgan", self.params_dict(), self.seed) if wants_state
+              else "")
         start = 0
         if resume is not None:
             start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, rng, {})

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsyn_tabular.models import checkpoint as checkpoints
+from medsyn_core import training as checkpoints
 from medsyn_tabular.models.activations import SpanLayout, gumbel_noise, one_hot_blocks, span_cross_entropy
 from medsyn_tabular.models.ctgan import SAMPLE_CHUNK, CheckpointCallback, ProgressCallback
 from medsyn_tabular.transformers.table import TableTransformer
@@ -148,7 +148,7 @@ class TVAEModel:
         real = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         nets, opts = {"encoder": self.encoder, "decoder": self.decoder}, {"vae": opt}
         wants_state = checkpoint is not None or resume is not None  # hashing a big table is not free
-        fp = checkpoints.fingerprint(data, "tvae", self.params_dict(), self.seed) if wants_state else ""
+        fp = checkpoints.table_fingerprint(data, "tvae", self.params_dict(), self.seed) if wants_state else ""
         start = 0
         if resume is not None:
             start, self.loss_history = checkpoints.restore(resume, fp, nets, opts, None,

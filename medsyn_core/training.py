@@ -1,14 +1,16 @@
-"""Mid-training checkpoints of a tabular model, so that a crashed background job resumes where it stopped.
+"""The training layer shared by every engine: fingerprints of training data, mid-training checkpoints and
+the periodic checkpointer, so that a crashed background job resumes exactly where it stopped.
 
-A checkpoint is one ``torch.save`` file of tensors and plain values, read back with
-``weights_only=True`` (loading runs no code): the networks and their optimizers, every random state the
-training loop draws from (NumPy generator, torch CPU/CUDA generators), the loss history, the number of
-epochs done, and a fingerprint of the encoded training matrix, model kind, hyperparameters and seed.
-Resuming on the same machine with the same table, parameters and seed gives exactly the weights of an
-uninterrupted run; anything else is refused with a readable error.
+A checkpoint is one ``torch.save`` file of tensors and plain values, written atomically
+(:func:`write_checkpoint`) and read back with ``weights_only=True`` (:func:`read_checkpoint`: loading runs
+no code). :func:`capture` / :func:`restore` hold what a plain training loop needs (networks, optimizers,
+the NumPy and torch random states, the loss history, epochs done); an engine with more state (the image
+GAN's EMA generator and scalers) adds it to its own state dict and writes it through the same functions.
+Every checkpoint carries a :func:`fingerprint` of the training data and of what defines the run; resuming
+with anything else is refused with a readable error (:class:`CheckpointMismatch`).
 
 Differentially private training writes no checkpoint: Opacus' accountant and Poisson sampler state are
-not saved, so ε could not be guaranteed across a resume (the imaging engine makes the same choice).
+not saved, so ε could not be guaranteed across a resume (every engine makes this choice).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from medsyn_core.files import atomic_write_bytes
 
-FORMAT = "medsyn-tabular-checkpoint-1"
+FORMAT = "medsyn-tabular-checkpoint-1"  # the format of capture()/restore() states (kept from release 1)
 
 
 class CheckpointMismatch(ValueError):
@@ -36,12 +38,36 @@ class CheckpointMismatch(ValueError):
     value_free_message = True
 
 
-def fingerprint(data: np.ndarray, model: str, params: dict[str, Any], seed: int) -> str:
-    """SHA-256 of the encoded training matrix (n_rows, data_dim) and of what defines the run."""
+def fingerprint(*arrays: np.ndarray, meta: Any = None) -> str:
+    """SHA-256 of the training data ``arrays`` (their bytes, in order) and of ``meta`` (JSON: what else
+    defines the run, e.g. model, seed, hyperparameters, shapes); the one fingerprint of every engine."""
     h = hashlib.sha256()
-    h.update(json.dumps([model, seed, params, list(data.shape)], sort_keys=True, default=str).encode())
-    h.update(np.ascontiguousarray(data, dtype=np.float32).tobytes())
+    if meta is not None:
+        h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for array in arrays:
+        h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()
+
+
+def table_fingerprint(data: np.ndarray, model: str, params: dict[str, Any], seed: int) -> str:
+    """:func:`fingerprint` of an encoded training matrix (n_rows, data_dim) as float32, the model kind, its
+    hyperparameters and the seed (the tabular models' checkpoints)."""
+    return fingerprint(np.asarray(data, dtype=np.float32), meta=[model, seed, params, list(data.shape)])
+
+
+def write_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors and plain values) to ``path`` atomically with ``torch.save``."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file (tensors and plain values only; no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def capture(epoch: int, fp: str, modules: dict[str, torch.nn.Module],
@@ -88,12 +114,7 @@ def restore(state: dict[str, Any], fp: str, modules: dict[str, torch.nn.Module],
     return int(state["epoch"]), list(state["loss_history"])
 
 
-def read(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file (tensors and plain values only; no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No tabular checkpoint at {path}.")
-    return torch.load(path, map_location="cpu", weights_only=True)
+read = read_checkpoint
 
 
 class Checkpointer:
@@ -112,9 +133,7 @@ class Checkpointer:
     def __call__(self, epoch: int, epochs: int, make_state: Callable[[], dict[str, Any]]) -> None:
         if epoch >= epochs or time.monotonic() - self._last < self.every_s:
             return
-        buf = io.BytesIO()
-        torch.save(make_state(), buf)
-        atomic_write_bytes(self.path, buf.getvalue())
+        write_checkpoint(self.path, make_state())
         self._last = time.monotonic()
         self.written += 1
         if self.on_saved is not None:
