@@ -78,11 +78,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_ledger(ledger, entries: bool = False) -> None:
-    """Print the ε/δ breakdown of a privacy ledger (recomputed from its entries)."""
+def print_ledger(ledger, entries: bool = False, unit: str | None = None) -> None:
+    """Print the ε/δ breakdown of a privacy ledger (recomputed from its entries) and the protected unit."""
     eps, delta = ledger.total()
-    print(f"DP: ε = {eps:.4g} total, δ = {delta:.3g} (n = {ledger.dataset_rows} rows; add/remove-one-row "
-          "neighbours; column names, kinds and n are public)")
+    print(f"DP: ε = {eps:.4g} total, δ = {delta:.3g}; protected unit: {unit or 'one row'} "
+          f"(n = {ledger.dataset_rows} units; the declared schema and n are public; docs/privacy.md)")
     for stage, (e, d) in ledger.breakdown().items():
         n_mech = sum(1 for x in ledger.entries if x.stage == stage)
         print(f"  {stage:<14} ε = {e:.4g}  δ = {d:.3g}  ({n_mech} mechanism{'s' * (n_mech != 1)})")
@@ -119,7 +119,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if synth.ledger is None:
         print("DP: off (no differential privacy; use --epsilon or --preset to train with it)")
     else:
-        print_ledger(synth.ledger)
+        print_ledger(synth.ledger, unit=synth.privacy_unit.describe() if synth.privacy_unit else None)
     return 0
 
 
@@ -132,7 +132,10 @@ def cmd_privacy(args: argparse.Namespace) -> int:
     if not path.exists():
         print("DP: off (this model was trained without differential privacy)")
         return 0
-    print_ledger(PrivacyLedger.load(path), entries=True)
+    from medsyn_core.model_card import read_folder
+
+    view = read_folder(Path(args.model_dir))
+    print_ledger(PrivacyLedger.load(path), entries=True, unit=view.privacy.unit if view else None)
     return 0
 
 
