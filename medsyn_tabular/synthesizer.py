@@ -110,26 +110,18 @@ class TabularSynthesizer:
                  preset: str | None = None, max_grad_norm: float = 1.0,
                  metadata: str | Path | dict | None = None, preprocessing_share: float = 0.1,
                  accountant: str = "rdp", **hyperparameters: Any):
-        from medsyn_core.privacy import PrivacyBudget
+        from medsyn_core.privacy import PrivacyError
+        from medsyn_core.privacy.settings import PrivacySettings
 
-        # validate the privacy settings now (δ against 1/n is checked in fit, once n is known)
-        self.privacy_settings = {"epsilon": epsilon, "delta": delta, "preset": preset,
-                                 "max_grad_norm": float(max_grad_norm),
-                                 "preprocessing_share": float(preprocessing_share), "accountant": accountant}
-        self.private = PrivacyBudget.create(10**12, epsilon, None, preset, preprocessing_share) is not None
-        if self.private:
-            from medsyn_core.privacy import PrivacyError
-            from medsyn_core.privacy.dpsgd import ACCOUNTANTS
-
-            if not max_grad_norm > 0:
-                raise PrivacyError(f"The clipping norm must be positive (got {max_grad_norm}).")
-            if accountant not in ACCOUNTANTS:
-                raise PrivacyError(f"Unknown accountant {accountant!r}; use one of {', '.join(ACCOUNTANTS)}.")
-            if model == "ctgan":
-                if hyperparameters.get("pac", 1) != 1:
-                    raise PrivacyError("Differentially private CTGAN uses pac = 1 (packing rows would break "
-                                       "the per-row guarantee); remove the pac setting.")
-                hyperparameters = {**hyperparameters, "pac": 1}
+        # the privacy choice, validated once (δ against 1/n is checked in fit, once n is known)
+        self.privacy = PrivacySettings.create(epsilon, delta, preset, max_grad_norm, preprocessing_share,
+                                              accountant)
+        self.private = self.privacy.enabled
+        if self.private and model == "ctgan":
+            if hyperparameters.get("pac", 1) != 1:
+                raise PrivacyError("Differentially private CTGAN uses pac = 1 (packing rows would break "
+                                   "the per-row guarantee); remove the pac setting.")
+            hyperparameters = {**hyperparameters, "pac": 1}
         if model not in MODELS:
             raise ValueError(f"Unknown model {model!r}; choose 'ctgan' or 'tvae'.")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -370,20 +362,20 @@ class TabularSynthesizer:
     def plan_privacy(self, n_rows: int):
         """(PrivacyBudget, DPSGDPlan) for ``n_rows`` rows, or (None, None) with DP off. Uses only public
         numbers (n, batch size, epochs) and raises PrivacyError with advice when the budget is unreachable."""
-        from medsyn_core.privacy import PrivacyBudget, PrivacyError
+        from medsyn_core.privacy import PrivacyError
         from medsyn_core.privacy.dpsgd import plan_dpsgd, steps_per_epoch
 
-        s = self.privacy_settings
+        s = self.privacy
         cached = getattr(self, "_planned", None)
         if cached is not None and cached[0] == (n_rows, self.epochs, self.batch_size):
             return cached[1]  # calibrating σ takes seconds; a check before training (the page) is reused
-        budget = PrivacyBudget.create(n_rows, s["epsilon"], s["delta"], s["preset"], s["preprocessing_share"])
+        budget = s.budget(n_rows)
         if budget is None:
             return None, None
         steps = self.epochs * steps_per_epoch(n_rows, self.batch_size)
         try:
             plan = plan_dpsgd(budget.epsilon_training, budget.delta_training, n_rows, self.batch_size, steps,
-                              s["max_grad_norm"], s["accountant"])
+                              s.max_grad_norm, s.accountant)
         except PrivacyError as exc:
             raise PrivacyError(
                 f"Total ε = {budget.epsilon:g} leaves ε = {budget.epsilon_training:.3g} for training after "
@@ -521,7 +513,7 @@ class TabularSynthesizer:
             atomic_write_json(tmp / "config.json", {
                 "format_version": FORMAT_VERSION, "model": self.model_name, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "hyperparameters": self.hyperparameters,
-                "privacy": self.privacy_settings if self.ledger is not None else None,
+                "privacy": self.privacy.to_dict() if self.ledger is not None else None,
                 # the user's declaration (schema/metadata file and PHI choices): public by definition
                 "declaration": self.overrides, "phi_actions": self.phi_actions,
                 "dropped": self.dropped, "loss_history": self.released_loss_history()})

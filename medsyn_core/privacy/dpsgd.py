@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from medsyn_core.privacy.budget import PrivacyError
 from medsyn_core.privacy.ledger import LedgerEntry, dpsgd_epsilon
+from medsyn_core.privacy.settings import ACCOUNTANTS
 
 #: Above this noise multiplier a GAN/VAE learns nothing useful; such budgets are called unreachable.
 MAX_USEFUL_NOISE_MULTIPLIER = 10.0
-ACCOUNTANTS = ("rdp", "prv")
 
 
 @dataclass(frozen=True)

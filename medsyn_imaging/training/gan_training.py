@@ -79,6 +79,14 @@ class TrainConfig:
     def private(self) -> bool:
         return self.dp_epsilon is not None
 
+    @property
+    def privacy(self):
+        """The run's :class:`~medsyn_core.privacy.settings.PrivacySettings` (all of ε for training)."""
+        from medsyn_core.privacy.settings import PrivacySettings
+
+        return PrivacySettings.create(self.dp_epsilon, self.dp_delta, self.dp_preset, self.dp_max_grad_norm,
+                                      0.0, self.dp_accountant)
+
     def __post_init__(self) -> None:
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2.")
@@ -114,13 +122,9 @@ def plan_private_training(cfg: TrainConfig, n: int):
     ceil(total_images / batch) steps at q = 1 / ceil(n / batch). Raises PrivacyError with advice when the
     budget is unreachable; uses only public numbers (n, batch, kimg), so the app can check it before
     submitting a job."""
-    import dataclasses
-
-    from medsyn_core.privacy import PrivacyBudget
     from medsyn_core.privacy.dpsgd import plan_dpsgd
 
-    budget = PrivacyBudget.create(n, cfg.dp_epsilon, cfg.dp_delta)
-    budget = dataclasses.replace(budget, preprocessing_share=0.0, preset=cfg.dp_preset)  # all training
+    budget = cfg.privacy.budget(n)  # no preprocessing share: only the discriminator reads the images
     steps = math.ceil(cfg.total_images / cfg.batch_size)
     plan = plan_dpsgd(budget.epsilon, budget.delta, n, cfg.batch_size, steps, cfg.dp_max_grad_norm,
                       cfg.dp_accountant)
