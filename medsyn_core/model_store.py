@@ -56,8 +56,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def list_models(store: Store, user: User) -> list[ModelEntry]:
-    """Registered models (cards from the folder if present, else from the row) and bundled ones."""
+    """Registered models and bundled ones, for a user allowed to view models (see :func:`all_models`)."""
     authorise(store, user, "view_models")
+    return all_models(store)
+
+
+def all_models(store: Store) -> list[ModelEntry]:
+    """Registered models (cards from the folder if present, else from the row), then the bundled ones
+    (``models/``) not registered: the one listing of model folders for every engine and page."""
     out: list[ModelEntry] = []
     for rec in store.list_models():
         path = Path(rec.path)

@@ -361,27 +361,17 @@ class GeneratorEntry:
 
 
 def list_generators(include_bundled: bool = True) -> list[GeneratorEntry]:
-    """Bundled demo generators (``models/``) first, then those registered in the store."""
+    """Bundled demo generators (``models/``) first, then those registered in the store (one listing:
+    :func:`medsyn_core.model_store.all_models`)."""
+    from medsyn_core.model_store import all_models
     from medsyn_core.storage import Store
     from medsyn_imaging.networks.gan_models import MODEL_KINDS
 
-    entries: list[GeneratorEntry] = []
-    if include_bundled and BUNDLED_MODELS_DIR.is_dir():
-        for folder in sorted(p for p in BUNDLED_MODELS_DIR.iterdir() if (p / CONFIG_FILE).is_file()):
-            try:
-                config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-                card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            if config.get("model") in MODEL_KINDS:
-                entries.append(GeneratorEntry(card.get("name", folder.name), folder, "bundled",
-                                              config["model"], card))
     with Store() as store:
-        for record in store.list_models():
-            if record.kind in MODEL_KINDS and Path(record.path).is_dir():
-                entries.append(GeneratorEntry(record.name, Path(record.path), "store", record.kind,
-                                              record.card))
-    return entries
+        models = [m for m in all_models(store) if m.kind in MODEL_KINDS and m.path.is_dir()
+                  and (include_bundled or m.source != "bundled")]
+    models.sort(key=lambda m: m.source != "bundled")  # bundled first, each group in its order
+    return [GeneratorEntry(m.name, m.path, m.source, m.kind, m.card) for m in models]
 
 
 def demo_generator_path() -> Path:
