@@ -35,10 +35,10 @@ from medsyn_core.privacy.ledger import LedgerEntry
 from medsyn_core.privacy.mechanisms import (
     approx_bounds,
     laplace_histogram,
+    missing_rate_of_n,
     numeric_histogram,
     stable_categories,
 )
-from medsyn_core.privacy.mechanisms import missing_rate as noisy_missing_rate
 from medsyn_tabular.data.schema import SchemaError, TableSchema
 from medsyn_tabular.transformers.table import (
     MISSING,
@@ -177,7 +177,8 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             record(col.name, "numeric-histogram", "histogram and missing rate", bins=len(counts) + 1)
             enc.low, enc.high = float(lo), float(hi)
             # missingness is estimated inside the column's own histogram (one more bin)
-            enc.missing_rate = noisy_missing_rate(missing_count, counts.sum()) if nullable else 0.0
+            enc.missing_rate = missing_rate_of_n(missing_count, len(df), unit_rows / eps_call) \
+                if nullable else 0.0
             # the network learns missingness from the real rows (under DP-SGD); the slot exists unless the
             # metadata says the column is never missing (whether it is must not be read from the data)
             enc.has_missing_slot = nullable
@@ -247,7 +248,10 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             if rare.any() or suppressed is not None:  # unreleased labels need a slot too
                 enc.slots.append(OTHER)
                 enc.slot_freq.append(other_freq)
-            enc.missing_rate = float(missing_noisy / total) if nullable else 0.0
+            # the rate from the missing bin and the public n (never shrunk towards uniform: a complete
+            # column stays complete unless its noisy missing count stands above the noise)
+            enc.missing_rate = missing_rate_of_n(missing_noisy, len(df), unit_rows / eps_call) \
+                if nullable else 0.0
             if nullable:
                 enc.has_missing_slot = True
                 enc.slots.append(MISSING)
