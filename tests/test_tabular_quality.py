@@ -88,3 +88,51 @@ def test_dp_missing_rates_within_three_points_and_complete_columns_stay_complete
     real, fake = missing_rates(df), missing_rates(rows[df.columns])
     assert (real - fake).abs().max() <= 0.03, pd.DataFrame({"real": real, "synthetic": fake})
     assert fake["outcome"] == 0  # declared never missing; "sex" (nullable, complete): checked above
+
+
+# -- the marginal-based DP synthesizer (MST/AIM) --------------------------------------------------------
+def test_zcdp_conversion_is_opendps_and_rho_recomputes_from_the_noise_scales():
+    import math
+
+    import opendp.prelude as dp
+
+    from medsyn_core.privacy.ledger import LedgerEntry
+    from medsyn_core.privacy.zcdp import gaussian_counts, noisy_max, zcdp_epsilon, zcdp_rho
+
+    dp.enable_features("contrib")
+    rho = zcdp_rho(1.0, 1e-5)
+    assert zcdp_epsilon(rho, 1e-5) == pytest.approx(1.0, abs=1e-6)
+    # the textbook bound ε ≤ ρ + 2√(ρ ln 1/δ) is looser than the conversion used
+    assert zcdp_epsilon(rho, 1e-5) < rho + 2 * math.sqrt(rho * math.log(1e5))
+    noisy, spent = gaussian_counts(np.array([5, 7, 0]), sigma=4.0)
+    assert spent == pytest.approx(1 / 32) and noisy.dtype == np.int64
+    index, spent_sel = noisy_max(np.array([0.0, 1000.0, 1.0]), rho=0.5, sensitivity=1.0)
+    assert index == 1 and spent_sel == pytest.approx(0.5)
+    details = {"sensitivity": 1, "measurements": [{"sigma": 4.0}, {"sigma": 4.0}],
+               "selections": [{"scale": 1.0, "sensitivity": 1.0}]}
+    entry = LedgerEntry("training", "mst", "marginals", epsilon=123.0, delta=1e-5, details=details)
+    assert entry.recompute_epsilon() == pytest.approx(zcdp_epsilon(2 / 32 + 0.5, 1e-5))
+    details["measurements"][0]["sigma"] = 1.0  # the stored ε (123) is never trusted
+    assert entry.recompute_epsilon() == pytest.approx(zcdp_epsilon(1 / 2 + 1 / 32 + 0.5, 1e-5))
+
+
+@pytest.mark.slow
+def test_mst_fits_with_missing_values_dates_and_conditions_and_its_ledger_recomputes(tmp_path):
+    """MST (default at ε ≤ 3): declared schema, ledger total = ε asked, missing rates within ±0.03,
+    dates, conditions, save/load."""
+    df = missing_table(n=3000, seed=2)
+    with one_torch_thread():
+        synth = TabularSynthesizer(epsilon=3.0, schema=MISSING_TABLE_SCHEMA, seed=0).fit(df)
+    assert synth.model_name == "mst"
+    eps, delta = synth.ledger.total()
+    assert eps == pytest.approx(3.0, rel=1e-3) and eps <= 3.0 + 1e-9
+    entry = synth.ledger.entries[-1]
+    assert entry.mechanism == "mst" and entry.recompute_epsilon() == pytest.approx(entry.epsilon)
+    rows = synth.sample(4000)
+    real, fake = missing_rates(df), missing_rates(rows[df.columns])
+    assert (real - fake).abs().max() <= 0.03, pd.DataFrame({"real": real, "synthetic": fake})
+    assert pd.api.types.is_datetime64_any_dtype(rows["visit"])
+    only = synth.sample(200, conditions=["sex=F", "age>=60"])
+    assert (only["sex"] == "F").all() and (only["age"] >= 60).all()
+    again = TabularSynthesizer.load(synth.save(tmp_path / "mst", register=False))
+    assert again.sample(50, seed=3).equals(synth.sample(50, seed=3))
