@@ -114,7 +114,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = synth.save(args.out, overwrite=args.overwrite)
     for entry in synth.phi_record:
         print(f"PHI: {entry['column']}: {entry['detail']}")
-    print(f"Saved {args.model} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
+    print(f"Saved {synth.model_name} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
           f"{synth.card['preprocessing_seconds']:.1f} s preprocessing)")
     if synth.ledger is None:
         print("DP: off (no differential privacy; use --epsilon or --preset to train with it)")
@@ -159,7 +159,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``medsyn tabular ...`` to the main ``medsyn`` parser."""
-    tab = subparsers.add_parser("tabular", help="synthetic tables: CTGAN/TVAE (schema, fit, sample)")
+    tab = subparsers.add_parser("tabular", help="synthetic tables: TVAE/CTGAN/MST/AIM (schema, fit, sample)")
     sub = tab.add_subparsers(dest="tabular_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("schema", help="print the inferred schema and PHI flags of a table")
@@ -170,7 +170,11 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("fit", help="train a synthesizer on a table and save it")
     p.add_argument("data", help="CSV/TSV or Parquet file")
-    p.add_argument("--model", choices=("ctgan", "tvae"), default="ctgan")
+    from medsyn_tabular.models.registry import MODELS
+
+    p.add_argument("--model", choices=tuple(MODELS), default=None,
+                   help="default: mst with DP at ε ≤ 3, tvae otherwise. "
+                        + "; ".join(spec.summary.replace("%", "%%") for spec in MODELS.values()))
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)

@@ -46,7 +46,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
 
     epochs = int(params["epochs"])
     synth = TabularSynthesizer(
-        params.get("model", "ctgan"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
+        params.get("model"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
         phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
 
@@ -55,7 +55,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
         # released_loss_history: under DP without the losses computed on real rows (not covered by DP)
         losses = [{k: v for k, v in r.items() if k in ("epoch", "loss", "loss_g", "loss_d")}
                   for r in synth.released_loss_history()[-MAX_LOSS_POINTS:]]
-        progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}", {"losses": losses})
+        total = int(record.get("epochs", epochs))  # MST/AIM count rounds, not epochs
+        progress(record["epoch"] / total, f"epoch {record['epoch']} of {total}", {"losses": losses})
 
     checkpointer = None
     if not params.get("privacy"):

@@ -41,13 +41,14 @@ from medsyn_tabular.data.schema import (
     infer_schema,
     load_override_file,
 )
+from medsyn_tabular.models import registry
 from medsyn_tabular.transformers.table import OTHER, TableTransformer
 
-MODELS = ("ctgan", "tvae")
+MODELS = tuple(registry.MODELS)
 MIN_ROWS = 10
 FORMAT_VERSION = 1
 #: Per-epoch losses computed on real rows, per model (left out of a DP model's saved history).
-REAL_ROW_LOSSES = {"ctgan": ("loss_d",), "tvae": ("loss",)}
+REAL_ROW_LOSSES = {name: spec.real_row_losses for name, spec in registry.MODELS.items()}
 #: Sampling with conditions gives up after generating this many rows per requested row (plus a floor).
 MAX_TRIES_PER_ROW, MIN_TRIES = 200, 200_000
 
@@ -88,7 +89,9 @@ dp_label = model_card.dp_label  # one label for every engine (kept here for olde
 
 
 class TabularSynthesizer:
-    """Fit CTGAN or TVAE on a table and sample synthetic rows, optionally under conditions.
+    """Fit a tabular model (:data:`MODELS`: CTGAN, TVAE, AIM) on a table and sample synthetic rows,
+    optionally under conditions. ``model=None`` picks :func:`~.models.registry.default_model`: AIM with
+    differential privacy at ε ≤ 3, otherwise the model with the best measured utility (TVAE).
 
     ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see
     :mod:`medsyn_tabular.data.schema`);
@@ -104,7 +107,7 @@ class TabularSynthesizer:
     ``preprocessing_share`` of ε and δ for the DP statistics (default 0.1); ``accountant`` 'rdp' or 'prv'.
     """
 
-    def __init__(self, model: str = "ctgan", epochs: int = 300, batch_size: int = 500, seed: int = 0,
+    def __init__(self, model: str | None = None, epochs: int = 300, batch_size: int = 500, seed: int = 0,
                  schema: str | Path | dict | None = None, phi_actions: dict[str, str] | None = None,
                  device: str | None = None, epsilon: float | None = None, delta: float | None = None,
                  preset: str | None = None, max_grad_norm: float = 1.0,
@@ -117,13 +120,14 @@ class TabularSynthesizer:
         self.privacy = PrivacySettings.create(epsilon, delta, preset, max_grad_norm, preprocessing_share,
                                               accountant)
         self.private = self.privacy.enabled
+        if model is None:
+            model = registry.default_model(self.privacy.epsilon)
         if self.private and model == "ctgan":
             if hyperparameters.get("pac", 1) != 1:
                 raise PrivacyError("Differentially private CTGAN uses pac = 1 (packing rows would break "
                                    "the per-row guarantee); remove the pac setting.")
             hyperparameters = {**hyperparameters, "pac": 1}
-        if model not in MODELS:
-            raise ValueError(f"Unknown model {model!r}; choose 'ctgan' or 'tvae'.")
+        self.spec = registry.spec(model)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a whole number of at least 1 (got {epochs!r}).")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
@@ -300,15 +304,23 @@ class TabularSynthesizer:
         table, self.schema = self.prepare(data)  # under DP: declared schema, bounded per patient, no stats
         budget, plan = self.plan_privacy(len(table))  # n = privacy units (patients or rows), public
         self.transformer = TableTransformer(seed=self.seed)
+        marginal = self.spec.dp == "marginals"
         if budget is None:
             self.transformer.fit(table, self.schema, metadata=self.declared_metadata)
+            if marginal:
+                from medsyn_tabular.models.aim import range_modes
+
+                range_modes(self.transformer)
         else:
             from medsyn_core.privacy import PrivacyLedger
 
             self.ledger = PrivacyLedger(dataset_rows=len(table), budget=budget.to_dict())
-            from medsyn_tabular.transformers.private import fit_private
+            if marginal:
+                plan = self._fit_domain_private(table, budget)
+            else:
+                from medsyn_tabular.transformers.private import fit_private
 
-            fit_private(self.transformer, table, self.schema, self.declared_metadata, budget, self.ledger)
+                fit_private(self.transformer, table, self.schema, self.declared_metadata, budget, self.ledger)
         encoded = self.transformer.transform(table)
         preprocess_s = time.time() - started
         self.model = self._build_model(device)
@@ -316,6 +328,8 @@ class TabularSynthesizer:
         train_started = time.time()
         if plan is None:
             self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume)
+        elif marginal:
+            self.ledger.add(self._marginal_entry(plan, self.model.fit_private(encoded, plan, progress)))
         else:
             from medsyn_core.privacy.dpsgd import training_entry
 
@@ -323,8 +337,7 @@ class TabularSynthesizer:
             released = None if progress is None else (
                 lambda record: progress({k: v for k, v in record.items() if k not in hidden}))
             engine = self.model.fit_private(encoded, plan, progress=released)
-            target = "critic" if self.model_name == "ctgan" else "encoder+decoder"
-            self.ledger.add(training_entry(plan, engine, target=target))
+            self.ledger.add(training_entry(plan, engine, target=self.spec.dp_target))
         final = self.released_loss_history()[-1]
         self.card = {
             "card_format": model_card.CARD_FORMAT, "engine": "tabular", "kind": self.model_name,
@@ -356,7 +369,7 @@ class TabularSynthesizer:
         rows through the private critic) is post-processing and stays."""
         if not self.private:
             return self.model.loss_history
-        hidden = REAL_ROW_LOSSES[self.model_name]
+        hidden = self.spec.real_row_losses
         return [{k: v for k, v in r.items() if k not in hidden} for r in self.model.loss_history]
 
     def plan_privacy(self, n_rows: int):
@@ -372,6 +385,8 @@ class TabularSynthesizer:
         budget = s.budget(n_rows)
         if budget is None:
             return None, None
+        if self.spec.dp == "marginals":  # zCDP from what preprocessing leaves: planned in the fit
+            return budget, None
         steps = self.epochs * steps_per_epoch(n_rows, self.batch_size)
         try:
             plan = plan_dpsgd(budget.epsilon_training, budget.delta_training, n_rows, self.batch_size, steps,
@@ -396,15 +411,41 @@ class TabularSynthesizer:
                     "the PHI actions", f"n = {self.ledger.dataset_rows} (number of privacy units)"])
 
     def _build_model(self, device):
-        if self.model_name == "ctgan":
-            from medsyn_tabular.models.ctgan import CTGANModel, CTGANParams
+        return self.spec.build(self.transformer, self.epochs, self.batch_size, self.hyperparameters, device,
+                               self.seed)
 
-            params = CTGANParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
-            return CTGANModel(self.transformer, params, device, seed=self.seed)
-        from medsyn_tabular.models.tvae import TVAEModel, TVAEParams
+    def _fit_domain_private(self, table: pd.DataFrame, budget):
+        """The DP domain of a marginal model (declared, or DP bounds/categories where undeclared) and its
+        zCDP plan: ρ from the ε and δ the domain left (all of them when everything is declared)."""
+        from medsyn_core.privacy.zcdp import zcdp_rho
+        from medsyn_tabular.models.aim import AIMPlan
+        from medsyn_tabular.transformers.private import domain_calls, fit_domain_private
 
-        params = TVAEParams(epochs=self.epochs, batch_size=self.batch_size, **self.hyperparameters)
-        return TVAEModel(self.transformer, params, device, seed=self.seed)
+        calls, n_stable = domain_calls(self.schema, self.declared_metadata)
+        eps_pre = budget.epsilon_preprocessing if calls else 0.0
+        delta_pre = budget.delta_preprocessing if n_stable else 0.0
+        fit_domain_private(self.transformer, table, self.schema, self.declared_metadata, eps_pre, delta_pre,
+                           self.ledger)
+        epsilon, delta = budget.epsilon - eps_pre, budget.delta - delta_pre
+        return AIMPlan(rho=zcdp_rho(epsilon, delta), delta=delta, target_epsilon=epsilon)
+
+    def _marginal_entry(self, plan, spent):
+        """The ledger entry of a marginal model's DP fit; its ε recomputes from every σ and scale."""
+        from medsyn_core.privacy.ledger import LedgerEntry, zcdp_entry_epsilon
+
+        names = {f"c{i}": enc.name for i, enc in enumerate(self.transformer.columns)}
+        details = {"sensitivity": 1, "rho_budget": plan.rho, "target_epsilon": plan.target_epsilon,
+                   "noise": "discrete Gaussian (measurements) and report-noisy-max (selections), OpenDP",
+                   "conversion": "zCDP to (ε, δ): OpenDP make_zCDP_to_approxDP",
+                   "measurements": [{"clique": [names[a] for a in m["clique"]], "sigma": m["sigma"]}
+                                    for m in spent.measurements],
+                   "selections": [{"scale": x["scale"], "sensitivity": x["sensitivity"],
+                                   "candidates": x["candidates"]} for x in spent.selections]}
+        epsilon = zcdp_entry_epsilon(details, plan.delta)
+        if epsilon > plan.target_epsilon * (1 + 1e-6) + 1e-9:
+            raise RuntimeError(f"AIM spent ε = {epsilon} above its budget {plan.target_epsilon}.")
+        return LedgerEntry(stage="training", mechanism=self.model_name, target="marginals", epsilon=epsilon,
+                           delta=plan.delta, details=details)
 
     # -- sampling --------------------------------------------------------------------------------
     def sample(self, n: int, conditions=None, seed: int | None = None, max_tries: int | None = None
@@ -466,7 +507,7 @@ class TabularSynthesizer:
 
     def _steering_condition(self, conds) -> tuple[int, int] | None:
         """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
-        if self.model_name != "ctgan":
+        if not self.spec.steers_conditions:
             return None
         best, best_freq = None, 2.0
         for c in conds:

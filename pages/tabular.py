@@ -21,6 +21,7 @@ from medsyn_tabular.data.phi import ACTIONS
 from medsyn_tabular.data.privacy_unit import KEY_LIKE_PHI
 from medsyn_tabular.data.review import review_table
 from medsyn_tabular.data.schema import KINDS
+from medsyn_tabular.models.registry import MODELS as MODEL_SPECS
 
 st.title("Tabular")
 user = page_guard("sample")
@@ -173,7 +174,9 @@ phi_actions = {new["column"]: new["PHI action"] for new, old in pairs
 # 3. training ---------------------------------------------------------------------------------------
 st.subheader("Train")
 c1, c2, c3, c4 = st.columns(4)
-model = c1.selectbox("Model", ["ctgan", "tvae"])
+model = c1.selectbox("Model", ["auto"] + list(MODEL_SPECS),
+                     help="auto: MST with differential privacy at ε ≤ 3, TVAE otherwise")
+st.caption("  \n".join(spec.summary for spec in MODEL_SPECS.values()))  # one line per model
 epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=50, step=10)
 batch_size = c3.number_input("Batch size", min_value=10, max_value=10_000, value=500, step=10)
 seed = c4.number_input("Seed", min_value=0, value=0, step=1)
@@ -241,8 +244,9 @@ if st.button("Train", type="primary"):
                 overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
             else:
                 overrides["unit"] = "row"
-        synth = TabularSynthesizer(model, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
-                                   schema=overrides, phi_actions=phi_actions, **private)
+        synth = TabularSynthesizer(None if model == "auto" else model, epochs=int(epochs),
+                                   batch_size=int(batch_size), seed=int(seed), schema=overrides,
+                                   phi_actions=phi_actions, **private)
         synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
         model_store.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
         with Store() as store:
@@ -257,7 +261,7 @@ if st.button("Train", type="primary"):
             else:
                 label = source
             params = {"data_path": str(data_path or bundled(source).path), "source": label,
-                      "name": model_name.strip(), "replace": bool(replace), "model": model,
+                      "name": model_name.strip(), "replace": bool(replace), "model": synth.model_name,
                       "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed),
                       "schema": overrides, "phi_actions": phi_actions, "privacy": private, **upload_params}
             st.session_state["tabular_job_id"] = jobs.submit(store, user, "tabular-fit", params)

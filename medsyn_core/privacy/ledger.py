@@ -35,11 +35,34 @@ class LedgerEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
     def recompute_epsilon(self) -> float:
-        """ε of this entry from its parameters alone (DP-SGD via the accountant)."""
+        """ε of this entry from its parameters alone (DP-SGD via the accountant; a zCDP mechanism such as
+        AIM from every measurement's σ and every selection's scale, through OpenDP's privacy maps)."""
+        if self.mechanism in ZCDP_MECHANISMS:
+            return zcdp_entry_epsilon(self.details, self.delta)
         if self.mechanism != "dp-sgd":
             return float(self.epsilon)
         return dpsgd_epsilon(self.accountant or "rdp", self.noise_multiplier, self.sample_rate,
                              self.steps, self.delta)
+
+
+#: Mechanisms accounted in zero-concentrated DP (ρ adds up; ε from ρ and δ at the end).
+ZCDP_MECHANISMS = ("aim", "mst")
+
+
+def zcdp_entry_rho(details: dict[str, Any]) -> float:
+    """ρ of a zCDP entry, recomputed from its ``measurements`` (discrete Gaussian σ, L2 sensitivity) and
+    ``selections`` (report-noisy-max scale and L∞ sensitivity), never read from a stored ρ."""
+    from medsyn_core.privacy.zcdp import gaussian_rho, noisy_max_rho
+
+    sens = int(details.get("sensitivity", 1))
+    rho = sum(gaussian_rho(m["sigma"], sens) for m in details.get("measurements", []))
+    return rho + sum(noisy_max_rho(s["scale"], s["sensitivity"]) for s in details.get("selections", []))
+
+
+def zcdp_entry_epsilon(details: dict[str, Any], delta: float) -> float:
+    from medsyn_core.privacy.zcdp import zcdp_epsilon
+
+    return zcdp_epsilon(zcdp_entry_rho(details), delta)
 
 
 def dpsgd_epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps: int,

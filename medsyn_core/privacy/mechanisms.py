@@ -178,6 +178,22 @@ def numeric_histogram(values: np.ndarray, lower: float, upper: float, bins: int,
     return edges, noisy[:-1].astype(float), int(noisy[-1])
 
 
+def missing_rate_of_n(noisy_missing: float, n_public: int, noise_scale: float) -> float:
+    """Missing rate from the noisy missing bin of a column's own histogram and the public number of rows
+    (post-processing). A noisy count below one noise standard deviation (√2 · scale) gives 0, so a
+    complete column is generated complete unless the data says otherwise.
+
+    Dividing by n instead of the noisy total of the histogram matters: the total sums every bin's
+    zero-clipped noise (32 empty bins at scale 23 add about 370 rows to a 600-row table), which made
+    the rate about 40 % too small."""
+    if n_public < 1:
+        return 0.0
+    count = float(noisy_missing)
+    if count < math.sqrt(2.0) * noise_scale:
+        return 0.0
+    return float(min(1.0, count / n_public))
+
+
 def missing_rate(noisy_missing: float, noisy_present_total: float) -> float:
     """Missing rate from noisy counts of the column's own histogram (post-processing): the share of the
     missing bin in the noisy total, with half a count added to each side (a rate is never exactly 0 or 1

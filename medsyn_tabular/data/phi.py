@@ -183,8 +183,10 @@ def apply_phi(df: pd.DataFrame, plan: list[PhiFinding], shift_days: int | None =
             entry["detail"] = "ZIP codes truncated to 3 digits (restricted areas -> 000)"
         elif f.action == "age90":
             numeric = pd.to_numeric(s, errors="coerce")
-            over = numeric > 89
-            out[f.column] = numeric.where(~over, 90)
+            # a missing age stays missing (on a nullable Int64 column `> 89` is <NA> there, and
+            # `where(~over, 90)` turned every missing age into 90)
+            over = (numeric > 89).fillna(False).astype(bool)
+            out[f.column] = numeric.mask(over, 90)
             entry["detail"] = "ages over 89 grouped into 90" + (f" ({int(over.sum())} cells)" if count_cells
                                                                 else "")
         record.append(entry)
@@ -240,7 +242,7 @@ def enforce_phi_output(rows: pd.DataFrame, record: list[dict[str, Any]]) -> pd.D
             values = pd.to_numeric(out[column], errors="coerce")
             if (values > 90).any():
                 out = out.copy()
-                out[column] = out[column].mask(values > 89, 90)
+                out[column] = out[column].mask((values > 89).fillna(False).astype(bool), 90)
         elif action == "zip3":
             text = out[column].astype("string")
             bad = text.notna() & ~text.str.fullmatch(r"\d{3}").fillna(False)

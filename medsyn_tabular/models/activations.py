@@ -7,6 +7,7 @@ whatever the number of columns (no Python loop over spans in the training or sam
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -98,3 +99,68 @@ def span_cross_entropy(layout: SpanLayout, logits: torch.Tensor, target: torch.T
     lse = torch.logsumexp(layout.blocks(logits), dim=2).sum()
     picked = (logits[:, layout.soft_cols] * target[:, layout.soft_cols]).sum()
     return lse - picked
+
+
+class MissingSlots:
+    """Where the missing-value slots are among the one-hot spans of a :class:`SpanLayout`, and the
+    missing rate the transformer learned for each (from the real table, or its DP histogram).
+
+    ``span`` (m,): index of the one-hot span (in layout order) that holds a missing slot; ``slot`` (m,):
+    the slot's position inside that span; ``rate`` (m,): the learned missing rate of the column.
+    """
+
+    def __init__(self, span: list[int], slot: list[int], rate: list[float]):
+        self.span, self.slot, self.rate = list(span), list(slot), list(rate)
+
+    @classmethod
+    def of(cls, transformer) -> MissingSlots:
+        from medsyn_tabular.transformers.table import MISSING
+
+        span, slot, rate = [], [], []
+        k = 0  # index among the one-hot spans
+        for enc, spans in zip(transformer.columns, transformer.column_spans, strict=True):
+            soft = [s for s in spans if s.activation != "tanh"]
+            if enc.has_missing_slot:
+                if enc.is_numeric:  # [modes, (present, missing)]
+                    span.append(k + len(soft) - 1)
+                    slot.append(1)
+                else:
+                    span.append(k)
+                    slot.append(enc.slots.index(MISSING))
+                rate.append(float(enc.missing_rate))
+            k += len(soft)
+        return cls(span, slot, rate)
+
+
+def decode_blocks(logits: torch.Tensor, missing: MissingSlots | None, generator: torch.Generator | None,
+                  sample: bool = False) -> torch.Tensor:
+    """Slot index (n, S) of each one-hot span from ``logits`` (n, S, K) (padding ``-inf``).
+
+    ``sample=False``: the argmax; ``sample=True``: a Gumbel-max draw. Missing-value slots are decided
+    apart: in each span with one, the ``round(rate * n)`` rows (randomised rounding) whose probability of
+    the missing slot is highest are missing and the others take their best non-missing slot. The rate
+    then matches the learned one exactly while the rows most likely missing given the other columns are
+    the missing ones (an argmax alone would almost never pick a slot of probability 0.2, a draw alone
+    leaves the rate to how calibrated the network is)."""
+    if sample:
+        logits = logits + gumbel_noise(logits.shape, generator, logits.device)
+    idx = logits.argmax(dim=2)
+    if missing is None or not missing.span or logits.shape[0] == 0:
+        return idx
+    n = logits.shape[0]
+    for s, j, rate in zip(missing.span, missing.slot, missing.rate, strict=True):
+        block = logits[:, s, :]
+        p_missing = torch.softmax(block, dim=1)[:, j]
+        u = float(torch.rand((), generator=generator, device=logits.device))
+        k = int(np.floor(rate * n + u))  # randomised rounding: E[k] = rate * n
+        others = block.clone()
+        others[:, j] = float("-inf")
+        best = others.argmax(dim=1)
+        if torch.isinf(others.max(dim=1).values).all():  # the span has the missing slot only
+            best = torch.full_like(best, j)
+        chosen = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        if k > 0:
+            tie = torch.rand(n, generator=generator, device=logits.device) * 1e-6  # random order of ties
+            chosen[torch.topk(p_missing + tie, min(k, n)).indices] = True
+        idx[:, s] = torch.where(chosen, torch.full_like(best, j), best)
+    return idx

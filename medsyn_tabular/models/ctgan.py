@@ -38,7 +38,13 @@ import torch
 from torch import nn
 
 from medsyn_core import training as checkpoints
-from medsyn_tabular.models.activations import SpanLayout, apply_activations
+from medsyn_tabular.models.activations import (
+    MissingSlots,
+    SpanLayout,
+    apply_activations,
+    decode_blocks,
+    one_hot_blocks,
+)
 from medsyn_tabular.transformers.table import TableTransformer
 
 ProgressCallback = Callable[[dict], None]
@@ -125,9 +131,13 @@ class ConditionSampler:
     ``frequencies``: per discrete column, the frequency of each slot, as fitted by
     :meth:`TableTransformer.fit` (so no statistic is read here). ``slots`` (n_rows, n_discrete), the slot
     of each real row in each discrete column, is needed only to draw real rows during training.
+    ``n_rows`` (public: the number of rows or privacy units) turns frequencies into counts: the training
+    probability of a category is ∝ log(count + 1), as in the paper and the reference implementation.
+    (It was ∝ log(frequency + 1) ≈ frequency, which left rare outcomes as rare during training as in
+    the data: the log-frequency rebalancing the paper relies on did nothing.)
     """
 
-    def __init__(self, frequencies: list[list[float]], slots: np.ndarray | None = None):
+    def __init__(self, frequencies: list[list[float]], slots: np.ndarray | None = None, n_rows: int = 1):
         self.n_cols = len(frequencies)
         self.sizes = np.asarray([len(f) for f in frequencies], dtype=int)
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
@@ -136,7 +146,7 @@ class ConditionSampler:
         freq = np.zeros((self.n_cols, width))
         for j, f in enumerate(frequencies):
             freq[j, : len(f)] = f
-        log_p = np.where(freq > 0, np.log(freq + 1), 0.0)
+        log_p = np.where(freq > 0, np.log(freq * max(1, n_rows) + 1), 0.0)
         self.cum_log = np.cumsum(log_p / log_p.sum(axis=1, keepdims=True), axis=1)
         self.cum_freq = np.cumsum(freq / freq.sum(axis=1, keepdims=True), axis=1)
         if slots is not None and self.n_cols:
@@ -203,6 +213,7 @@ class CTGANModel:
         self.critic = Critic(self.data_dim + self.cond_dim, params.discriminator_dim, params.pac).to(device)
         self.sampler = ConditionSampler(self.frequencies())
         self.layout = SpanLayout(self.spans, device)
+        self.missing = MissingSlots.of(transformer)
         self.discrete = SpanLayout(transformer.discrete_spans(), device)  # the conditional vector's spans
         self.cond_offsets = torch.as_tensor(self.sampler.offsets, dtype=torch.long, device=device)
         self.loss_history: list[dict] = []
@@ -268,7 +279,7 @@ class CTGANModel:
         ``resume`` (a state it wrote) continues from there, as if never interrupted."""
         p = self.params
         rng = np.random.default_rng(self.seed)
-        self.sampler = ConditionSampler(self.frequencies(), discrete_slots(self.transformer, data))
+        self.sampler = ConditionSampler(self.frequencies(), discrete_slots(self.transformer, data), len(data))
         real_all = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         opt_g, opt_d = self.make_generator_optimizer(), self.make_critic_optimizer()
         steps = max(1, len(data) // p.batch_size)
@@ -347,7 +358,8 @@ class CTGANModel:
         if p.pac != 1:
             raise ValueError("Differentially private CTGAN needs pac = 1 (one real row per critic sample).")
         rng = np.random.default_rng(self.seed)
-        self.sampler = ConditionSampler(self.frequencies())  # noisy frequencies; no real-row lookup
+        # noisy frequencies, n public; no real-row lookup
+        self.sampler = ConditionSampler(self.frequencies(), n_rows=len(data))
         opt_g = self.make_generator_optimizer()
         engine, critic, opt_d, loader = make_private(plan, self.critic, self.make_critic_optimizer(),
                                                      self.real_loader(data))
@@ -410,8 +422,14 @@ class CTGANModel:
                 cond, _ = self.sampler.cond_vectors(col, slot)
                 z = torch.cat([z, torch.as_tensor(cond, device=self.device)], dim=1)
             raw = self.generator(z)  # BatchNorm on batch statistics, as during training
-            # hard Gumbel-max one-hots: the same argmax as Gumbel-softmax at any temperature, cheaper
-            chunks.append(apply_activations(raw, self.layout, self.params.tau, g, hard=True).cpu().numpy())
+            # hard Gumbel-max one-hots (the same argmax as Gumbel-softmax at any temperature, cheaper);
+            # missing-value slots calibrated to the learned rate (decode_blocks)
+            tanh_part = torch.tanh(raw[:, self.layout.tanh_cols])
+            if self.layout.starts.numel() == 0:
+                chunks.append(tanh_part[:, self.layout.inverse].cpu().numpy())
+                continue
+            idx = decode_blocks(self.layout.blocks(raw), self.missing, g, sample=True)
+            chunks.append(one_hot_blocks(self.layout, idx, tanh_part).cpu().numpy())
         return np.concatenate(chunks)[:n]
 
     # -- persistence ---------------------------------------------------------------------------

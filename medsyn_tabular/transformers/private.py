@@ -35,10 +35,10 @@ from medsyn_core.privacy.ledger import LedgerEntry
 from medsyn_core.privacy.mechanisms import (
     approx_bounds,
     laplace_histogram,
+    missing_rate_of_n,
     numeric_histogram,
     stable_categories,
 )
-from medsyn_core.privacy.mechanisms import missing_rate as noisy_missing_rate
 from medsyn_tabular.data.schema import SchemaError, TableSchema
 from medsyn_tabular.transformers.table import (
     MISSING,
@@ -177,7 +177,8 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             record(col.name, "numeric-histogram", "histogram and missing rate", bins=len(counts) + 1)
             enc.low, enc.high = float(lo), float(hi)
             # missingness is estimated inside the column's own histogram (one more bin)
-            enc.missing_rate = noisy_missing_rate(missing_count, counts.sum()) if nullable else 0.0
+            enc.missing_rate = missing_rate_of_n(missing_count, len(df), unit_rows / eps_call) \
+                if nullable else 0.0
             # the network learns missingness from the real rows (under DP-SGD); the slot exists unless the
             # metadata says the column is never missing (whether it is must not be read from the data)
             enc.has_missing_slot = nullable
@@ -247,7 +248,10 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             if rare.any() or suppressed is not None:  # unreleased labels need a slot too
                 enc.slots.append(OTHER)
                 enc.slot_freq.append(other_freq)
-            enc.missing_rate = float(missing_noisy / total) if nullable else 0.0
+            # the rate from the missing bin and the public n (never shrunk towards uniform: a complete
+            # column stays complete unless its noisy missing count stands above the noise)
+            enc.missing_rate = missing_rate_of_n(missing_noisy, len(df), unit_rows / eps_call) \
+                if nullable else 0.0
             if nullable:
                 enc.has_missing_slot = True
                 enc.slots.append(MISSING)
@@ -296,3 +300,118 @@ def declared_dtype(kind: str, nullable: bool, categories: list | None = None) ->
     if all(np.isfinite(x) and float(x).is_integer() for x in numbers):
         return "Int64" if nullable else "int64"
     return "float64"
+
+
+def domain_calls(schema: TableSchema, metadata) -> tuple[list[tuple[str, str]], int]:
+    """The DP releases a marginal model's domain needs: bounds of numbers without declared min/max, the
+    category set of categorical columns without declared categories (nothing else: the marginals are
+    measured by the model). (column, mechanism) in order, and how many need δ."""
+    calls = []
+    for col in schema.modelled:
+        meta = _declared(metadata, col)
+        if col.kind in ("continuous", "integer", "datetime"):
+            if meta.get("min") is None or meta.get("max") is None:
+                calls.append((col.name, "approx-bounds"))
+        elif meta.get("categories") is None:
+            calls.append((col.name, "stable-categories"))
+    return calls, sum(1 for _, m in calls if m == "stable-categories")
+
+
+def fit_domain_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSchema,
+                       metadata: dict[str, Any] | None, epsilon: float, delta: float, ledger: PrivacyLedger,
+                       unit_rows: int = 1) -> TableTransformer:
+    """Fill ``transformer`` with the public domain of every column for a marginal-based model (AIM): the
+    declared bounds and categories, or DP ones (:func:`domain_calls`, ``epsilon`` split equally over the
+    calls, ``delta`` over the category releases). No histogram, frequency or missing rate is released
+    here (the model measures its own marginals, missing values included); frequencies are uniform
+    placeholders. Numbers get one mode spanning their range (:func:`~medsyn_tabular.models.aim.range_modes`).
+    """
+    calls, n_stable = domain_calls(schema, metadata)
+    eps_call = epsilon / max(1, len(calls))
+    delta_call = delta / n_stable if n_stable else 0.0
+    transformer.columns, transformer.provenance = [], {}
+
+    def record(column: str, mechanism: str, statistic: str, delta_used: float = 0.0, **details) -> None:
+        noise = {"sensitivity": unit_rows, "noise": "discrete laplace", "laplace_scale": unit_rows / eps_call}
+        ledger.add(LedgerEntry("preprocessing", mechanism, f"{column}: {statistic}", epsilon=eps_call,
+                               delta=delta_used, details={**noise, **details}))
+
+    for col in schema.modelled:
+        meta = _declared(metadata, col)
+        s = df[col.name]
+        nullable = meta.get("nullable", True) is not False
+        enc = ColumnEncoding(name=col.name, kind=col.kind, dtype=declared_dtype(col.kind, nullable))
+        prov: dict[str, str] = {"frequencies": "none (measured by the model)"}
+        if not nullable and s.isna().any():
+            raise SchemaError(f"Column {col.name!r} is declared 'nullable: false' but has missing values. "
+                              "Remove that setting from the metadata file or fill the missing cells.")
+        if enc.is_numeric:
+            x = _numeric_values(s, col.kind)
+            lo = None if meta.get("min") is None else _to_number(meta["min"], col.kind)
+            hi = None if meta.get("max") is None else _to_number(meta["max"], col.kind)
+            if lo is None or hi is None:
+                try:
+                    dp_lo, dp_hi = approx_bounds(x, eps_call, unit_rows)
+                except PrivacyError as exc:
+                    raise PrivacyError(
+                        f"Column {col.name!r}: not enough rows to estimate its range privately with "
+                        f"ε = {eps_call:.3g}. Declare its bounds (min and max) in the schema file, or "
+                        "raise ε.") from exc
+                record(col.name, "approx-bounds", "bounds", bins="public powers of two")
+                lo, hi = (dp_lo if lo is None else lo), (dp_hi if hi is None else hi)
+                prov["bounds"] = "dp" if "min" not in meta and "max" not in meta else "metadata+dp"
+            else:
+                ledger.public_statistics.append(f"{col.name}: bounds")
+                prov["bounds"] = "metadata"
+            cap = meta.get("phi_max")
+            if cap is not None:
+                hi = min(hi, float(cap))
+                lo = min(lo, hi - 1.0) if lo >= hi else lo
+                prov["bounds"] += "+phi"
+            if not hi > lo:
+                raise SchemaError(f"Column {col.name!r}: declared min ({lo}) must be below max ({hi}).")
+            enc.low, enc.high = float(lo), float(hi)
+            enc.has_missing_slot = nullable
+            enc.datetime_dates_only = bool(meta.get("dates_only", False)) if col.kind == "datetime" else False
+            enc.means, enc.stds, enc.weights = [(lo + hi) / 2], [(hi - lo) / 8], [1.0]
+        else:
+            missing = s.isna().to_numpy()
+            suppressed = False
+            if meta.get("categories") is not None:
+                declared_cats = list(meta["categories"])
+                enc.dtype = declared_dtype(col.kind, nullable, declared_cats)
+                position = {_category_key(c) for c in declared_cats}
+                unknown = set(s.dropna().map(_category_key)) - position
+                if unknown:
+                    raise SchemaError(f"Column {col.name!r} holds values not in its declared categories: "
+                                      f"{len(unknown)} value(s). Add them to the metadata file or fix the "
+                                      "data.")
+                cats = [_typed(c, enc.dtype) for c in declared_cats]
+                ledger.public_statistics.append(f"{col.name}: categories")
+                prov["categories"] = "metadata"
+            else:
+                tokens = np.asarray([MISSING if m else _token(v) for v, m in
+                                     zip(s.astype(object).to_numpy(), missing, strict=True)], dtype=object)
+                released = stable_categories(tokens, eps_call, delta_call, unit_rows)
+                record(col.name, "stable-categories", "category set", delta_used=delta_call,
+                       threshold=released.threshold)
+                labels = [c for c in released.categories if c != MISSING]
+                if not labels:
+                    raise PrivacyError(
+                        f"Column {col.name!r}: no category is frequent enough to be released at ε = "
+                        f"{eps_call:.3g}. Declare its categories in the schema file, or raise ε.")
+                enc.dtype = declared_dtype(col.kind, nullable, labels)
+                cats = [_typed(c, enc.dtype) for c in labels]
+                suppressed = True  # rows of unreleased labels need a slot (generated as missing)
+                prov["categories"] = "dp"
+            enc.slots = [_json_value(v) for v in cats] + ([OTHER] if suppressed else [])
+            if nullable:
+                enc.has_missing_slot = True
+                enc.slots.append(MISSING)
+            enc.slot_freq = [1.0 / len(enc.slots)] * len(enc.slots)
+        prov["missing_rate"] = "measured by the model" if nullable else "metadata"
+        if not nullable:
+            ledger.public_statistics.append(f"{col.name}: never missing")
+        transformer.columns.append(enc)
+        transformer.provenance[col.name] = prov
+    return transformer._finish_fit()
