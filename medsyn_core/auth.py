@@ -445,3 +445,91 @@ def authenticate(store: Store, username: str, password: str, source: str | None 
 
 def logout(store: Store, user: User, reason: str = "logout") -> None:
     store.append_event(user.username, reason, {})
+
+
+# -- API tokens ------------------------------------------------------------------------------------
+#: Every token starts with this, so a leaked one is recognisable (e.g. by secret scanners).
+TOKEN_PREFIX = "msy_"
+DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS = 30.0, 365.0
+_TOKEN = re.compile(r"^msy_[A-Za-z0-9_-]{43}$")
+_LABEL = re.compile(r"^[\w .:@/+-]{0,64}$")
+#: ``last_used_at`` is written at most this often per token (seconds), not on every request.
+TOKEN_TOUCH_S = 60.0
+
+
+class TokenRefused(AuthError):
+    """An API token is missing, unknown, revoked or expired, or its account is disabled (HTTP 401)."""
+
+
+def _token_hash(secret: str) -> str:
+    """SHA-256 of the token: a 256-bit random secret needs no slow hash (nothing to guess), and a fast
+    one lets every request be checked by one indexed lookup. The secret itself is never stored."""
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def create_token(store: Store, actor: User, username: str, label: str = "",
+                 days: float = DEFAULT_TOKEN_DAYS) -> tuple[str, dict]:
+    """A new API token for ``username``: admins (``manage_users``) for any active account, every user for
+    their own. Returns ``(secret, info)``; the secret is shown once and only its hash is stored.
+    Expires after ``days`` (at most :data:`MAX_TOKEN_DAYS`). Audited (never the secret)."""
+    if actor is not None and not actor.operator and username == actor.username:
+        actor = authorise(store, actor, "view_models")  # any role, but the account must still be active
+    else:
+        actor = authorise(store, actor, "manage_users")
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= MAX_TOKEN_DAYS:
+        raise AuthError(f"A token lasts more than 0 and at most {MAX_TOKEN_DAYS:g} days.")
+    label = (label or "").strip()
+    if not _LABEL.match(label):
+        raise AuthError("Token labels are up to 64 letters, digits, spaces or . : @ / + - _ characters.")
+    owner = load_user(store, username)
+    if owner is None:
+        raise AuthError(f"No active account called {username!r}.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = time.time() + float(days) * 86400
+    token_id = store.insert_token(owner.username, label, _token_hash(secret), actor.username, expires)
+    store.append_event(actor.username, "token_created", {"username": owner.username, "token_id": token_id,
+                                                         "label": label, "expires_at": round(expires)})
+    return secret, {"id": token_id, "username": owner.username, "label": label, "expires_at": expires}
+
+
+def authenticate_token(store: Store, secret: str | None) -> User:
+    """The current account of an API token; raises :class:`TokenRefused` with a readable reason."""
+    if not secret or not _TOKEN.match(secret):
+        raise TokenRefused("Missing or malformed API token: send 'Authorization: Bearer msy_…' (a token from "
+                           "an admin, `medsyn users token create`, or POST /api/v1/auth/token).")
+    row = store.token_by_hash(_token_hash(secret))
+    if row is None:
+        raise TokenRefused("Unknown API token; ask an admin for a new one.")
+    now = time.time()
+    if row["revoked_at"] is not None:
+        raise TokenRefused(f"API token {row['id']} was revoked; ask an admin for a new one.")
+    if row["expires_at"] <= now:
+        raise TokenRefused(f"API token {row['id']} expired; ask for a new one.")
+    user = load_user(store, row["username"])
+    if user is None:
+        raise TokenRefused("The account of this API token is disabled or no longer exists.")
+    if now - (row["last_used_at"] or 0) > TOKEN_TOUCH_S:
+        store.touch_token(row["id"], now)
+    return user
+
+
+def list_tokens(store: Store, actor: User, username: str | None = None) -> list[dict]:
+    """Tokens (id, owner, label, created, expiry, revoked, last use; never hashes): admins any account's
+    (all with ``username=None``), others their own only."""
+    actor = authorise(store, actor, "view_models")
+    if not allowed(actor, "manage_users"):
+        if username not in (None, actor.username):
+            raise PermissionDenied("Not allowed: only admins list other accounts' tokens.")
+        username = actor.username
+    return store.list_tokens(username)
+
+
+def revoke_token(store: Store, actor: User, token_id: int) -> None:
+    """Revoke a token at once (its owner or an admin; audited)."""
+    actor = authorise(store, actor, "view_models")
+    row = store.token(token_id)
+    if row is None or (row["username"] != actor.username and not allowed(actor, "manage_users")):
+        raise PermissionDenied(f"Not allowed: token {token_id} is not yours (or does not exist).")
+    if not store.revoke_token(token_id):
+        raise AuthError(f"Token {token_id} was already revoked.")
+    store.append_event(actor.username, "token_revoked", {"token_id": token_id, "username": row["username"]})
