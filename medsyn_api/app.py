@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from medsyn_api import errors
 from medsyn_api.config import ApiConfig
-from medsyn_api.deps import BodyLimit, RateLimiter, install_audit
+from medsyn_api.deps import AuditCalls, BodyLimit, RateLimiter
 from medsyn_core import __version__
 
 DESCRIPTION = """The REST API of MedSyn: the same engines, accounts, roles, background jobs and audit log
@@ -36,8 +36,8 @@ def create_app(config: ApiConfig | None = None) -> FastAPI:
     app.include_router(routes_core.router)
     app.include_router(routes_tabular.router)
     app.include_router(routes_models.router)
-    install_audit(app)
     app.add_middleware(BodyLimit, config=config)
+    app.add_middleware(AuditCalls)  # outside the size limit, so refused bodies are audited too
     if config.cors_origins:  # off by default: browsers on other origins cannot call the API
         from fastapi.middleware.cors import CORSMiddleware
 

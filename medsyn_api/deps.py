@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medsyn_api.config import ApiConfig
@@ -137,35 +138,47 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def install_audit(app) -> None:
-    """Every call to the API is written to the audit log: who (the token's account, ``(anonymous)`` or
-    ``(unknown token)``), the route template (never the raw path, which may hold anything), the method,
-    the status and the client address. Also turns an unexpected exception into a generic 500 problem
-    here, so no traceback reaches the client or the access log."""
+class AuditCalls:
+    """Pure ASGI middleware: every call to the API is written to the audit log: who (the token's account,
+    ``(anonymous)`` or ``(unknown token)``), the route template (never the raw path, which may hold
+    anything), the method, the status and the client address. It also answers an exception that nothing
+    else handled with a generic 500 problem, so no traceback reaches the client or the access log (the
+    server log gets it redacted, as job errors are)."""
 
-    @app.middleware("http")
-    async def audit_calls(request: Request, call_next):
-        request.state.actor = "(anonymous)"
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["actor"] = "(anonymous)"
+        status = {"code": 500, "started": False}
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
         try:
-            response = await call_next(request)
-        except ApiError as exc:  # raised while streaming a body (BodyLimit)
-            response = problem(exc.status, exc.detail, exc.headers)
+            await self.app(scope, receive, watched)
         except Exception as exc:  # noqa: BLE001 - the last line: a generic answer, a redacted log
             from medsyn_core.redaction import redacted_traceback
 
             incident = secrets.token_hex(6)
             print(f"medsyn api: incident {incident}\n{redacted_traceback(exc)}", file=sys.stderr, flush=True)
-            response = problem(500, f"Internal error (incident {incident}); an administrator finds the "
-                                    "details in the server log.", incident=incident)
-        if not request.url.path.startswith(UNAUDITED):
-            route = request.scope.get("route")
-            details = {"method": request.method, "route": getattr(route, "path", "(no such route)"),
-                       "status": response.status_code, "source": client_address(request)}
-            from starlette.concurrency import run_in_threadpool
+            if not status["started"]:
+                await problem(500, f"Internal error (incident {incident}); an administrator finds the "
+                                   "details in the server log.", incident=incident)(scope, receive, watched)
+        if not scope["path"].startswith(UNAUDITED):
+            route = scope.get("route")
+            request = Request(scope)
+            details = {"method": scope["method"], "route": getattr(route, "path", "(no such route)"),
+                       "status": status["code"], "source": client_address(request)}
 
             def write() -> None:
                 with Store() as store:
-                    store.append_event(request.state.actor, "api_call", details)
+                    store.append_event(state.get("actor") or "(anonymous)", "api_call", details)
 
             await run_in_threadpool(write)
-        return response

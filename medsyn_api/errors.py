@@ -22,6 +22,7 @@ from medsyn_core.auth import AuthError, PermissionDenied, TokenRefused
 from medsyn_core.limits import InputLimitError
 from medsyn_core.names import NameRefused, NameTaken
 from medsyn_core.storage import StoreError
+from medsyn_core.uploads import UploadTooLarge
 
 PROBLEM = "application/problem+json"
 _ABS_PATH = re.compile(r"(?<![\w.:/])/(?!api/|docs\b)(?:[^\s/'\"]+/)+([^\s/'\"]*)")
@@ -132,6 +133,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InputLimitError)
     async def _limit(request: Request, exc: InputLimitError):
+        return problem(413, _message(exc))
+
+    @app.exception_handler(UploadTooLarge)
+    async def _too_large(request: Request, exc: UploadTooLarge):
         return problem(413, _message(exc))
 
     @app.exception_handler(KeyError)

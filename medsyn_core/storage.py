@@ -453,7 +453,10 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         """Connect, set WAL (persistent in the file, so only switched once) and migrate."""
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # check_same_thread off: one handle may serve a request whose steps run on different threads of a
+        # pool (the API's dependencies); it is still used by one step at a time, never concurrently
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
