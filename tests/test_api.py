@@ -191,3 +191,23 @@ def test_cli_server_switch_fits_and_samples_remotely(api, tmp_path):
     with pytest.raises(ApiError) as err:
         MedSynClient(api.url, "msy_" + "y" * 43).me()
     assert err.value.status == 401
+
+
+def test_images_from_the_bundled_generator_and_job_events(api, trained):
+    token = token_for("cleo", "clinician")
+    with MedSynClient(api.url, token) as client:
+        png = zipfile.ZipFile(io.BytesIO(client.images("pneumoniamnist-stylegan2", n=4, fmt="png", seed=1)))
+        names = png.namelist()
+        assert sum(n.endswith(".png") for n in names) == 4 and "synthetic/labels.csv" in names
+        nifti = zipfile.ZipFile(io.BytesIO(client.images("pneumoniamnist-stylegan2", n=3, fmt="nifti")))
+        assert sorted(nifti.namelist()) == ["synthetic.json", "synthetic.nii.gz"]
+        assert json.loads(nifti.read("synthetic.json"))["provenance"]["synthetic"] is True
+    # the researcher's finished job as server-sent events: one progress event, then the stream ends
+    with httpx.stream("GET", f"{api.url}/api/v1/jobs/{trained['job']['job_id']}/events", timeout=60,
+                      headers={"Authorization": f"Bearer {trained['token']}"}) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        data = [json.loads(line[6:]) for line in events.iter_lines() if line.startswith("data: ")]
+    assert [d["status"] for d in data] == ["finished"]
+    other = httpx.get(f"{api.url}/api/v1/jobs/{trained['job']['job_id']}/events",
+                      headers={"Authorization": f"Bearer {token}"})
+    assert other.status_code == 403  # a clinician cannot follow the researcher's training job
