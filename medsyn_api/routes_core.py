@@ -70,7 +70,8 @@ def revoke(token_id: int, user: User = Depends(current_user), store: Store = Dep
 
 
 @router.get("/me", tags=["auth"], summary="The token's account and what its role may do")
-def me(user: User = Depends(current_user)) -> dict:
+def me(user: User = Depends(current_user), store: Store = Depends(get_store)) -> dict:
+    user = auth.authorise(store, user, "view_models")  # every role; the account must be active
     return {"username": user.username, "role": user.role,
             "may": sorted(a for a, roles in PERMISSIONS.items() if user.role in roles)}
 
