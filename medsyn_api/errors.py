@@ -54,6 +54,16 @@ def public_text(text: str) -> str:
     return _ABS_PATH.sub(lambda m: m.group(1) or "<folder>", text)
 
 
+def scrub(obj):
+    """A copy of a JSON-like value with :func:`public_text` applied to every string (cards and job views
+    written by the app may name server folders)."""
+    if isinstance(obj, dict):
+        return {k: scrub(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub(v) for v in obj]
+    return public_text(obj) if isinstance(obj, str) else obj
+
+
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     body = {"type": "about:blank", "title": title, "status": status, "detail": public_text(detail), **extra}

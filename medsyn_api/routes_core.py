@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from medsyn_api.deps import client_address, current_user, get_store, rate_limited
-from medsyn_api.errors import ApiError, problem
+from medsyn_api.errors import ApiError, problem, scrub
 from medsyn_api.schemas import TokenRequest
 from medsyn_core import audit, auth, jobs
 from medsyn_core.auth import PERMISSIONS, User
@@ -92,7 +92,7 @@ def public_job(job: dict) -> dict:
         out["payload"] = {k: v for k, v in (job["payload"] or {}).items() if k not in _PATH_KEYS}
     if "checkpoint" in job:
         out["resumable"] = bool(job["checkpoint"]) and job["status"] in ("failed", "cancelled")
-    return out
+    return scrub(out)
 
 
 @router.get("/jobs", tags=["jobs"], summary="Jobs: yours in full, others' as queue entries (admins: all)")

@@ -13,9 +13,9 @@ from functools import lru_cache
 from fastapi import APIRouter, Depends, Response
 
 from medsyn_api.deps import current_user, get_store
-from medsyn_api.errors import ApiError
+from medsyn_api.errors import scrub
 from medsyn_api.schemas import ImageSample, ImagingTrain
-from medsyn_core import jobs, model_store
+from medsyn_core import model_store
 from medsyn_core.auth import User, authorise
 from medsyn_core.storage import Store
 
@@ -46,9 +46,9 @@ def list_models(engine: str | None = None, user: User = Depends(current_user),
 def card(name: str, user: User = Depends(current_user), store: Store = Depends(get_store)) -> dict:
     m = _entry(store, user, name)
     view = m.view
-    return {**_summary(m), "parameters": view.parameters, "metrics": view.metrics,
-            "privacy": dataclasses.asdict(view.privacy), "card": {k: v for k, v in m.card.items()
-                                                                  if k not in ("path", "command")}}
+    return scrub({**_summary(m), "parameters": view.parameters, "metrics": view.metrics,
+                  "privacy": dataclasses.asdict(view.privacy),
+                  "card": {k: v for k, v in m.card.items() if k not in ("path", "command")}})
 
 
 @router.get("/models/{name}/ledger", tags=["models"],
@@ -87,34 +87,13 @@ def delete(name: str, user: User = Depends(current_user), store: Store = Depends
 @router.post("/models/imaging", tags=["models"], status_code=202,
              summary="Train a StyleGAN2/DCGAN image generator on a bundled image set as a background job")
 def train_imaging(body: ImagingTrain, user: User = Depends(current_user), store: Store = Depends(get_store)):
-    from medsyn_core.privacy import PrivacyBudget
-    from medsyn_imaging.training.gan_training import TrainConfig, plan_private_training
-    from medsyn_imaging.training.training_data import load_training_images
-    from medsyn_imaging.training.training_job import check_model_name
+    from medsyn_imaging.training.training_job import submit_training
 
-    user = authorise(store, user, "train")
-    budget = PrivacyBudget.create(10**12, body.epsilon, None, body.preset)
-    if budget is None and body.delta is not None:
-        raise ApiError(422, "delta applies to differentially private training; add epsilon or a preset.")
-    check_model_name(body.name, replace=body.replace)
-    arch = {}
-    if body.model == "stylegan2":
-        arch = {k: v for k, v in (("channel_base", body.channel_base), ("channel_max", body.channel_max))
-                if v is not None}
-    elif body.channel_base is not None or body.channel_max is not None:
-        raise ApiError(422, "channel_base/channel_max apply to stylegan2 only.")
-    config = TrainConfig(
-        model=body.model, kimg=body.kimg, batch_size=body.batch, seed=body.seed,
-        lr=body.lr if body.lr is not None else (0.0025 if body.model == "stylegan2" else 0.0002),
-        beta1=0.0 if body.model == "stylegan2" else 0.5, diffaugment=body.diffaugment,
-        checkpoint_kimg=max(1.0, body.kimg / 10), grid_kimg=max(0.5, body.kimg / 50), arch=arch,
-        dp_epsilon=budget.epsilon if budget is not None else None, dp_delta=body.delta,
-        dp_max_grad_norm=body.clip, dp_preset=budget.preset if budget is not None else None)
-    if budget is not None:  # an unreachable budget is refused now, with advice, not after loading the job
-        plan_private_training(config, len(load_training_images(body.data, body.resolution).images))
-    params = {"data": body.data, "name": body.name, "replace": body.replace, "resolution": body.resolution,
-              "split": "train", "config": config.to_dict()}
-    job_id = jobs.submit(store, user, "imaging-train", params)
+    job_id = submit_training(store, user, data=body.data, name=body.name, model=body.model,
+                             resolution=body.resolution, kimg=body.kimg, batch=body.batch, seed=body.seed,
+                             lr=body.lr, channel_base=body.channel_base, channel_max=body.channel_max,
+                             diffaugment=body.diffaugment, epsilon=body.epsilon, preset=body.preset,
+                             delta=body.delta, clip=body.clip, replace=body.replace)
     return {"job_id": job_id, "status": "queued", "poll": f"/api/v1/jobs/{job_id}",
             "events": f"/api/v1/jobs/{job_id}/events"}
 

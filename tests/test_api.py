@@ -211,3 +211,16 @@ def test_images_from_the_bundled_generator_and_job_events(api, trained):
     other = httpx.get(f"{api.url}/api/v1/jobs/{trained['job']['job_id']}/events",
                       headers={"Authorization": f"Bearer {token}"})
     assert other.status_code == 403  # a clinician cannot follow the researcher's training job
+
+
+def test_researcher_trains_an_image_generator_as_a_job_and_samples_dicom(api):
+    token = token_for("rita", "researcher")
+    with MedSynClient(api.url, token) as client:
+        job = client.train_imaging("pneumoniamnist", "api-gen", kimg=0.1, batch=16, channel_base=512)
+        done = client.wait(job["job_id"], timeout=600, poll_s=1.0)
+        assert done["result"]["model_name"] == "api-gen" and done["params"]["config"]["kimg"] == 0.1
+        dicom = zipfile.ZipFile(io.BytesIO(client.images("api-gen", n=2, fmt="dicom", label="pneumonia")))
+        assert sum(n.endswith(".dcm") for n in dicom.namelist()) == 2
+        with pytest.raises(ApiError) as taken:
+            client.train_imaging("pneumoniamnist", "api-gen", kimg=0.1)
+        assert taken.value.status == 409 and "already exists" in taken.value.detail
