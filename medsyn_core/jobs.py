@@ -1,4 +1,4 @@
-"""Background jobs: a job table in SQLite and a worker that runs each job in its own process.
+"""Background jobs: a job table in the store (SQLite or PostgreSQL), a worker running each job in a process.
 
 A job is a plain function ``fn(params: dict, progress: JobProgress, resume_from: str | None) -> dict``
 named by its import path (``"package.module:function"``). :func:`submit` queues it (after the role
