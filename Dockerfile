@@ -1,6 +1,8 @@
-# MedSyn app image: slim Python 3.11, non-root user, data and models in a volume.
-# CPU:  docker build -t medsyn . && docker run -p 8501:8501 -v medsyn-home:/home/medsyn/data medsyn
-# GPU:  docker run --gpus all -p 8501:8501 -v medsyn-home:/home/medsyn/data medsyn
+# MedSyn image: the app (8501) and the REST API (8000) in one container (deploy/start.sh), slim Python 3.11,
+# non-root user, data and models in a volume. Serve both behind a TLS reverse proxy (deploy/nginx.conf).
+# CPU:  docker build -t medsyn . && docker run -p 127.0.0.1:8501:8501 -p 127.0.0.1:8000:8000 \
+#           -v medsyn-home:/home/medsyn/data medsyn
+# GPU:  add --gpus all. A shared PostgreSQL store: -e MEDSYN_DATABASE_URL=postgresql://... (docs/storage.md)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,8 +23,10 @@ RUN pip install --no-deps -e . && mkdir -p "$MEDSYN_HOME" && chown medsyn:medsyn
 
 USER medsyn
 VOLUME ["/home/medsyn/data"]
-EXPOSE 8501
+ENV MEDSYN_BIND=0.0.0.0
+EXPOSE 8501 8000
+# healthy = the app answers and the API is ready (its database open, at this MedSyn's schema)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() == b'ok' else 1)"
+    CMD python -c "import urllib.request as u,sys; sys.exit(0 if u.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() == b'ok' and u.urlopen('http://localhost:8000/ready', timeout=4).status == 200 else 1)"
 
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+CMD ["deploy/start.sh"]

@@ -8,6 +8,11 @@
     medsyn tabular privacy DIR        # the privacy ledger of a saved model, ε recomputed from it
     medsyn tabular sample DIR -n N --out OUT.csv [--condition "sex=F" --condition "age>=65"] [--seed S]
                           [--raw]
+
+``fit`` and ``sample`` also work against a MedSyn server (``--server URL``, token in ``$MEDSYN_TOKEN`` or
+``--token-file``): ``fit`` uploads DATA (or names a bundled table), trains there as a background job with the
+same options and shows the same progress, and the model stays on the server under the name of ``--out``;
+``sample`` then takes that model name instead of a folder.
 """
 
 from __future__ import annotations
@@ -98,7 +103,83 @@ def print_ledger(ledger, entries: bool = False, unit: str | None = None) -> None
                 print(f"  {x.stage}: {x.mechanism} on {x.target}: ε = {x.epsilon:.4g}, δ = {x.delta:.3g}")
 
 
+def _client(args: argparse.Namespace):
+    """A client of the server ``--server`` with the token of ``--token-file`` or ``$MEDSYN_TOKEN``."""
+    import os
+
+    from medsyn_cli.main import UserError
+    from medsyn_client import TOKEN_ENV, MedSynClient
+
+    token = Path(args.token_file).read_text().strip() if args.token_file else os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise UserError(f"--server needs an API token: set ${TOKEN_ENV} or pass --token-file FILE (an admin "
+                        "creates one with `medsyn users token create USER`).")
+    return MedSynClient(args.server, token=token)
+
+
+def _remote(call):
+    """Run ``call()``; the server's refusal becomes a one-line CLI error."""
+    from medsyn_cli.main import UserError
+    from medsyn_client import ApiError
+
+    try:
+        return call()
+    except ApiError as exc:
+        raise UserError(f"the server refused: {exc.detail} (HTTP {exc.status})") from None
+    except OSError as exc:
+        if type(exc).__module__.startswith("httpx"):
+            raise UserError(f"cannot reach the server: {exc}") from None
+        raise
+
+
+def cmd_fit_remote(args: argparse.Namespace) -> int:
+    """``medsyn tabular fit ... --server URL``: the same fit, run by the server as a background job."""
+    import httpx
+
+    from medsyn_core.names import check_name
+    from medsyn_core.privacy import PrivacyLedger
+    from medsyn_tabular.data.schema import load_override_file
+
+    name = check_name(Path(args.out).name)
+    data = Path(args.data)
+    try:
+        with _client(args) as client:
+            dataset = (str(_remote(lambda: client.upload_table(data))["id"]) if data.exists()
+                       else args.data)  # not a local file: a bundled table's name on the server
+            options = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                       "seed": args.seed, "phi": _phi_overrides(args.phi) or None, "epsilon": args.epsilon,
+                       "delta": args.delta, "preset": args.preset, "clip": args.clip,
+                       "schema": load_override_file(args.schema) if args.schema else None,
+                       "metadata": load_override_file(args.metadata) if args.metadata else None,
+                       "replace": args.overwrite}
+            job = _remote(lambda: client.train_tabular(dataset, name, **options))
+            print(f"Queued job {job['job_id']} on {args.server}", file=sys.stderr)
+            bar = None if args.quiet else _progress_bar()
+
+            def show(j: dict) -> None:
+                losses = (j.get("payload") or {}).get("losses") or []
+                if bar is not None and losses:
+                    bar({**losses[-1], "epochs": args.epochs})
+
+            done = _remote(lambda: client.wait(job["job_id"], on_progress=show))
+            ledger = _remote(lambda: client.ledger(name))
+    except httpx.HTTPError as exc:
+        from medsyn_cli.main import UserError
+
+        raise UserError(f"cannot reach the server {args.server}: {exc}") from None
+    result = done["result"]
+    print(f"Saved {args.model} model on the server as {result['model_name']} (job {done['id']}, "
+          f"{result['training_seconds']:.1f} s training)")
+    if not ledger["differential_privacy"]:
+        print("DP: off (no differential privacy; use --epsilon or --preset to train with it)")
+    else:
+        print_ledger(PrivacyLedger.from_dict(ledger["ledger"]))
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):
+        return cmd_fit_remote(args)
     from medsyn_core import model_store
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
@@ -149,12 +230,37 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         raise UserError(f"--out {out} is a folder; give the name of the CSV file to write, e.g. "
                         f"{out / 'synthetic.csv'}.")
+    if getattr(args, "server", None):  # MODEL is a model name on the server
+        import httpx
+
+        from medsyn_core.files import atomic_write_bytes
+
+        try:
+            with _client(args) as client:
+                data = _remote(lambda: client.sample_bytes(args.model_dir, args.n, args.condition, args.seed,
+                                                           fmt="csv", raw=args.raw))
+        except httpx.HTTPError as exc:
+            from medsyn_cli.main import UserError
+
+            raise UserError(f"cannot reach the server {args.server}: {exc}") from None
+        atomic_write_bytes(out, data)
+        safety = "raw values, not escaped for spreadsheets" if args.raw else "spreadsheet-safe"
+        print(f"Wrote {args.n} synthetic rows from the server's model {args.model_dir} to {args.out} "
+              f"({safety})")
+        return 0
     synth = TabularSynthesizer.load(args.model_dir)
     rows = synth.sample(args.n, conditions=args.condition or None, seed=args.seed)
     write_csv(rows, args.out, raw=args.raw)
     safety = "raw values, not escaped for spreadsheets" if args.raw else "spreadsheet-safe"
     print(f"Wrote {len(rows)} synthetic rows x {rows.shape[1]} columns to {args.out} ({safety})")
     return 0
+
+
+def _server_options(p) -> None:
+    remote = p.add_argument_group("a MedSyn server (REST API) instead of this machine")
+    remote.add_argument("--server", metavar="URL",
+                        help="run on this MedSyn server, e.g. https://medsyn.example")
+    remote.add_argument("--token-file", help="file holding the API token (default: $MEDSYN_TOKEN)")
 
 
 def register(subparsers) -> None:
@@ -186,6 +292,7 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output folder and the model registered under its name (audited)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _server_options(p)
     dp = p.add_argument_group("differential privacy (off unless --epsilon or a preset is given)")
     dp.add_argument("--epsilon", type=float, help="total ε, preprocessing included (e.g. 1 to 10)")
     dp.add_argument("--delta", type=float, help="δ (default min(1e-5, 1/(10 n)); must be below 1/n)")
@@ -209,6 +316,7 @@ def register(subparsers) -> None:
     p.add_argument("--raw", action="store_true",
                    help="write text cells unchanged; by default cells starting with = + - @ (formulas in "
                         "spreadsheets) get a leading apostrophe")
+    _server_options(p)
     p.set_defaults(func=cmd_sample)
 
     from medsyn_cli.tabular_evaluate import register_evaluate

@@ -51,10 +51,18 @@ def record_upload(store: Store, user: User, where: str, blobs: list[bytes], **co
     where (e.g. ``imaging``), a SHA-256 prefix of the contents, the number of files and bytes, and any
     extra ``counts`` (rows, images). Never file names or values. Returns the full hex digest: the
     file's SHA-256 for one file (as the Tabular page records), else the SHA-256 of the files' hashes."""
-    user = authorise(store, user, "upload_real_data")
     hashes = [hashlib.sha256(blob).digest() for blob in blobs]
     hexdigest = hashes[0].hex() if len(hashes) == 1 else hashlib.sha256(b"".join(hashes)).hexdigest()
-    details = {"where": where, "file_sha256_prefix": hexdigest[:16], "files": len(blobs),
-               "bytes": sum(len(b) for b in blobs), **{k: int(v) for k, v in counts.items()}}
+    return record_upload_digest(store, user, where, hexdigest, len(blobs), sum(len(b) for b in blobs),
+                                **counts)
+
+
+def record_upload_digest(store: Store, user: User, where: str, hexdigest: str, files: int, n_bytes: int,
+                         **counts: int) -> str:
+    """:func:`record_upload` for contents hashed while they streamed to disk (the REST API's uploads):
+    the same event from the SHA-256 hex digest, the number of files and bytes."""
+    user = authorise(store, user, "upload_real_data")
+    details = {"where": where, "file_sha256_prefix": hexdigest[:16], "files": int(files),
+               "bytes": int(n_bytes), **{k: int(v) for k, v in counts.items()}}
     store.append_event(user.username, "upload", details)
     return hexdigest

@@ -191,7 +191,7 @@ def _check_password(password: str) -> None:
 
 
 def has_users(store: Store) -> bool:
-    return store._conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+    return store.has_users()
 
 
 def _insert_user(store: Store, username: str, password: str, role: str) -> User:
@@ -199,12 +199,8 @@ def _insert_user(store: Store, username: str, password: str, role: str) -> User:
     _check_password(password)
     if role not in ROLES:
         raise AuthError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    if store._conn.execute("SELECT 1 FROM users WHERE username=?", (name,)).fetchone():
+    if store.user_row(name) is not None or not store.insert_user(name, _hasher().hash(password), role):
         raise AuthError(f"The user {name!r} already exists; choose another name.")
-    store._conn.execute(
-        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
-        (name, _hasher().hash(password), role, time.time()),
-    )
     return User(name, role)
 
 
@@ -243,12 +239,12 @@ def set_role(store: Store, actor: User, username: str, role: str) -> None:
     actor = authorise(store, actor, "manage_users")
     if role not in ROLES:
         raise AuthError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    row = store._conn.execute("SELECT role FROM users WHERE username=?", (username,)).fetchone()
+    row = store.user_row(username)
     if row is None:
         raise AuthError(f"No user called {username!r}.")
     if row["role"] == "admin" and role != "admin" and _count_admins(store) <= 1:
         raise AuthError("This is the last admin; make another admin first.")
-    store._conn.execute("UPDATE users SET role=? WHERE username=?", (role, username))
+    store.set_user_role(username, role)
     store.append_event(actor.username, "role_changed", {"username": username, "from": row["role"],
                                                         "to": role})
 
@@ -258,23 +254,20 @@ def set_active(store: Store, actor: User, username: str, active: bool) -> None:
     actor = authorise(store, actor, "manage_users")
     if not active and username == actor.username:
         raise AuthError("You cannot disable your own account.")
-    cur = store._conn.execute("UPDATE users SET active=? WHERE username=?", (int(active), username))
-    if cur.rowcount == 0:
+    if not store.set_user_active(username, active):
         raise AuthError(f"No user called {username!r}.")
     store.append_event(actor.username, "user_enabled" if active else "user_disabled",
                        {"username": username})
 
 
 def _count_admins(store: Store) -> int:
-    return store._conn.execute("SELECT COUNT(*) FROM users WHERE role='admin' AND active=1").fetchone()[0]
+    return store.count_active_admins()
 
 
 def list_users(store: Store, actor: User) -> list[dict]:
     """Usernames, roles, state and single sign-on link (never the hashes)."""
     authorise(store, actor, "manage_users")
-    rows = store._conn.execute("SELECT username, role, active, sso_identity, created_at FROM users "
-                               "ORDER BY username")
-    return [dict(r) for r in rows]
+    return store.list_users()
 
 
 def _normalise_identity(identity: str) -> str:
@@ -287,13 +280,11 @@ def set_sso_identity(store: Store, actor: User, username: str, identity: str | N
     actor = authorise(store, actor, "manage_users")
     value = _normalise_identity(identity) if identity and identity.strip() else None
     if value is not None:
-        other = store._conn.execute("SELECT username FROM users WHERE sso_identity=? AND username<>?",
-                                    (value, username)).fetchone()
+        other = store.user_with_sso(value, other_than=username)
         if other is not None:
             raise AuthError(f"That single sign-on identity is already linked to {other['username']!r}; "
                             "unlink it there first.")
-    cur = store._conn.execute("UPDATE users SET sso_identity=? WHERE username=?", (value, username))
-    if cur.rowcount == 0:
+    if not store.set_sso_identity(username, value):
         raise AuthError(f"No user called {username!r}.")
     store.append_event(actor.username, "sso_linked" if value else "sso_unlinked", {"username": username})
 
@@ -307,8 +298,7 @@ def authenticate_sso(store: Store, claims: dict, claim: str = "email") -> User:
         store.append_event("(unknown user)", "login_failed", {"via": "sso", "reason": f"no {claim} claim"})
         raise AuthError(f"The identity provider did not send the '{claim}' claim that MedSyn uses to find "
                         "your account. Ask IT to check the single sign-on set-up.")
-    row = store._conn.execute("SELECT username, role, active FROM users WHERE sso_identity=?",
-                              (_normalise_identity(raw),)).fetchone()
+    row = store.user_with_sso(_normalise_identity(raw))
     if row is None or not row["active"]:
         store.append_event(row["username"] if row else "(unknown user)", "login_failed", {"via": "sso"})
         raise AuthError("Single sign-on worked, but no active MedSyn account is linked to your identity. "
@@ -319,8 +309,7 @@ def authenticate_sso(store: Store, claims: dict, claim: str = "email") -> User:
 
 def load_user(store: Store, username: str) -> User | None:
     """The current account state (role changes and disabling apply at once); None if gone/disabled."""
-    row = store._conn.execute("SELECT username, role FROM users WHERE username=? AND active=1",
-                              (username,)).fetchone()
+    row = store.active_user(username)
     return User(row["username"], row["role"]) if row else None
 
 
@@ -351,7 +340,7 @@ def lock_remaining_s(store: Store, username: str, now: float | None = None,
         keys.append(_throttle_key("source", source))
     remaining = 0.0
     for key in keys:
-        row = store._conn.execute("SELECT locked_until FROM login_throttle WHERE key=?", (key,)).fetchone()
+        row = store.throttle_row(key)
         if row is not None:
             remaining = max(remaining, row["locked_until"] - now)
     return remaining
@@ -363,13 +352,10 @@ def _count_attempt(store: Store, keys: list[tuple[str, int, bool]], now: float) 
     before it: no more than ``limit`` guesses are ever checked before the lock. ``keys`` holds
     ``(key, limit, forgets)``, where ``forgets`` drops failures older than :data:`SOURCE_WINDOW_S`.
     Returns the seconds the attempt is still locked for (0: go on and check the password)."""
-    conn = store._conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction("login_throttle"):
         remaining = 0.0
         for key, limit, forgets in keys:
-            row = conn.execute("SELECT failures, last_failure_at, locked_until FROM login_throttle "
-                               "WHERE key=?", (key,)).fetchone()
+            row = store.throttle_row(key)
             failures, locked_until = (row["failures"], row["locked_until"]) if row else (0, 0.0)
             if row and forgets and locked_until <= now and now - row["last_failure_at"] > SOURCE_WINDOW_S:
                 failures = 0
@@ -377,31 +363,19 @@ def _count_attempt(store: Store, keys: list[tuple[str, int, bool]], now: float) 
             failures += 1
             if failures >= limit:
                 locked_until = max(locked_until, now + _lock_for(failures, limit))
-            conn.execute(
-                """INSERT INTO login_throttle (key, failures, last_failure_at, locked_until)
-                   VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET failures=excluded.failures,
-                   last_failure_at=excluded.last_failure_at, locked_until=excluded.locked_until""",
-                (key, failures, now, locked_until))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+            store.put_throttle(key, failures, now, locked_until)
     return max(0.0, remaining)
 
 
 def _withdraw_attempt(store: Store, user_key: str, source_key: str | None) -> None:
     """After a successful login: the username starts afresh, the address's provisional failure is
     taken back (its earlier failures and any lock stay)."""
-    conn = store._conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("DELETE FROM login_throttle WHERE key=?", (user_key,))
-        if source_key is not None:
-            conn.execute("UPDATE login_throttle SET failures=MAX(failures - 1, 0) WHERE key=?", (source_key,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    with store.transaction("login_throttle"):
+        store.delete_throttle(user_key)
+        row = store.throttle_row(source_key) if source_key is not None else None
+        if row is not None:
+            store.put_throttle(source_key, max(row["failures"] - 1, 0), row["last_failure_at"],
+                               row["locked_until"])
 
 
 _dummy_hash_lock = threading.Lock()
@@ -444,8 +418,7 @@ def authenticate(store: Store, username: str, password: str, source: str | None 
     if source_key is not None:
         keys.append((source_key, MAX_SOURCE_FAILURES, True))
     remaining = _count_attempt(store, keys, now)
-    row = store._conn.execute("SELECT username, password_hash, role, active FROM users WHERE username=?",
-                              (name,)).fetchone()
+    row = store.user_row(name)
     actor = name if row is not None else "(unknown user)"
     details: dict = {} if row is not None else {"name_hash": _keyed("user", name)[:12]}
     if source is not None:
@@ -465,11 +438,98 @@ def authenticate(store: Store, username: str, password: str, source: str | None 
         raise AuthError("Wrong username or password.")
     _withdraw_attempt(store, user_key, source_key)
     if _hasher().check_needs_rehash(row["password_hash"]):
-        store._conn.execute("UPDATE users SET password_hash=? WHERE username=?",
-                            (_hasher().hash(password), name))
+        store.set_password_hash(name, _hasher().hash(password))
     store.append_event(name, "login", {"role": row["role"], **({"source": source} if source else {})})
     return User(name, row["role"])
 
 
 def logout(store: Store, user: User, reason: str = "logout") -> None:
     store.append_event(user.username, reason, {})
+
+
+# -- API tokens ------------------------------------------------------------------------------------
+#: Every token starts with this, so a leaked one is recognisable (e.g. by secret scanners).
+TOKEN_PREFIX = "msy_"
+DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS = 30.0, 365.0
+_TOKEN = re.compile(r"^msy_[A-Za-z0-9_-]{43}$")
+_LABEL = re.compile(r"^[\w .:@/+-]{0,64}$")
+#: ``last_used_at`` is written at most this often per token (seconds), not on every request.
+TOKEN_TOUCH_S = 60.0
+
+
+class TokenRefused(AuthError):
+    """An API token is missing, unknown, revoked or expired, or its account is disabled (HTTP 401)."""
+
+
+def _token_hash(secret: str) -> str:
+    """SHA-256 of the token: a 256-bit random secret needs no slow hash (nothing to guess), and a fast
+    one lets every request be checked by one indexed lookup. The secret itself is never stored."""
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def create_token(store: Store, actor: User, username: str, label: str = "",
+                 days: float = DEFAULT_TOKEN_DAYS) -> tuple[str, dict]:
+    """A new API token for ``username``: admins (``manage_users``) for any active account, every user for
+    their own. Returns ``(secret, info)``; the secret is shown once and only its hash is stored.
+    Expires after ``days`` (at most :data:`MAX_TOKEN_DAYS`). Audited (never the secret)."""
+    if actor is not None and not actor.operator and username == actor.username:
+        actor = authorise(store, actor, "view_models")  # any role, but the account must still be active
+    else:
+        actor = authorise(store, actor, "manage_users")
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= MAX_TOKEN_DAYS:
+        raise AuthError(f"A token lasts more than 0 and at most {MAX_TOKEN_DAYS:g} days.")
+    label = (label or "").strip()
+    if not _LABEL.match(label):
+        raise AuthError("Token labels are up to 64 letters, digits, spaces or . : @ / + - _ characters.")
+    owner = load_user(store, username)
+    if owner is None:
+        raise AuthError(f"No active account called {username!r}.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = time.time() + float(days) * 86400
+    token_id = store.insert_token(owner.username, label, _token_hash(secret), actor.username, expires)
+    store.append_event(actor.username, "token_created", {"username": owner.username, "token_id": token_id,
+                                                         "label": label, "expires_at": round(expires)})
+    return secret, {"id": token_id, "username": owner.username, "label": label, "expires_at": expires}
+
+
+def authenticate_token(store: Store, secret: str | None) -> User:
+    """The current account of an API token; raises :class:`TokenRefused` with a readable reason."""
+    if not secret or not _TOKEN.match(secret):
+        raise TokenRefused("Missing or malformed API token: send 'Authorization: Bearer msy_…' (a token from "
+                           "an admin, `medsyn users token create`, or POST /api/v1/auth/token).")
+    row = store.token_by_hash(_token_hash(secret))
+    if row is None:
+        raise TokenRefused("Unknown API token; ask an admin for a new one.")
+    now = time.time()
+    if row["revoked_at"] is not None:
+        raise TokenRefused(f"API token {row['id']} was revoked; ask an admin for a new one.")
+    if row["expires_at"] <= now:
+        raise TokenRefused(f"API token {row['id']} expired; ask for a new one.")
+    user = load_user(store, row["username"])
+    if user is None:
+        raise TokenRefused("The account of this API token is disabled or no longer exists.")
+    if now - (row["last_used_at"] or 0) > TOKEN_TOUCH_S:
+        store.touch_token(row["id"], now)
+    return user
+
+
+def list_tokens(store: Store, actor: User, username: str | None = None) -> list[dict]:
+    """Tokens (id, owner, label, created, expiry, revoked, last use; never hashes): admins any account's
+    (all with ``username=None``), others their own only."""
+    actor = authorise(store, actor, "view_models")
+    if not allowed(actor, "manage_users"):
+        if username not in (None, actor.username):
+            raise PermissionDenied("Not allowed: only admins list other accounts' tokens.")
+        username = actor.username
+    return store.list_tokens(username)
+
+
+def revoke_token(store: Store, actor: User, token_id: int) -> None:
+    """Revoke a token at once (its owner or an admin; audited)."""
+    actor = authorise(store, actor, "view_models")
+    row = store.token(token_id)
+    if row is None or (row["username"] != actor.username and not allowed(actor, "manage_users")):
+        raise PermissionDenied(f"Not allowed: token {token_id} is not yours (or does not exist).")
+    if not store.revoke_token(token_id):
+        raise AuthError(f"Token {token_id} was already revoked.")
+    store.append_event(actor.username, "token_revoked", {"token_id": token_id, "username": row["username"]})

@@ -1,4 +1,4 @@
-"""Background jobs: a job table in SQLite and a worker that runs each job in its own process.
+"""Background jobs: a job table in the store (SQLite or PostgreSQL), a worker running each job in a process.
 
 A job is a plain function ``fn(params: dict, progress: JobProgress, resume_from: str | None) -> dict``
 named by its import path (``"package.module:function"``). :func:`submit` queues it (after the role
@@ -26,7 +26,6 @@ the environment without secrets (:func:`child_environment`) and a private umask.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import subprocess
@@ -42,12 +41,14 @@ from medsyn_core import settings
 from medsyn_core.auth import ADMIN_PASSWORD_ENV, PermissionDenied, User, allowed, authorise
 from medsyn_core.files import FILE_MODE, private_mkdir
 from medsyn_core.redaction import public_error, redacted_traceback
-from medsyn_core.storage import Store
+from medsyn_core.storage import Store, worker_host
 
 TERMINAL = ("finished", "failed", "cancelled")
 MAX_CPU_JOBS_ENV = "MEDSYN_MAX_CPU_JOBS"
 #: A job claimed less than this many seconds ago may not have its process id recorded yet.
 STARTUP_GRACE_S = 30.0
+#: A job running on another host whose heartbeat is older than this (seconds) is marked failed.
+STALE_ENV, DEFAULT_STALE_S = "MEDSYN_JOB_STALE_S", 15 * 60.0
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,13 @@ def job_dir(job_id: int) -> Path:
     return private_mkdir(settings.home_dir() / "jobs" / str(job_id))
 
 
-_decode = Store._job_row
-
-
 def get_job(store: Store, job_id: int) -> dict[str, Any] | None:
     return store.job(job_id)
 
 
 def list_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """Every job, newest first, with everything (for the worker and the CLI operator)."""
-    rows = store._conn.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
-    return [_decode(r) for r in rows]
+    return store.list_jobs(limit)
 
 
 #: What a non-admin sees of another user's job: its place in the queue, nothing of its data.
@@ -149,13 +146,8 @@ def submit(store: Store, user: User, kind: str, params: dict[str, Any] | None = 
     jt = JOB_TYPES[kind]
     user = authorise(store, user, jt.action)
     params = params or {}
-    cur = store._conn.execute(
-        "INSERT INTO jobs (kind, target, params_json, owner, needs_gpu, resume_from, resumed_job_id, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (kind, jt.target, json.dumps(params, default=str), user.username, int(jt.needs_gpu),
-         resume_from, resumed_job_id, time.time()),
-    )
-    job_id = int(cur.lastrowid)
+    job_id = store.insert_job(kind, jt.target, params, user.username, jt.needs_gpu, resume_from,
+                              resumed_job_id)
     store.append_event(user.username, "job_submitted",
                        {"job": job_id, "kind": kind, "params": params, "resumed_job": resumed_job_id})
     return job_id
@@ -165,12 +157,9 @@ def request_cancel(store: Store, user: User, job_id: int) -> None:
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next progress call.
     Only its owner or an admin may."""
     user, _ = _authorise_on_job(store, user, job_id, "cancel")
-    store._conn.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
-    cur = store._conn.execute("UPDATE jobs SET status='cancelled', finished_at=?, "
-                              "message='cancelled before start' WHERE id=? AND status='queued'",
-                              (time.time(), job_id))
+    cancelled_queued = store.cancel_job(job_id)
     store.append_event(user.username, "job_cancel_requested", {"job": job_id})
-    if cur.rowcount:
+    if cancelled_queued:
         _release_upload(store, job_id)
 
 
@@ -206,18 +195,29 @@ def _pid_alive(pid: int | None) -> bool:
         return True
 
 
+def stale_after_s() -> float:
+    """Seconds without a heartbeat after which a job running on *another* host counts as dead."""
+    return float(os.environ.get(STALE_ENV, "").strip() or DEFAULT_STALE_S)
+
+
+def _dead(row: dict[str, Any], host: str, now: float) -> bool:
+    """Is the process of running job ``row`` gone? On this host: its pid says so (after the start-up
+    grace). On another host (several hosts share a PostgreSQL store) a pid means nothing here: the job
+    is dead once its heartbeat is older than :func:`stale_after_s`."""
+    if row["worker_host"] not in (None, host):
+        return now - (row["heartbeat_at"] or row["started_at"] or 0) > stale_after_s()
+    starting = row["worker_pid"] is None and now - (row["started_at"] or 0) < STARTUP_GRACE_S
+    return not starting and not _pid_alive(row["worker_pid"])
+
+
 def recover_interrupted(store: Store) -> list[int]:
     """Mark running jobs whose worker process is gone as failed (resumable); returns their ids."""
     dead = []
-    rows = store._conn.execute("SELECT id, worker_pid, started_at FROM jobs WHERE status='running'")
-    for row in rows.fetchall():
-        starting = row["worker_pid"] is None and time.time() - (row["started_at"] or 0) < STARTUP_GRACE_S
-        if not starting and not _pid_alive(row["worker_pid"]):
-            cur = store._conn.execute(
-                "UPDATE jobs SET status='failed', finished_at=?, error=? WHERE id=? AND status='running'",
-                (time.time(), "the worker process died (crash, kill or restart); resume from the last "
-                 "checkpoint if there is one", row["id"]))
-            if cur.rowcount:
+    host, now = worker_host(), time.time()
+    for row in store.running_jobs():
+        if _dead(row, host, now):
+            if store.fail_running_job(row["id"], "the worker process died (crash, kill or restart); resume "
+                                      "from the last checkpoint if there is one"):
                 dead.append(int(row["id"]))
                 store.append_event("system", "job_interrupted", {"job": int(row["id"])})
                 _release_upload(store, int(row["id"]))
@@ -238,26 +238,7 @@ def _release_upload(store: Store, job_id: int) -> None:
 
 def _claim_next(store: Store, max_cpu_jobs: int) -> int | None:
     """Atomically move the oldest startable queued job to 'running'; None if none may start now."""
-    conn = store._conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        running = conn.execute("SELECT needs_gpu, COUNT(*) n FROM jobs WHERE status='running' "
-                               "GROUP BY needs_gpu").fetchall()
-        counts = {r["needs_gpu"]: r["n"] for r in running}
-        chosen = None
-        for row in conn.execute("SELECT id, needs_gpu FROM jobs WHERE status='queued' ORDER BY id"):
-            limit = 1 if row["needs_gpu"] else max_cpu_jobs
-            if counts.get(row["needs_gpu"], 0) < limit:
-                chosen = int(row["id"])
-                break
-        if chosen is not None:
-            conn.execute("UPDATE jobs SET status='running', started_at=?, heartbeat_at=? WHERE id=?",
-                         (time.time(), time.time(), chosen))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return chosen
+    return store.claim_next_job(max_cpu_jobs, worker_host())
 
 
 #: Environment variables never passed to job processes: the first-run admin password and anything
@@ -282,7 +263,7 @@ def start_job_process(store: Store, job_id: int) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=str(settings.PROJECT_ROOT))
     log.close()
-    store._conn.execute("UPDATE jobs SET worker_pid=? WHERE id=?", (proc.pid, job_id))
+    store.set_job_worker(job_id, proc.pid)
     return proc
 
 
@@ -340,27 +321,21 @@ class JobProgress:
         self.dir = job_dir(job_id)
 
     def __call__(self, fraction: float, message: str = "", payload: dict[str, Any] | None = None) -> None:
-        self.store._conn.execute(
-            "UPDATE jobs SET progress=?, message=?, payload_json=?, heartbeat_at=? WHERE id=?",
-            (max(0.0, min(1.0, float(fraction))), message[:500], json.dumps(payload or {}, default=str),
-             time.time(), self.job_id))
-        if self.cancelled():
+        if self.store.report_job_progress(self.job_id, max(0.0, min(1.0, float(fraction))), message[:500],
+                                          payload or {}):
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def cancelled(self) -> bool:
-        row = self.store._conn.execute("SELECT cancel_requested FROM jobs WHERE id=?",
-                                       (self.job_id,)).fetchone()
-        return bool(row and row["cancel_requested"])
+        return self.store.job_cancel_requested(self.job_id)
 
     @property
     def owner(self) -> str:
         """The username that submitted this job (the actor of what the job audits)."""
-        row = self.store._conn.execute("SELECT owner FROM jobs WHERE id=?", (self.job_id,)).fetchone()
-        return row["owner"]
+        return self.store.job(self.job_id)["owner"]
 
     def checkpoint(self, path: str | os.PathLike) -> None:
         """Record that a complete checkpoint was written (atomically) at ``path``."""
-        self.store._conn.execute("UPDATE jobs SET checkpoint=? WHERE id=?", (str(path), self.job_id))
+        self.store.set_job_checkpoint(self.job_id, str(path))
 
 
 def _resolve(target: str):
@@ -374,8 +349,7 @@ def run_job(job_id: int) -> str:
         job = get_job(store, job_id)
         if job is None:
             raise KeyError(f"no job {job_id}")
-        store._conn.execute("UPDATE jobs SET worker_pid=?, heartbeat_at=? WHERE id=?",
-                            (os.getpid(), time.time(), job_id))
+        store.set_job_worker(job_id, os.getpid(), heartbeat=True)
         progress = JobProgress(store, job_id)
         try:
             result = _resolve(job["target"])(job["params"], progress, job["resume_from"])
@@ -385,11 +359,7 @@ def run_job(job_id: int) -> str:
         except Exception as exc:  # stored and shown to others: redacted (no cell values), also in worker.log
             print(redacted_traceback(exc), file=sys.stderr, flush=True)
             result, status, error = None, "failed", public_error(exc)
-        store._conn.execute(
-            "UPDATE jobs SET status=?, result_json=?, error=?, finished_at=?, "
-            "progress=CASE WHEN ?='finished' THEN 1 ELSE progress END WHERE id=?",
-            (status, json.dumps(result, default=str) if result is not None else None, error,
-             time.time(), status, job_id))
+        store.finish_job(job_id, status, result, error)
         store.append_event(job["owner"], f"job_{status}", {"job": job_id, "kind": job["kind"],
                                                            "result": result, "error": error})
         _release_upload(store, job_id)

@@ -19,10 +19,13 @@ Every deletion is audited with the actor, the hash prefix and the size; never th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
+import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,88 @@ def save_upload(data: bytes, filename: str) -> Path:
     digest = hashlib.sha256(data).hexdigest()[:16]
     path = uploads_dir() / f"{digest}-{secrets.token_hex(4)}{suffix}"
     return atomic_write_bytes(path, data, mode=FILE_MODE)
+
+
+class UploadTooLarge(ValueError):
+    """A streamed upload went past its byte limit; nothing of it is kept."""
+
+    value_free_message = True
+
+
+class StreamedUpload:
+    """An upload written as it arrives, never held in memory (the REST API): :meth:`write` each chunk, then
+    :meth:`finish` (the final, private name; see :func:`save_upload`) or :meth:`abort`.
+
+    The chunks go to a hidden private temporary file in the uploads folder, counted and hashed on the way;
+    past ``max_bytes`` :meth:`write` raises :class:`UploadTooLarge`, and ``check(chunk)`` may raise too (a
+    text-encoding check). Whatever fails, :meth:`abort` deletes the partial file: nothing half-written is
+    left behind, and the final name appears (one atomic rename) only once the whole body has arrived."""
+
+    def __init__(self, filename: str, max_bytes: int, check: Callable[[bytes], None] | None = None):
+        suffix = Path(filename).suffix.lower()
+        self.suffix = suffix if suffix in SUFFIXES else ".bin"
+        self.folder, self.max_bytes, self.check = uploads_dir(), max_bytes, check
+        fd, self.tmp = tempfile.mkstemp(prefix=".partial-", dir=self.folder)  # 0600, never listed
+        self.fh = os.fdopen(fd, "wb")
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise UploadTooLarge(f"The upload is larger than the limit of {self.max_bytes:,} bytes; nothing "
+                                 "was kept. Send a smaller file (an administrator can raise it, "
+                                 "docs/security.md).")
+        if self.check is not None:
+            self.check(chunk)
+        self.digest.update(chunk)
+        self.fh.write(chunk)
+
+    def finish(self) -> tuple[Path, str, int]:
+        """``(path, sha256 hex, bytes)`` of the complete upload under its final name."""
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        hexdigest = self.digest.hexdigest()
+        path = self.folder / f"{hexdigest[:16]}-{secrets.token_hex(4)}{self.suffix}"
+        os.replace(self.tmp, path)
+        return path, hexdigest, self.size
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+def save_upload_stream(chunks: Iterable[bytes], filename: str, max_bytes: int,
+                       check: Callable[[bytes], None] | None = None) -> tuple[Path, str, int]:
+    """Write ``chunks`` through a :class:`StreamedUpload`; returns ``(path, sha256 hex, bytes)``."""
+    upload = StreamedUpload(filename, max_bytes, check)
+    try:
+        for chunk in chunks:
+            upload.write(chunk)
+        return upload.finish()
+    except BaseException:
+        upload.abort()
+        raise
+
+
+def delete_unused(store: Store, user: User, path: str | Path, owner: str | None) -> bool:
+    """Delete an upload for its owner (or an admin, ``manage_uploads``); refused while a queued or running
+    job reads it (a failed job waiting to be resumed loses it: the owner chose to). Audited."""
+    from medsyn_core.auth import PermissionDenied, allowed, authorise
+
+    user = authorise(store, user, "view_models")
+    if user.username != owner and not allowed(user, "manage_uploads"):
+        raise PermissionDenied("Not allowed: only the person who uploaded a dataset, or an admin, may delete "
+                               "it.")
+    path = Path(path)
+    if not is_upload(path):
+        raise ValueError("Only uploaded datasets can be deleted; bundled datasets stay.")
+    users = _jobs_using(store, str(path))
+    running = [j["id"] for j in users if j["status"] in ("queued", "running")]
+    if running:
+        raise ValueError(f"The dataset is in use by job {running[0]}; cancel that job first.")
+    return _delete(store, path, user.username, "deleted by its owner", [j["id"] for j in users])
 
 
 def sha_prefix(path: str | Path) -> str:

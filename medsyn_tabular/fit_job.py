@@ -91,4 +91,40 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
             "resumed_after_epoch": synth.card.get("resumed_after_epoch")}
 
 
+def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows: int, name: str,
+               model: str | None = None, epochs: int = 300, batch_size: int = 500, seed: int = 0,
+               schema: dict[str, Any] | None = None, phi_actions: dict[str, str] | None = None,
+               privacy: dict[str, Any] | None = None, replace: bool = False,
+               upload: str | Path | None = None, keep_upload: bool = False) -> int:
+    """Check, then queue, a ``tabular-fit`` job; returns its id (the Tabular page and the REST API).
+
+    In order: the role (``train``, the account re-loaded), the settings (by building the synthesizer:
+    unknown model, bad epochs or batch size, ε ≤ 0 ...), the privacy budget against the ``n_rows`` privacy
+    units (an unreachable budget is refused now, with advice, not after training), and the model name (bad
+    or taken, unless ``replace``); then :func:`medsyn_core.jobs.submit` (audited). ``model`` None: the
+    registry's default for the privacy setting (the job records the model it resolved to).
+    ``privacy``: ``{}``/None for DP off, else ``epsilon``/``preset``, ``delta``, ``max_grad_norm``,
+    ``metadata``. ``upload``: the
+    uploaded file the job reads (deleted when it ends unless ``keep_upload``, :mod:`medsyn_core.uploads`).
+    """
+    from medsyn_core import jobs
+    from medsyn_core.auth import authorise
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    user = authorise(store, user, "train")
+    privacy = {k: v for k, v in (privacy or {}).items() if v is not None}
+    synth = TabularSynthesizer(model, epochs=epochs, batch_size=batch_size, seed=seed, schema=schema,
+                               phi_actions=phi_actions, **privacy)
+    synth.plan_privacy(int(n_rows))
+    model_store.ensure_model_name_free(name, replace=replace, store=store)
+    params = {"data_path": str(data_path), "source": source, "name": name, "replace": bool(replace),
+              "model": synth.model_name, "epochs": int(epochs), "batch_size": int(batch_size),
+              "seed": int(seed),
+              "schema": schema or {}, "phi_actions": phi_actions or {},
+              "privacy": privacy if synth.private else {}}
+    if upload is not None:
+        params.update({"upload": str(upload), "keep_upload": bool(keep_upload)})
+    return jobs.submit(store, user, "tabular-fit", params)
+
+
 register_job_type("tabular-fit", f"{__name__}:fit_table", "train", needs_gpu=True)

@@ -172,34 +172,19 @@ with train_tab:
         busy = bool(active and active["status"] in ("queued", "running"))
         submitted = st.form_submit_button("Start training", disabled=busy)
     if submitted:
-        from medsyn_imaging.training.gan_training import TrainConfig
-        from medsyn_imaging.training.training_job import check_model_name
+        from medsyn_imaging.training.training_job import submit_training
 
         data_source = folder.strip() if source.startswith("a folder") else source
         try:
             if not data_source:
                 raise ValueError("Enter the folder that holds one sub-folder of PNGs per class.")
-            check_model_name(name.strip(), replace=replace)
-            config = TrainConfig(
-                model=model, kimg=float(kimg), batch_size=batch, seed=seed_train,
-                lr=0.0025 if model == "stylegan2" else 0.0002, beta1=0.0 if model == "stylegan2" else 0.5,
-                checkpoint_kimg=max(1.0, float(kimg) / 10), grid_kimg=max(0.5, float(kimg) / 50),
-                arch={"channel_base": int(width), "channel_max": 256} if model == "stylegan2" else {},
-            )
-            if dp_preset != "off":
-                import dataclasses
-
-                from medsyn_core.privacy import PRESETS
-                from medsyn_imaging.training.gan_training import plan_private_training
-                from medsyn_imaging.training.training_data import load_training_images
-
-                config = dataclasses.replace(config, dp_epsilon=PRESETS[dp_preset], dp_preset=dp_preset)
-                n_images = len(load_training_images(data_source, int(resolution)).images)
-                plan_private_training(config, n_images)  # unreachable budgets are refused now, with advice
-            params = {"data": data_source, "name": name.strip(), "replace": bool(replace),
-                      "resolution": int(resolution), "split": "train", "config": config.to_dict()}
             with Store() as store:
-                st.session_state["imaging_job_id"] = jobs.submit(store, user, "imaging-train", params)
+                st.session_state["imaging_job_id"] = submit_training(
+                    store, user, data=data_source, name=name.strip(), model=model, resolution=int(resolution),
+                    kimg=float(kimg), batch=batch, seed=seed_train,
+                    channel_base=int(width) if model == "stylegan2" else None,
+                    channel_max=256 if model == "stylegan2" else None,
+                    preset=dp_preset if dp_preset != "off" else None, replace=bool(replace))
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             st.error(str(exc))
 

@@ -231,7 +231,7 @@ model_name = n1.text_input("Model name", value=default_name,
 replace = n2.checkbox("Replace the existing model", help="Only if a model of this name exists: the new one "
                       "takes its place for everyone (recorded in the audit log).")
 if st.button("Train", type="primary"):
-    from medsyn_tabular.synthesizer import TabularSynthesizer
+    from medsyn_tabular.fit_job import submit_fit
 
     data_path = None
     try:
@@ -244,11 +244,13 @@ if st.button("Train", type="primary"):
                 overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
             else:
                 overrides["unit"] = "row"
-        synth = TabularSynthesizer(None if model == "auto" else model, epochs=int(epochs),
-                                   batch_size=int(batch_size), seed=int(seed), schema=overrides,
-                                   phi_actions=phi_actions, **private)
-        synth.plan_privacy(len(df))  # an unreachable budget is reported now, with advice, not after training
-        model_store.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
+        # settings, budget and name are checked before real data is saved (submit_fit checks them again)
+        from medsyn_tabular.synthesizer import TabularSynthesizer
+
+        chosen = None if model == "auto" else model
+        TabularSynthesizer(chosen, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
+                           schema=overrides, phi_actions=phi_actions, **private).plan_privacy(len(df))
+        model_store.ensure_model_name_free(model_name.strip(), replace=replace)
         with Store() as store:
             upload_params = {}
             if upload_bytes is not None:
@@ -260,11 +262,11 @@ if st.button("Train", type="primary"):
                     "columns": df.shape[1], "kept": bool(keep_upload)})
             else:
                 label = source
-            params = {"data_path": str(data_path or bundled(source).path), "source": label,
-                      "name": model_name.strip(), "replace": bool(replace), "model": synth.model_name,
-                      "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed),
-                      "schema": overrides, "phi_actions": phi_actions, "privacy": private, **upload_params}
-            st.session_state["tabular_job_id"] = jobs.submit(store, user, "tabular-fit", params)
+            st.session_state["tabular_job_id"] = submit_fit(
+                store, user, data_path=data_path or bundled(source).path, source=label, n_rows=len(df),
+                name=model_name.strip(), model=chosen, epochs=int(epochs), batch_size=int(batch_size),
+                seed=int(seed), schema=overrides, phi_actions=phi_actions, privacy=private,
+                replace=bool(replace), upload=upload_params.get("upload"), keep_upload=bool(keep_upload))
     except (ValueError, FileExistsError, PermissionError) as exc:
         if data_path is not None:  # saved but no job will use it: do not keep real data for nothing
             with Store() as store:

@@ -1,4 +1,7 @@
-"""Users (admin): create accounts, change roles, disable accounts; every change is audited."""
+"""Users (admin): create accounts, change roles, disable accounts, create and revoke API tokens; every
+change is audited."""
+
+import time
 
 import streamlit as st
 
@@ -73,3 +76,40 @@ link = st.text_input("Single sign-on identity of this account (empty: no single 
                      value=current["sso_identity"] or "", key=f"sso-{target}")
 if st.button("Save single sign-on link", disabled=link.strip().lower() == (current["sso_identity"] or "")):
     apply(auth.set_sso_identity, link)
+
+st.subheader("API tokens")
+st.caption("Tokens let scripts and pipelines use the REST API as this account (docs/api.md). A token is "
+           "shown once; only its hash is kept. It expires, and can be revoked here at any time.")
+with st.form("create_token", clear_on_submit=True):
+    label = st.text_input("What the token is for (label)", max_chars=64)
+    days = st.number_input("Days until it expires", min_value=1, max_value=int(auth.MAX_TOKEN_DAYS), value=30)
+    if st.form_submit_button(f"Create a token for {target}"):
+        try:
+            with Store() as store:
+                secret, info = auth.create_token(store, user, target, label=label, days=float(days))
+            st.session_state["users_token"] = (info["id"], target, secret)
+        except (auth.AuthError, auth.PermissionDenied) as exc:
+            st.error(str(exc))
+if shown := st.session_state.pop("users_token", None):
+    st.success(f"Token {shown[0]} for {shown[1]} (copy it now; it is not shown again):")
+    st.code(shown[2], language=None)
+with Store() as store:
+    tokens = auth.list_tokens(store, user, target)
+if tokens:
+    st.dataframe([{"id": t["id"], "label": t["label"], "created by": t["created_by"],
+                   "expires": time.strftime("%Y-%m-%d %H:%M", time.localtime(t["expires_at"])),
+                   "last used": time.strftime("%Y-%m-%d %H:%M", time.localtime(t["last_used_at"]))
+                   if t["last_used_at"] else "",
+                   "state": "revoked" if t["revoked_at"] else ("expired" if t["expires_at"] < time.time()
+                                                               else "active")} for t in tokens],
+                 hide_index=True, use_container_width=True)
+    active = [t["id"] for t in tokens if not t["revoked_at"]]
+    if active:
+        revoke_id = st.selectbox("Token to revoke", active)
+        if st.button("Revoke token"):
+            try:
+                with Store() as store:
+                    auth.revoke_token(store, user, int(revoke_id))
+                st.rerun()
+            except (auth.AuthError, auth.PermissionDenied) as exc:
+                st.error(str(exc))

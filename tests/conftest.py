@@ -42,3 +42,31 @@ def shared_data() -> Path:
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
     reason=f"needs the full reference data folder {SHARED_DATA} (beside the checkout; CI has it)")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server for this test session (tests/pg_server.py), or a skip with the reason."""
+    import pg_server
+
+    bindir = pg_server.find_binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian package "
+                    "'postgresql' (.ci/run does) to run the PostgreSQL tests")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (requirements.txt)")
+    server = pg_server.PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, monkeypatch) -> str:
+    """A fresh, empty PostgreSQL database for this test, made the store of the test's MedSyn
+    (``MEDSYN_DATABASE_URL``, inherited by the processes the test starts)."""
+    url = postgres_server.create_database()
+    monkeypatch.setenv("MEDSYN_DATABASE_URL", url)
+    yield url
+    postgres_server.drop_database(url)

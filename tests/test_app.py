@@ -224,3 +224,20 @@ def test_only_roles_allowed_to_upload_real_data_get_the_imaging_upload():
     assert at.radio[0].options == ["Bundled dataset", "Upload files"]
     at.radio[0].set_value("Upload files").run()
     assert not at.exception, at.exception
+
+
+def test_admin_creates_and_revokes_an_api_token_on_users_page():
+    at = logged_in("pages/users.py", "admin").run()
+    at.selectbox[1].set_value("test-admin").run()
+    next(t for t in at.text_input if t.label.startswith("What the token is for")).input("nightly")
+    next(b for b in at.button if b.label.startswith("Create a token for")).click().run()
+    assert not at.exception, at.exception
+    secret = at.code[0].value
+    with Store() as store:
+        assert auth.authenticate_token(store, secret).username == "test-admin"
+    next(b for b in at.button if b.label == "Revoke token").click().run()
+    assert not at.exception, at.exception
+    with Store() as store:
+        with pytest.raises(auth.TokenRefused, match="revoked"):
+            auth.authenticate_token(store, secret)
+        assert [e["action"] for e in store.audit_events()][-2:] == ["token_created", "token_revoked"]

@@ -51,3 +51,27 @@ def test_engines_and_core_import_without_streamlit():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_users_token_create_list_revoke(medsyn_home, capsys):
+    from app_helpers import account
+
+    from medsyn_core import auth
+    from medsyn_core.storage import Store
+
+    account("rita", "researcher")
+    assert main(["users", "token", "create", "rita", "--label", "nightly", "--days", "7"]) == 0
+    captured = capsys.readouterr()
+    secret = captured.out.strip()
+    assert secret.startswith("msy_") and "shown once" in captured.err
+    with Store() as store:
+        assert auth.authenticate_token(store, secret).username == "rita"
+        assert secret not in str(store.list_tokens()) and secret not in str(store.audit_events())
+    assert main(["users", "token", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "rita" in listing and "nightly" in listing and "active" in listing and secret not in listing
+    assert main(["users", "token", "revoke", "1"]) == 0
+    assert main(["users", "token", "revoke", "1"]) == 2
+    assert "already revoked" in capsys.readouterr().err
+    assert main(["users", "token", "create", "nobody"]) == 2
+    assert "No active account" in capsys.readouterr().err

@@ -5,7 +5,9 @@
 * The engines (``medsyn_tabular``, ``medsyn_imaging``) import the core and themselves only: never each
   other, the app, the CLI or Streamlit.
 * ``medsyn_cli`` may import the core and the engines, never the app or Streamlit.
-* ``medsyn_app`` (and ``app.py``, ``pages/``) may import everything.
+* ``medsyn_app`` (and ``app.py``, ``pages/``) may import everything but the API and its client.
+* ``medsyn_api`` (the REST API) may import the core and the engines, never the app, the CLI or Streamlit.
+* ``medsyn_client`` (the HTTP client) imports none of the server side.
 * No import cycle between modules of the packages.
 """
 
@@ -15,13 +17,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_app")
+PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_app", "medsyn_api",
+            "medsyn_client")
 ALLOWED = {
     "medsyn_core": {"medsyn_core"},
     "medsyn_tabular": {"medsyn_core", "medsyn_tabular"},
     "medsyn_imaging": {"medsyn_core", "medsyn_imaging"},
-    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli"},
-    "medsyn_app": set(PACKAGES),
+    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_client"},
+    "medsyn_app": set(PACKAGES) - {"medsyn_api", "medsyn_client"},
+    # the REST API: the core and the engines, never the app or Streamlit
+    "medsyn_api": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_api"},
+    # the HTTP client: nothing of the server side (it runs on machines without MedSyn's engines)
+    "medsyn_client": {"medsyn_client"},
 }
 
 

@@ -81,6 +81,52 @@ def train_generator(params: dict[str, Any], progress, resume_from: str | None = 
             "wall_time_s": trainer.train_seconds}
 
 
+def submit_training(store, user, *, data: str, name: str, model: str = "stylegan2", resolution: int = 32,
+                    kimg: float = 20.0, batch: int = 32, seed: int = 0, lr: float | None = None,
+                    channel_base: int | None = None, channel_max: int | None = None,
+                    diffaugment: str = "color,translation,cutout", epsilon: float | None = None,
+                    preset: str | None = None, delta: float | None = None, clip: float = 1.0,
+                    replace: bool = False, split: str = "train") -> int:
+    """Check, then queue, an ``imaging-train`` job; returns its id (the Synthetic scans page, the REST API).
+
+    In order: the role (``train``), the privacy settings (``epsilon`` or ``preset``; δ and the clipping
+    norm only with DP), the model name (bad or taken, unless ``replace``), the training configuration (the
+    same defaults as the page: learning rate by model, a checkpoint every tenth of the run), and under DP
+    the budget against the number of training images (an unreachable one is refused now, with advice);
+    then :func:`medsyn_core.jobs.submit` (audited)."""
+    from medsyn_core.auth import authorise
+    from medsyn_core.jobs import submit
+    from medsyn_core.privacy import PrivacyBudget
+    from medsyn_imaging.training.gan_training import TrainConfig, plan_private_training
+    from medsyn_imaging.training.training_data import load_training_images
+
+    user = authorise(store, user, "train")
+    budget = PrivacyBudget.create(10**12, epsilon, None, preset)
+    if budget is None and (delta is not None or clip != 1.0):
+        raise ValueError("delta and the clipping norm apply to differentially private training; add epsilon "
+                         "or a preset.")
+    check_model_name(name, replace=replace)
+    if model == "stylegan2":
+        arch = {k: v for k, v in (("channel_base", channel_base), ("channel_max", channel_max))
+                if v is not None}
+    elif channel_base is not None or channel_max is not None:
+        raise ValueError("channel_base/channel_max apply to stylegan2 only.")
+    else:
+        arch = {}
+    config = TrainConfig(
+        model=model, kimg=float(kimg), batch_size=int(batch), seed=int(seed),
+        lr=lr if lr is not None else (0.0025 if model == "stylegan2" else 0.0002),
+        beta1=0.0 if model == "stylegan2" else 0.5, diffaugment=diffaugment,
+        checkpoint_kimg=max(1.0, float(kimg) / 10), grid_kimg=max(0.5, float(kimg) / 50), arch=arch,
+        dp_epsilon=budget.epsilon if budget is not None else None, dp_delta=delta, dp_max_grad_norm=clip,
+        dp_preset=budget.preset if budget is not None else None)
+    if budget is not None:
+        plan_private_training(config, len(load_training_images(data, int(resolution)).images))
+    params = {"data": data, "name": name, "replace": bool(replace), "resolution": int(resolution),
+              "split": split, "config": config.to_dict()}
+    return submit(store, user, "imaging-train", params)
+
+
 def _register() -> None:
     from medsyn_core.jobs import register_job_type
 
