@@ -123,13 +123,3 @@ def test_atomic_directory_is_all_or_nothing(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_directory(target):
             pass
-
-
-def test_atomic_writes_get_normal_permissions(tmp_path):
-    import os
-    import stat
-
-    mask = os.umask(0)
-    os.umask(mask)
-    path = atomic_write_text(tmp_path / "report.json", "{}")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
