@@ -172,7 +172,7 @@ class Journey:
         self.click("Log in")
         sidebar = self.page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("Log out", exact=True).wait_for(state="visible")
-        assert sidebar.get_by_text(username).count() >= 1
+        sidebar.get_by_text(username).first.wait_for(state="visible")
 
     def logout(self) -> None:
         self.click("Log out")
