@@ -219,6 +219,16 @@ def create_first_admin(store: Store, username: str, password: str, via: str) -> 
     return user
 
 
+def first_admin_hint(store: Store) -> str | None:
+    """The first admin's username while nobody has logged in yet (the login page says it, so an admin
+    created from ``$MEDSYN_ADMIN_PASSWORD`` knows which name to type); None afterwards."""
+    if store._conn.execute("SELECT 1 FROM audit_events WHERE action='login' LIMIT 1").fetchone():
+        return None
+    row = store._conn.execute("SELECT username FROM users WHERE role='admin' AND active=1 "
+                              "ORDER BY id LIMIT 1").fetchone()
+    return row["username"] if row else None
+
+
 def ensure_admin_from_env(store: Store, username: str = "admin") -> User | None:
     """On first run, create the admin from ``$MEDSYN_ADMIN_PASSWORD`` if set; None if nothing to do.
 

@@ -74,7 +74,7 @@ def streamlit_server(tmp_path: Path, port: int | None = None, extra_args: tuple[
     env.pop("MEDSYN_ADMIN_PASSWORD", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *extra_args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
