@@ -6,7 +6,8 @@ or an upload that the page saved in the MedSyn home folder (``uploads/``).
 
 Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name, a safe slug:
 :mod:`medsyn_core.names`), ``replace`` (replace a model of that name; audited), ``model``,
-``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions``, ``privacy``
+``epochs`` and ``batch_size`` (None: chosen by :mod:`medsyn_tabular.defaults`), ``seed``, ``schema``
+(column overrides), ``phi_actions``, ``privacy``
 (``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
 ``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
 (:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
@@ -44,9 +45,11 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     from medsyn_tabular.models.checkpoint import Checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
-    epochs = int(params["epochs"])
+    def whole(key: str) -> int | None:  # None: chosen by medsyn_tabular.defaults (from n and ε under DP)
+        return None if params.get(key) is None else int(params[key])
+
     synth = TabularSynthesizer(
-        params.get("model", "ctgan"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
+        params.get("model", "ctgan"), epochs=whole("epochs"), batch_size=whole("batch_size"),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
         phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
 
@@ -55,6 +58,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
         # released_loss_history: under DP without the losses computed on real rows (not covered by DP)
         losses = [{k: v for k, v in r.items() if k in ("epoch", "loss", "loss_g", "loss_d")}
                   for r in synth.released_loss_history()[-MAX_LOSS_POINTS:]]
+        epochs = synth.epochs or record.get("epochs") or 1
         progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}", {"losses": losses})
 
     checkpointer = None
