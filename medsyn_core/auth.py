@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view_audit": frozenset({"admin"}),
     "delete_model": frozenset({"admin"}),
     "manage_uploads": frozenset({"admin"}),
+    "approve_models": frozenset({"admin"}),  # let clinicians use a model below the quality bar
 }
 
 #: Readable names of actions for refusal messages.
@@ -60,7 +61,7 @@ ACTION_TEXT: dict[str, str] = {
     "run_example_job": "run background jobs", "manage_users": "manage users",
     "manage_jobs": "act on other users' jobs",
     "view_audit": "view the audit log", "delete_model": "delete models",
-    "manage_uploads": "manage uploaded real data",
+    "manage_uploads": "manage uploaded real data", "approve_models": "approve models for clinicians",
 }
 
 ADMIN_PASSWORD_ENV = "MEDSYN_ADMIN_PASSWORD"

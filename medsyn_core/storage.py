@@ -155,6 +155,16 @@ MIGRATIONS: list[str] = [
                                     WHEN kind IN ('stylegan2', 'dcgan', 'resnet9') THEN 'imaging'
                                     ELSE engine END
     """,
+    # v6: an admin's approval lets clinicians use a model below the quality bar or not yet evaluated
+    # (medsyn_core.approvals); keyed by the model's name, compared without case like the registry.
+    """
+    CREATE TABLE model_approvals (
+        model_name TEXT PRIMARY KEY COLLATE NOCASE,
+        approved_by TEXT NOT NULL,
+        approved_at REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    )
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 GENESIS_HASH = "0" * 64

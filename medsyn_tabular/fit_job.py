@@ -7,7 +7,9 @@ or an upload that the page saved in the MedSyn home folder (``uploads/``).
 Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name, a safe slug:
 :mod:`medsyn_core.names`), ``replace`` (replace a model of that name; audited), ``model``,
 ``epochs`` and ``batch_size`` (None: chosen by :mod:`medsyn_tabular.defaults`), ``seed``, ``schema``
-(column overrides), ``phi_actions``, ``privacy``
+(column overrides), ``phi_actions``, ``holdout`` (a :class:`~medsyn_tabular.data.holdout.HoldoutSpec` as a
+dict: the rows it keeps back are never trained on; the page re-derives the same rows to evaluate),
+``cleaning`` (the value-free record of the fixes the page applied before saving the table), ``privacy``
 (``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
 ``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
 (:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
@@ -74,15 +76,30 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     progress(0.0, "preprocessing", {"losses": []})
     data_path = Path(params["data_path"])
     origin = "upload" if data_path.parent.name == "uploads" else "bundled"
+    import hashlib
+
+    from medsyn_tabular.data.holdout import apply_spec
+    from medsyn_tabular.data.io import read_table
+
+    table = read_table(data_path)
+    digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
+    train, holdout = apply_spec(table, params.get("holdout"))
     with Store() as store:
         dataset_id = store.register_dataset(params.get("source") or data_path.name, "tabular", data_path,
-                                            origin)
+                                            origin, sha256=digest)
         run_params = {k: v for k, v in params.items() if k != "data_path"}
         with store.recorded_run("tabular-fit", run_params, dataset_id) as run:
-            synth.fit(data_path, progress=on_epoch, source=params.get("source"), checkpoint=checkpointer,
-                      resume_from=resume_from)
+            synth.fit(train, progress=on_epoch, source=params.get("source") or data_path.name,
+                      checkpoint=checkpointer, resume_from=resume_from)
+            synth.card["data_sha256_prefix"] = digest[:16]  # names the file; reveals nothing of it
+            if holdout is not None:
+                synth.card["holdout"] = {**params["holdout"], "rows_held_out": len(holdout),
+                                         "note": "kept back from training; the evaluation's membership "
+                                                 "and distance checks use these rows"}
+            if params.get("cleaning"):
+                synth.card["cleaning"] = params["cleaning"]
             store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
-                                   n_rows=int(synth.card["rows"]))
+                                   n_rows=int(synth.card["rows"]), sha256=digest)
             synth.save(path, name=name, overwrite=replace, replace=replace,
                        actor=getattr(progress, "owner", "medsyn"))
             eps = synth.ledger.total()[0] if synth.ledger is not None else None
@@ -91,7 +108,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
             run["model_id"] = store.model_id(path.name)
     return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
             "epsilon": eps, "training_seconds": synth.card.get("training_seconds"),
-            "resumed_after_epoch": synth.card.get("resumed_after_epoch")}
+            "resumed_after_epoch": synth.card.get("resumed_after_epoch"),
+            "holdout": params.get("holdout"), "batch_size": synth.batch_size, "epochs": synth.epochs}
 
 
 register_job_type("tabular-fit", f"{__name__}:fit_table", "train", needs_gpu=True)

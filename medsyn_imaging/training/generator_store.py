@@ -177,6 +177,7 @@ def load_generator(path: str | Path, device=None) -> LoadedGenerator:
         raise ValueError(f"{path / CONFIG_FILE} has format {config.get('format')}, not {CONFIG_FORMAT}.")
     card_path = path / CARD_FILE
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    card = model_card.with_latest_evaluation(card, card.get("name", path.name))  # one FID everywhere
     device = choose_device(str(device)) if device is not None else choose_device()
     module = build_generator(config["model"], config["arch"])
     module.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
@@ -374,16 +375,52 @@ def list_generators(include_bundled: bool = True) -> list[GeneratorEntry]:
             except (OSError, json.JSONDecodeError):
                 continue
             if config.get("model") in MODEL_KINDS:
-                entries.append(GeneratorEntry(card.get("name", folder.name), folder, "bundled",
-                                              config["model"], card))
+                name = card.get("name", folder.name)
+                entries.append(GeneratorEntry(name, folder, "bundled", config["model"],
+                                              model_card.with_latest_evaluation(card, name)))
     with Store() as store:
         for record in store.list_models():
             if record.kind in MODEL_KINDS and Path(record.path).is_dir():
                 entries.append(GeneratorEntry(record.name, Path(record.path), "store", record.kind,
-                                              record.card))
+                                              model_card.with_latest_evaluation(record.card, record.name)))
     return entries
 
 
 def demo_generator_path() -> Path:
     """Folder of the bundled demo generator (PneumoniaMNIST, StyleGAN2)."""
     return BUNDLED_MODELS_DIR / DEMO_MODEL_NAME
+
+
+# -- which generators a user is offered ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class OfferedGenerator:
+    """A generator with its quality check and approval, as the sampling page lists it."""
+
+    entry: GeneratorEntry
+    quality: Any  # medsyn_imaging.evaluation.quality.QualityCheck
+    approved_by: str | None = None
+
+    @property
+    def usable_by_clinicians(self) -> bool:
+        return self.quality.passed or self.approved_by is not None
+
+
+def offered_generators(user) -> list[OfferedGenerator]:
+    """The generators ``user`` is offered: everyone who may train sees all of them with their quality;
+    others (clinicians) only those that pass the quality bar or that an admin approved."""
+    from medsyn_core import approvals
+    from medsyn_core.auth import allowed
+    from medsyn_core.model_card import read_card
+    from medsyn_core.storage import Store
+    from medsyn_imaging.evaluation.quality import quality_check
+
+    with Store() as store:
+        approved = {n: approvals.approval(store, n) for n in approvals.approved_names(store)}
+    out = []
+    for entry in list_generators():
+        check = quality_check(read_card(entry.card, entry.path).metrics)
+        grant = approved.get(entry.name.lower())
+        offered = OfferedGenerator(entry, check, grant.approved_by if grant else None)
+        if allowed(user, "train") or offered.usable_by_clinicians:
+            out.append(offered)
+    return out
