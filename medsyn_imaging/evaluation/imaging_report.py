@@ -21,7 +21,7 @@ from medsyn_imaging.evaluation.memorisation import DEFAULT_SSIM_THRESHOLD, Memor
 #: Verdicts against the real-vs-real floor (the best reachable at this sample size): a distance is good up
 #: to this many times its floor, a share good from this fraction of its floor on.
 MAX_DISTANCE_RATIO = 2.0
-MIN_SHARE_OF_FLOOR = {"precision": 0.8, "recall": 0.5, "density": 0.5, "coverage": 0.5}
+MIN_SHARE_OF_FLOOR = {"precision": 0.8, "recall": 0.7, "density": 0.5, "coverage": 0.7}
 #: TSTR AUC is good within this much of TRTR.
 MAX_TSTR_GAP = 0.05
 
