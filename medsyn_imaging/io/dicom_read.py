@@ -395,10 +395,14 @@ def _series_key(ds: Dataset) -> str:
 
 def read_dicom_files(paths: Iterable[str | Path], name: str = "",
                      deidentifier: Deidentifier | None = None) -> DicomFolder:
-    """Read DICOM files, grouping them by series; bad files and bad series become problems."""
+    """Read DICOM files, grouping them by series; bad files and bad series become problems. A file whose
+    SOPInstanceUID was already read (the same image uploaded twice, e.g. a series and again one of its
+    files) is read once; how many were dropped is reported as a note."""
     deid = deidentifier or Deidentifier()
     result = DicomFolder()
     series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    seen: set[str] = set()
+    duplicates = 0
     for path in paths:
         path = Path(path)
         try:
@@ -413,7 +417,17 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
             result.problems.append(FileProblem(str(path), f"{path.name}: its header is inconsistent "
                                                f"({type(exc).__name__}); it was skipped."))
             continue
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if uid and uid in seen:
+            duplicates += 1
+            continue
+        if uid:
+            seen.add(uid)
         series[key].append((path, ds))
+    if duplicates:
+        result.problems.append(FileProblem(
+            name or "the input", f"{duplicates} file(s) repeat an image already read (same SOPInstanceUID) "
+            "and were read once."))
     for index, (_, members) in enumerate(series.items(), start=1):
         first_path, first = members[0]
         # SeriesDescription is free text that de-identification removes, so it is not used in labels.

@@ -149,6 +149,33 @@ class LoadedGenerator:
         images = crop_to_native(images, self.pad)
         return np.ascontiguousarray(images), labels.astype(np.int64)
 
+    def preview_batch(self, per_class: int = 8, label: int | str | None = None, seed: int = 0,
+                      truncation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """The images a preview shows and an export writes (one call, so they are the same pixels):
+        ``per_class`` images of each class (``label`` None) or of one class, grouped by class ->
+        (images (n, C, S, S) float32 in [0, 1], labels (n,))."""
+        classes = range(max(self.n_classes, 1)) if label is None else [self.label_index(label)]
+        labels = np.repeat(np.asarray(list(classes), dtype=np.int64), per_class)
+        return self.sample(len(labels), label=labels.tolist(), seed=seed, truncation=truncation)
+
+    @property
+    def acquisition(self) -> tuple[str | None, tuple[float, float] | None]:
+        """(DICOM modality, nominal pixel spacing (row, column) in mm) of the data this generator learned
+        from: from its config when recorded there, else from the bundled dataset it names; (None, None)
+        when unknown (e.g. a folder of PNGs)."""
+        data = self.config.get("data", {})
+        modality, fov = data.get("modality"), data.get("nominal_fov_mm")
+        if modality is None or fov is None:
+            from medsyn_core.catalog import BUNDLED
+
+            source = str(data.get("source", ""))
+            match = next((d for d in BUNDLED if d.kind == "imaging" and d.modality
+                          and source.split(",")[0].split()[-1:] == [d.name]), None)
+            if match is not None:
+                modality, fov = modality or match.modality, fov or match.nominal_fov_mm
+        size = self.image_size
+        return modality, ((fov / size, fov / size) if fov else None)
+
     def class_grid(self, per_class: int = 8, seed: int = 0, truncation: float = 1.0,
                    scale: int = 2) -> np.ndarray:
         """(H, W, C) uint8 preview grid: one row per class, ``per_class`` images each."""
@@ -347,8 +374,12 @@ def export_samples(generator: LoadedGenerator, images: np.ndarray, labels: np.nd
         "software": f"MedSyn {__version__}",
         "training_data": generator.config["data"].get("source"),
     }
+    modality, spacing = generator.acquisition
+    if spacing is not None:
+        provenance["pixel_spacing_mm"] = f"{spacing[0]:.4g} (nominal: the source data gives no pixel size)"
     return export_images(images, out, fmt, labels=[int(x) for x in labels],
-                         label_names=generator.class_names, provenance=provenance)
+                         label_names=generator.class_names, provenance=provenance, modality=modality,
+                         pixel_spacing=spacing)
 
 
 # -- finding generators ---------------------------------------------------------------------------------
