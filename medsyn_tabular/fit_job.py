@@ -99,7 +99,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
             if params.get("cleaning"):
                 synth.card["cleaning"] = params["cleaning"]
             store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
-                                   n_rows=int(synth.card["rows"]), sha256=digest)
+                                   n_rows=len(table), sha256=digest)
             synth.save(path, name=name, overwrite=replace, replace=replace,
                        actor=getattr(progress, "owner", "medsyn"))
             eps = synth.ledger.total()[0] if synth.ledger is not None else None

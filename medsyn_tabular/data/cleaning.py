@@ -176,8 +176,8 @@ def apply_fixes(df: pd.DataFrame, choices: dict[str, str]) -> tuple[pd.DataFrame
         if fix == "parse":
             values = text.map(lambda v: parse_number(str(v)) if v is not None else None)
         else:  # 'missing': plain numbers stay, everything else goes
-            values = text.map(lambda v: float(str(v).strip()) if v is not None and _PLAIN.match(str(v).strip())
-                              else None)
+            values = text.map(lambda v: float(str(v).strip())
+                              if v is not None and _PLAIN.match(str(v).strip()) else None)
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
         parsed = int(numbers.notna().sum())
         made_missing = int((present & numbers.isna()).sum())
