@@ -66,6 +66,40 @@ with right:
             st.download_button("Download the model folder (.zip)", data=prepared[1],
                                file_name=f"{entry.name}.zip", mime="application/zip")
 
+if view.engine == "imaging" and view.kind in ("stylegan2", "dcgan"):
+    import datetime as dt
+
+    from medsyn_core import approvals
+    from medsyn_imaging.evaluation.quality import quality_check
+
+    st.subheader("For clinicians")
+    check = quality_check(view.metrics)
+    with Store() as store:
+        grant = approvals.approval(store, entry.name)
+    if check.passed:
+        st.markdown(f"**Quality:** {check.label}: passes the quality bar, so clinicians are offered it.")
+    else:
+        st.markdown(f"**Quality:** {check.label}: below the quality bar ({'; '.join(check.reasons)}).")
+    if grant is not None:
+        st.caption(f"Approved for clinicians by {grant.approved_by} on "
+                   f"{dt.datetime.fromtimestamp(grant.approved_at):%Y-%m-%d %H:%M}"
+                   + (f": {grant.note}" if grant.note else "") + ".")
+    elif not check.passed:
+        st.caption("Hidden from clinicians until it passes the bar or an admin approves it.")
+    if refusal(user, "approve_models") is None:
+        if grant is not None:
+            if st.button("Withdraw the approval"):
+                with Store() as store:
+                    approvals.revoke(store, user, entry.name)
+                st.rerun()
+        elif not check.passed:
+            note = st.text_input("Why clinicians may use it anyway (recorded in the audit log)",
+                                 key=f"approval-note-{entry.name}")
+            if st.button("Approve for clinicians"):
+                with Store() as store:
+                    approvals.approve(store, user, entry.name, note)
+                st.rerun()
+
 st.subheader("Delete")
 if not entry.deletable:
     st.caption("Bundled models ship with MedSyn and cannot be deleted here.")

@@ -80,3 +80,20 @@ def test_the_latest_evaluation_is_the_one_figure_every_reader_shows(blob_generat
     model_card.record_evaluation("blobs", {"fid": 300.0, "fid_real_floor": 10.0})
     blobs = next(o for o in offered_generators(account("rita", "researcher")) if o.entry.name == "blobs")
     assert not blobs.quality.passed and "more than 5x" in blobs.quality.reasons[0]
+
+
+def test_an_admin_approves_a_generator_on_the_model_store_page(blob_generator):
+    from app_helpers import logged_in
+
+    at = logged_in("pages/model_store.py", "admin").run()
+    at.selectbox[0].set_value(next(i for i, o in enumerate(at.selectbox[0].options) if o == "blobs")).run()
+    assert any("below the quality bar (not evaluated yet" in m.value for m in at.markdown)
+    at.text_input(key="approval-note-blobs").input("demo for the ward")
+    next(b for b in at.button if b.label == "Approve for clinicians").click().run()
+    assert not at.exception, at.exception
+    with Store() as store:
+        grant = approvals.approval(store, "blobs")
+    assert grant.approved_by == "test-admin" and grant.note == "demo for the ward"
+    assert any("Approved for clinicians by test-admin" in c.value for c in at.caption)
+    researcher = logged_in("pages/model_store.py", "researcher").run()
+    assert not any(b.label == "Approve for clinicians" for b in researcher.button)
