@@ -116,9 +116,13 @@ with right:
     if not volume.rgb:
         from medsyn_imaging.io.nifti_io import nifti_bytes
 
-        st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
-                           file_name="volume.nii.gz", mime="application/gzip",
-                           help="Pixels and geometry only: NIfTI carries no patient header.")
+        if st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
+                              file_name="volume.nii.gz", mime="application/gzip",
+                              help="Pixels and geometry only: NIfTI carries no patient header."):
+            with Store() as store:  # real pixels left the server: who, what (no names, no values)
+                store.append_event(user.username, "export", {
+                    "kind": "nifti_volume", "source": "bundled" if source == "Bundled dataset" else "upload",
+                    "shape": list(volume.pixels.shape)})
     st.subheader("De-identified header")
     rows = [{"attribute": k, "value": v} for k, v in volume.metadata.items() if k != "labels"]
     if rows:
