@@ -19,9 +19,6 @@ st.set_page_config(page_icon="🩺", layout="wide")
 # $MEDSYN_ADMIN_PASSWORD (then removed from the environment, so no job process inherits it).
 app_session.start_service()
 
-# Nothing below runs before a successful login (the gate stops the script otherwise).
-user = app_session.login_gate()
-
 # (page, the action a role needs to see it in the menu). Each page checks again on the server side.
 PAGES = [
     (st.Page("pages/home.py", title="Home", icon=":material/home:", default=True), None),
@@ -37,6 +34,10 @@ PAGES = [
     (st.Page("pages/data_at_rest.py", title="Data at rest", icon=":material/folder_delete:"),
      "manage_uploads"),
 ]
+
+# Nothing below runs before a successful login (the gate stops the script otherwise). Before login every
+# page's address shows the login page, which then opens the page that was asked for.
+user = app_session.login_gate([p.url_path for p, _ in PAGES if p.url_path])
 
 page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])
 app_session.sidebar(user)

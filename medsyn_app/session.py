@@ -364,8 +364,10 @@ def _login_form(sso: dict | None) -> None:
     st.caption("Accounts are created by an admin on the Users page.")
 
 
-def login_gate() -> User:
-    """Return the logged-in user, or show the first-run/login form and stop the script."""
+def login_gate(url_paths: list[str] | tuple[str, ...] = ()) -> User:
+    """Return the logged-in user, or show the first-run/login form and stop the script. ``url_paths``:
+    the app's page addresses; before login each of them shows the login form too (a bookmarked page opens
+    after the login instead of a "page not found"), and no page is listed."""
     user = current_user()
     if user is not None:
         return user
@@ -387,9 +389,10 @@ def login_gate() -> User:
         else:
             _login_form(sso)
 
-    # the only page before login: nothing else is listed, and any other address shows this page
-    st.navigation([st.Page(login_page, title="Log in", icon=":material/login:", default=True)],
-                  position="hidden").run()
+    # the only page before login: nothing is listed, and every page's address shows this login
+    pages = [st.Page(login_page, title="Log in", icon=":material/login:", default=True)]
+    pages += [st.Page(login_page, title="Log in", icon=":material/login:", url_path=path) for path in url_paths]
+    st.navigation(pages, position="hidden").run()
     st.stop()
 
 

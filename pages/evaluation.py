@@ -59,7 +59,6 @@ def imaging_evaluation() -> None:
         with Store() as store:
             st.session_state["imaging_eval_job"] = jobs.submit(store, user, "imaging-evaluate", params)
 
-    @st.fragment(run_every=2.0)
     def evaluation_progress() -> None:
         from medsyn_app.session import fragment_guard
 
@@ -79,7 +78,11 @@ def imaging_evaluation() -> None:
             st.session_state["imaging_eval_shown"] = job_id
             st.rerun(scope="app")  # list the new report below
 
-    evaluation_progress()
+    polling = False  # only while the job is queued or running (a poll would close open menus)
+    if (job_id := st.session_state.get("imaging_eval_job")) is not None:
+        with Store() as store:
+            polling = jobs.job_for(store, user, job_id)["status"] in ("queued", "running")
+    st.fragment(run_every=2.0 if polling else None)(evaluation_progress)()
     st.subheader("Saved imaging reports")
     saved_reports = list_saved_reports()
     if not saved_reports:

@@ -126,7 +126,7 @@ with right:
     st.subheader("De-identified header")
     rows = [{"attribute": k, "value": v} for k, v in volume.metadata.items() if k != "labels"]
     if rows:
-        st.dataframe(rows, hide_index=True, use_container_width=True, height=320)
+        st.dataframe(rows, hide_index=True, width="stretch", height=320)
     else:
         st.caption("This source has no header.")
 

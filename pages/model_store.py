@@ -18,7 +18,7 @@ if not models:
 st.dataframe(
     [{"name": m.name, "engine": m.engine, "kind": m.kind, "source": m.source,
       "DP": m.view.privacy.label} for m in models],
-    hide_index=True, use_container_width=True)
+    hide_index=True, width="stretch")
 
 choice = st.selectbox("Model", range(len(models)), format_func=lambda i: models[i].name)
 entry = models[choice]

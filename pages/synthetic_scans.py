@@ -238,7 +238,6 @@ with train_tab:
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             st.error(str(exc))
 
-    @st.fragment(run_every=2.0)
     def _job_panel() -> None:
         me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
         job = current_job(me)
@@ -271,4 +270,7 @@ with train_tab:
         elif job["status"] == "cancelled":
             st.warning("Training was cancelled; no model was saved (the checkpoint is kept).")
 
-    _job_panel()
+    # polls only while the job is queued or running (a poll would close open menus)
+    latest = current_job(user)
+    live = latest is not None and latest["status"] in ("queued", "running")
+    st.fragment(run_every=2.0 if live else None)(_job_panel)()

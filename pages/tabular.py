@@ -430,7 +430,6 @@ def current_job(me) -> dict | None:
         return jobs.job_for(store, me, job_id)
 
 
-@st.fragment(run_every=1.0)
 def training_progress() -> None:
     me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
     job = current_job(me)
@@ -459,7 +458,10 @@ def training_progress() -> None:
         st.rerun()
 
 
-training_progress()
+# polls only while a job is queued or running (a poll re-renders the page's end and would close menus)
+_active = current_job(user)
+st.fragment(run_every=1.0 if _active and _active["status"] in ("queued", "running") else None)(
+    training_progress)()
 
 # 7. sampling and evaluation ---------------------------------------------------------------------------
 job = current_job(user)

@@ -13,7 +13,7 @@ with Store() as store:
     accounts = auth.list_users(store, user)
 st.dataframe([{"username": a["username"], "role": a["role"], "active": bool(a["active"]),
                "single sign-on identity": a["sso_identity"] or ""}
-              for a in accounts], hide_index=True, use_container_width=True)
+              for a in accounts], hide_index=True, width="stretch")
 sso = sso_settings()
 if sso is None:
     st.caption("Single sign-on is not configured (no `[auth]` section in `.streamlit/secrets.toml`); "

@@ -169,6 +169,12 @@ class Journey:
 
     def reload_keeps_session(self, username: str) -> None:
         """Reload the browser tab (a new Streamlit session): the session cookie logs the user back in."""
+        for _ in range(100):  # the page posts its login ticket right after the login: wait for the cookie
+            if any(c["name"] == "medsyn_session" and c["httpOnly"] for c in self.page.context.cookies()):
+                break
+            self.page.wait_for_timeout(100)
+        else:
+            raise AssertionError("no HttpOnly session cookie was set after the login")
         self.page.reload()
         sidebar = self.page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("Log out", exact=True).wait_for(state="visible")
@@ -237,7 +243,7 @@ def step_admin_creates_accounts_and_a_refused_form_keeps_what_was_typed(j: Journ
     j.see("Passwords need at least 10 characters.")
     assert j.page.get_by_label("Username", exact=True).input_value() == "rita"  # kept, not cleared
     role = j.page.locator('[data-testid="stSelectbox"]').filter(has=j.page.get_by_text("Role", exact=True))
-    assert "researcher" in role.first.inner_text()  # not reset to clinician
+    assert "researcher" in role.first.inner_html()  # not reset to clinician
     j.shot("users_refused_kept")
     j.fill("Initial password (at least 10 characters)", USERS["rita"][1])
     j.click("Create account")
@@ -264,7 +270,7 @@ def step_researcher_trains_dp_with_the_defaults_on_the_heart_table(j: Journey) -
     j.see("Training on 242 rows; 61 rows kept back", exact=False)  # the holdout, by default
     j.choose("Model", "tvae")
     j.choose("Preset", "strict")
-    j.see("The plan", exact=False)  # batch size and epochs chosen from n and ε, before any job
+    j.see("The plan", exact=False).scroll_into_view_if_needed()  # chosen from n and ε, before any job
     j.fill("Model name", "e2e-heart-dp")
     j.shot("tabular_dp_plan")
     j.click("Train")  # a background job in the server's worker process; the page polls it
@@ -284,7 +290,8 @@ def step_researcher_trains_dp_with_the_defaults_on_the_heart_table(j: Journey) -
     j.click("Evaluate")
     j.see("Privacy: can a real patient be found", exact=False)
     j.see("e2e-heart-dp", exact=False)  # the report's header names the model …
-    j.see("ε = 1", exact=False)  # … and its ε
+    j.see("differential privacy:", exact=False).scroll_into_view_if_needed()  # … and its ε (and δ)
+    j.see("ε = 0.9", exact=False)  # strict: ε = 1, of which the ledger recomputes about 0.999
     j.see("61 real rows kept back from training", exact=False)
     j.shot("tabular_report_holdout")
     with j.page.expect_download() as info:
@@ -293,7 +300,9 @@ def step_researcher_trains_dp_with_the_defaults_on_the_heart_table(j: Journey) -
     privacy = next(s for s in report["sections"] if s["key"] == "privacy")
     auc = next(m for m in privacy["metrics"] if m["key"] == "mia_distance_auc")["value"]
     assert auc is not None and 0.0 <= auc <= 1.0  # measured against the holdout, not "n/a"
-    assert report["context"]["model"] == "e2e-heart-dp" and report["context"]["privacy"].startswith("ε = 1")
+    assert report["context"]["model"] == "e2e-heart-dp"
+    assert 0.9 < float(report["context"]["privacy"].split()[2]) <= 1.0  # 'ε = 0.999 (δ = 9e-06)'
+    assert "epsilon" not in report["context"] and report["context"]["privacy_unit"]
     assert report["inputs"]["holdout rows"] == 61
 
 
@@ -318,10 +327,12 @@ def step_researcher_fixes_a_messy_csv_and_xlsx_and_trains(j: Journey) -> None:
     folder.mkdir(exist_ok=True)
     table.to_csv(folder / "messy.csv", sep=";", index=False)
     table.to_excel(folder / "messy.xlsx", index=False)
+    from playwright.sync_api import expect
+
     j.page.get_by_text("Upload a file", exact=True).click()
     j.settle()
-    assert j.page.get_by_text("saved as", exact=False).count() == 0  # the last table's results are gone
-    assert j.page.get_by_role("button", name="Download CSV").count() == 0
+    expect(j.page.get_by_text("saved as", exact=False)).to_have_count(0)  # the last table's results go
+    expect(j.page.get_by_role("button", name="Download CSV")).to_have_count(0)
     j.page.locator('[data-testid="stFileUploader"] input[type=file]').first.set_input_files(
         str(folder / "messy.csv"))
     j.see("Messy columns", exact=True)
@@ -340,6 +351,7 @@ def step_researcher_fixes_a_messy_csv_and_xlsx_and_trains(j: Journey) -> None:
     j.fill("Epochs", "2")
     j.fill("Batch size", "50")
     j.fill("Model name", "e2e-messy")
+    j.see("Messy columns", exact=True).scroll_into_view_if_needed()
     j.shot("tabular_messy_fixed")
     j.click("Train")
     j.page.get_by_text("saved as", exact=False).first.wait_for(state="visible", timeout=300_000)
@@ -355,7 +367,9 @@ def step_jobs_table_then_a_researcher_disabled_meanwhile_is_logged_out(j: Journe
     from medsyn_core.storage import Store
 
     j.nav("Jobs")
-    j.see("table generator training · finished", exact=False)  # the selected job (the table is a canvas)
+    j.see("Open the model store")  # the finished training job's link to its result
+    job = j.page.locator('[data-testid="stSelectbox"]').filter(has=j.page.get_by_text("Job", exact=True))
+    assert "table generator training · finished" in job.first.inner_html()  # (the table is a canvas)
     assert j.page.get_by_text("example", exact=False).count() == 0  # the self-test job is admins' only
     j.shot("jobs")
     with Store(j.home / "medsyn.sqlite3") as store:
@@ -431,6 +445,7 @@ def step_clinician_exports_exactly_the_previewed_images_as_dicom(j: Journey) -> 
     j.click("Export the 8 previewed images")  # DICOM by default
     button = j.page.get_by_role("button", name="Download synthetic-", exact=False).first
     button.wait_for(state="visible")
+    j.page.locator('[data-testid="stImage"]').first.scroll_into_view_if_needed()
     j.shot("clinician_dicom_export")
     with j.page.expect_download() as info:
         button.click()
@@ -506,7 +521,7 @@ def step_admin_approves_a_generator_for_clinicians(j: Journey) -> None:
     j.see("Hidden from clinicians until", exact=False)
     j.fill("Why clinicians may use it anyway (recorded in the audit log)", "teaching session")
     j.click("Approve for clinicians")
-    j.see("Approved for clinicians by admin", exact=False)
+    j.see("Approved for clinicians by admin", exact=False).scroll_into_view_if_needed()
     j.shot("model_store_approval")
     j.logout()
     j.login("cleo", USERS["cleo"][1])
