@@ -441,3 +441,19 @@ def test_synthetic_scans_page_trains_with_a_dp_preset_and_refuses_unreachable_bu
     model = Path(job["result"]["model_path"])
     ledger = json.loads((model / "privacy_ledger.json").read_text())
     assert 0 < ledger["total_epsilon"] <= 1.0
+
+
+def test_a_folder_with_splits_trains_on_its_train_part_only(tmp_path):
+    """The evaluation tests on the folder's test/ images; training must never see them (the holdout)."""
+    from PIL import Image
+
+    from medsyn_imaging.training.training_data import load_training_images
+
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((28, 28), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    data = load_training_images(tmp_path / "data", 32)
+    assert data.class_names == ["a", "b"] and len(data.images) == 12
