@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from medsyn_app.report_view import render_report
-from medsyn_app.session import audit_upload, page_guard
+from medsyn_app.session import audit_upload, fragment_guard, page_guard
 from medsyn_tabular.data.datasets import load_heart_cleveland
 from medsyn_tabular.data.io import read_table
 from medsyn_tabular.evaluation import evaluate_tabular
@@ -60,8 +60,6 @@ def imaging_evaluation() -> None:
             st.session_state["imaging_eval_job"] = jobs.submit(store, user, "imaging-evaluate", params)
 
     def evaluation_progress() -> None:
-        from medsyn_app.session import fragment_guard
-
         me = fragment_guard("evaluate")
         job_id = st.session_state.get("imaging_eval_job")
         if job_id is None:
