@@ -388,8 +388,11 @@ if st.button("Train", type="primary", disabled=isinstance(plan, str)):
                 # what trains is what was reviewed: the cleaned table (Parquet keeps its types)
                 if cleaning or not source.lower().endswith((".csv", ".tsv", ".txt", ".parquet", ".pq")):
                     buffer = io.BytesIO()
-                    df.to_parquet(buffer, index=False)
-                    data_path = uploads.save_upload(buffer.getvalue(), "table.parquet")
+                    try:
+                        df.to_parquet(buffer, index=False)
+                        data_path = uploads.save_upload(buffer.getvalue(), "table.parquet")
+                    except (ValueError, TypeError, ImportError):  # a column Parquet cannot type: CSV
+                        data_path = uploads.save_upload(df.to_csv(index=False).encode(), "table.csv")
                 else:
                     data_path = uploads.save_upload(upload_bytes, source)
                 label = f"upload-{uploads.sha_prefix(data_path)}" if upload_bytes is not None else \

@@ -154,8 +154,18 @@ class Journey:
         """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
         box = self.page.locator('[data-testid="stSelectbox"]').filter(
             has=self.page.get_by_text(label, exact=True))
-        box.locator("input").first.click()
-        self.page.get_by_role("option", name=option, exact=exact).first.click()
+        choice = self.page.get_by_role("option", name=option, exact=exact).first
+        for attempt in range(3):  # a script run that ends meanwhile re-renders the box and closes its menu
+            self.settle()
+            box.locator("input").first.click()
+            try:
+                choice.wait_for(state="visible", timeout=10_000)
+                choice.click(timeout=10_000)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.page.keyboard.press("Escape")
 
     def nav(self, title: str) -> None:
         """Open a page from the sidebar menu (the same browser session, so the login stays)."""
