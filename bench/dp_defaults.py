@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--model", choices=["ctgan", "tvae"], default="tvae")
@@ -49,8 +50,8 @@ def main() -> None:
         for label, (batch, epochs) in settings.items():
             runs = []
             for seed in range(args.seeds):
-                synth = TabularSynthesizer(args.model, epochs=epochs, batch_size=batch, seed=seed, epsilon=eps,
-                                           metadata=heart_cleveland_metadata())
+                synth = TabularSynthesizer(args.model, epochs=epochs, batch_size=batch, seed=seed,
+                                           epsilon=eps, metadata=heart_cleveland_metadata())
                 try:
                     _, plan = synth.plan_privacy(len(train))
                 except PrivacyError as exc:
@@ -60,9 +61,10 @@ def main() -> None:
                 synth.fit(train)
                 seconds = time.perf_counter() - started
                 rows = synth.sample(len(train), seed=seed)
-                report = evaluate_tabular(train, rows, target="num", holdout=holdout, figures=False, seed=seed)
-                utility = report.section("utility")
-                runs.append((plan.noise_multiplier, seconds, report.section("fidelity").metric("quality").value,
+                report = evaluate_tabular(train, rows, target="num", holdout=holdout, figures=False,
+                                          seed=seed)
+                utility, fidelity = report.section("utility"), report.section("fidelity")
+                runs.append((plan.noise_multiplier, seconds, fidelity.metric("quality").value,
                              utility.metric("tstr").value, utility.metric("tstr").reference))
             if runs:
                 med = [statistics.median(r[i] for r in runs) for i in range(5)]

@@ -391,7 +391,8 @@ def login_gate(url_paths: list[str] | tuple[str, ...] = ()) -> User:
 
     # the only page before login: nothing is listed, and every page's address shows this login
     pages = [st.Page(login_page, title="Log in", icon=":material/login:", default=True)]
-    pages += [st.Page(login_page, title="Log in", icon=":material/login:", url_path=path) for path in url_paths]
+    pages += [st.Page(login_page, title="Log in", icon=":material/login:", url_path=path)
+              for path in url_paths]
     st.navigation(pages, position="hidden").run()
     st.stop()
 
