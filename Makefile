@@ -30,7 +30,7 @@ $(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
 venv: $(DEV_STAMP)
 
 run: $(RUN_STAMP)
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	$(VENV)/bin/streamlit run serve.py --server.port $(PORT)
 
 api: $(RUN_STAMP)
 	$(PY) -m medsyn_cli.main api --port $(API_PORT)

@@ -12,14 +12,12 @@ from medsyn_core.auth import allowed
 from medsyn_imaging.training import training_job  # noqa: F401  (registers the imaging-train job kind)
 from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit job kind)
 
-st.set_page_config(page_title="MedSyn", page_icon="🩺", layout="wide")
+# no page_title: the browser tab shows each page's title (st.Page) instead of the same word everywhere
+st.set_page_config(page_icon="🩺", layout="wide")
 
 # Once per server process: umask 077 (0600 files, 0700 folders), home folder check, admin from
 # $MEDSYN_ADMIN_PASSWORD (then removed from the environment, so no job process inherits it).
 app_session.start_service()
-
-# Nothing below runs before a successful login (the gate stops the script otherwise).
-user = app_session.login_gate()
 
 # (page, the action a role needs to see it in the menu). Each page checks again on the server side.
 PAGES = [
@@ -37,8 +35,14 @@ PAGES = [
      "manage_uploads"),
 ]
 
+# Nothing below runs before a successful login (the gate stops the script otherwise). Before login every
+# page's address shows the login page, which then opens the page that was asked for.
+user = app_session.login_gate([p.url_path for p, _ in PAGES if p.url_path])
+
 page = st.navigation([p for p, action in PAGES if action is None or allowed(user, action)])
 app_session.sidebar(user)
+with st.sidebar:
+    app_session.cookie_script()  # once after a login: the session cookie that survives a reload
 st.sidebar.caption(f"MedSyn {__version__}")
 device_slot = st.sidebar.empty()
 

@@ -12,7 +12,7 @@ PY="${PYTHON:-python}"
 
 "$PY" -m medsyn_cli.main api --host "$BIND" --port "$API_PORT" &
 api=$!
-"$PY" -m streamlit run app.py --server.port="$APP_PORT" --server.address="$BIND" --server.headless=true &
+"$PY" -m streamlit run serve.py --server.port="$APP_PORT" --server.address="$BIND" --server.headless=true &
 app=$!
 trap 'kill -TERM "$api" "$app" 2>/dev/null || true' TERM INT
 wait -n "$api" "$app" || true

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from medsyn_core.report import Report, _fmt
+from medsyn_core.report import Report, _fmt, verdict
 
 
 def _metric_rows(section) -> pd.DataFrame:
     rows = []
     for m in section.metrics:
-        verdict = "" if m.good is None else ("✅ good" if m.good else "❌ bad")
-        rows.append({"metric": m.label, "value": m.formatted(), "verdict": verdict,
+        rows.append({"metric": m.label, "value": m.formatted(), "verdict": verdict(m.good),
                      "compare with": (f"{_fmt(m.reference)} ({m.reference_label})"
                                       if m.reference is not None else ""),
                      "what it means": m.explanation})
@@ -30,13 +29,16 @@ def _table_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def render_report(report: Report, key: str = "report") -> None:
-    """Warnings first, then each section: summary, metrics with explanations, tables, figures, and
-    download buttons for the JSON and the self-contained HTML file."""
-    if report.warnings:
-        for w in report.warnings:
-            st.warning(w)
+    """The header (model, data source, ε, date, version), the headline and every failed check first, then
+    each section: summary, metrics with their verdicts in words, tables, figures, and download buttons for
+    the JSON and the self-contained HTML file."""
+    header = report.header()
+    st.markdown("  \n".join(f"**{k}:** {v}" for k, v in header.items()))
+    problems = report.problems()
+    if problems:
+        st.warning(report.headline() + "\n\n" + "\n".join(f"- {p}" for p in problems))
     else:
-        st.success("No problems found by the checks below.")
+        st.success(report.headline())
     with st.expander("What was compared", expanded=False):
         st.table(pd.DataFrame({"": [str(v) for v in report.inputs.values()]},
                               index=[str(k) for k in report.inputs]))

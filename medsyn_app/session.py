@@ -19,6 +19,17 @@ nothing: the identity it asserts (``[medsyn] sso_identity_claim``, default ``ema
 active local account by an admin (Users page), whose role then applies. Logging out, or an idle timeout,
 also ends the provider login in this browser, so it cannot silently log the next person back in.
 
+A browser reload opens a new Streamlit session; the login survives it through a signed, expiring,
+``HttpOnly`` session cookie (:mod:`medsyn_core.web_sessions`): each login starts a server-side session
+and hands the page a one-time ticket, which a tiny script posts to the server's ``/medsyn/session``
+route (:mod:`medsyn_app.web_routes`, mounted by ``serve.py``) in exchange for the cookie. A new session
+reads the cookie with ``st.context.cookies`` and resumes the login only if it passes every check of
+:meth:`~medsyn_core.web_sessions.SessionRegistry.resume` (signature, same idle timeout, account still
+active with the same role). Logging out ends the server-side session and removes the cookie.
+
+Before login only the login page exists (:func:`login_gate` gives ``st.navigation`` one hidden page), so
+no other page is listed or reachable.
+
 Tests log in with ``tests/app_helpers.logged_in``: it creates the account in the test's MedSyn home and
 puts the same session entry a real login puts.
 """
@@ -38,11 +49,14 @@ import streamlit as st
 from medsyn_core import auth, settings
 from medsyn_core.auth import User
 from medsyn_core.storage import Store
+from medsyn_core.web_sessions import COOKIE_NAME, REGISTRY, ROUTE, CookieRefused, unsign
 
 SESSION_KEY = "medsyn_auth"
 SSO_END_KEY = "medsyn_sso_end"
 SETUP_OK_KEY = "medsyn_setup_token_ok"
 UPLOADS_KEY = "medsyn_audited_uploads"
+TICKET_KEY = "medsyn_cookie_ticket"      # a fresh login's one-time ticket, until the page posts it
+CLEAR_COOKIE_KEY = "medsyn_clear_cookie"  # after a logout: the login page removes the cookie
 #: Request headers a reverse proxy adds: with any of them the visitor is not "on this machine".
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
 
@@ -161,12 +175,74 @@ def _sso_login(sso: dict) -> None:
         st.error(str(exc))
         st.button("Sign out of single sign-on", on_click=st.logout)
         st.stop()
-    st.session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time(), "via": "sso"}
+    log_in(user, via="sso")
     st.rerun()
 
 
+def log_in(user: User, via: str | None = None) -> None:
+    """Start the app session of ``user`` (after a successful login): the server-side session entry,
+    and a server-side browser session whose one-time ticket :func:`cookie_script` hands to the page."""
+    sid, ticket = REGISTRY.start(user.username, user.role)
+    entry = {"username": user.username, "last_seen": time.time(), "sid": sid}
+    if via:
+        entry["via"] = via
+    st.session_state[SESSION_KEY] = entry
+    st.session_state[TICKET_KEY] = ticket
+
+
+def _cookie() -> str | None:
+    try:
+        value = st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no request context (e.g. AppTest): no cookie
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _resume_from_cookie() -> dict | None:
+    """The session entry resumed from this browser's cookie (a reload), or None (no or refused cookie;
+    a refused one is removed by the login page)."""
+    value = _cookie()
+    if value is None:
+        return None
+    with Store() as store:
+        def role_now(username: str) -> str | None:
+            current = auth.load_user(store, username)
+            return current.role if current is not None else None
+
+        try:
+            username, sid = REGISTRY.resume(value, role_now, auth.session_timeout_s())
+        except CookieRefused as exc:
+            if exc.reason == "idle timeout":
+                store.append_event(unsign(value)["u"], "session_expired", {"via": "cookie"})
+            st.session_state[CLEAR_COOKIE_KEY] = True
+            return None
+        store.append_event(username, "session_resumed", {"source": client_source()})
+    entry = {"username": username, "last_seen": time.time(), "sid": sid}
+    st.session_state[SESSION_KEY] = entry
+    return entry
+
+
+def _script(js: str) -> None:
+    """Run a small fixed script in the page (no user input is ever put into it)."""
+    st.html(f"<script>{js}</script>", unsafe_allow_javascript=True)
+
+
+def cookie_script() -> None:
+    """Once after a login: the page posts its one-time ticket to the server, which sets the session
+    cookie (HttpOnly: no script can read it). After a logout or a refused cookie: ask the server to
+    remove it."""
+    ticket = st.session_state.pop(TICKET_KEY, None)
+    if ticket is not None:
+        _script(f"fetch({ROUTE!r}, {{method: 'POST', body: {ticket!r}, credentials: 'same-origin', "
+                "headers: {'Content-Type': 'text/plain'}});")
+    if st.session_state.pop(CLEAR_COOKIE_KEY, False):
+        _script(f"fetch({ROUTE!r}, {{method: 'DELETE', credentials: 'same-origin'}});")
+
+
 def _end_session(entry: dict, exc: auth.SessionEnded) -> None:
+    REGISTRY.end(entry.get("sid"))
     st.session_state.pop(SESSION_KEY, None)
+    st.session_state[CLEAR_COOKIE_KEY] = True
     st.session_state["medsyn_notice"] = str(exc)
     if entry.get("via") == "sso":
         st.session_state[SSO_END_KEY] = True  # the login gate ends the provider login too
@@ -175,7 +251,7 @@ def _end_session(entry: dict, exc: auth.SessionEnded) -> None:
 def current_user(touch: bool = True) -> User | None:
     """The logged-in, still active user of this browser session as the database has it now, or None
     (expired or disabled sessions end here). ``touch``: this run is the user's activity."""
-    entry = st.session_state.get(SESSION_KEY)
+    entry = st.session_state.get(SESSION_KEY) or _resume_from_cookie()
     if not entry:
         return None
     try:
@@ -186,6 +262,7 @@ def current_user(touch: bool = True) -> User | None:
         return None
     if touch:
         entry["last_seen"] = time.time()
+        REGISTRY.touch(entry.get("sid"))
     return user
 
 
@@ -233,7 +310,8 @@ def _first_run_form() -> None:
                 "You can also set `MEDSYN_ADMIN_PASSWORD` before the first start, or run "
                 "`medsyn users create-admin`.")
     with st.form("first_admin"):
-        username = st.text_input("Admin username", value="admin")
+        username = st.text_input("Admin username", value="admin",
+                                 help="You log in with this username from now on (shown in the sidebar).")
         password = st.text_input("Password (at least 10 characters)", type="password")
         repeat = st.text_input("Repeat the password", type="password")
         if st.form_submit_button("Create admin"):
@@ -252,7 +330,7 @@ def _first_run_form() -> None:
             with _start_lock:
                 _setup_token = None  # one-time: spent
             st.session_state.pop(SETUP_OK_KEY, None)
-            st.session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
+            log_in(user)
             st.rerun()
 
 
@@ -276,13 +354,20 @@ def _login_form(sso: dict | None) -> None:
             except auth.AuthError as exc:
                 st.error(str(exc))
                 return
-            st.session_state[SESSION_KEY] = {"username": user.username, "last_seen": time.time()}
+            log_in(user)
             st.rerun()
+    with Store() as store:
+        first = auth.first_admin_hint(store)
+    if first is not None:
+        st.info(f"First start: the admin account is called **{first}** (created from "
+                "`MEDSYN_ADMIN_PASSWORD` or `medsyn users create-admin`; its password is the one set there).")
     st.caption("Accounts are created by an admin on the Users page.")
 
 
-def login_gate() -> User:
-    """Return the logged-in user, or show the first-run/login form and stop the script."""
+def login_gate(url_paths: list[str] | tuple[str, ...] = ()) -> User:
+    """Return the logged-in user, or show the first-run/login form and stop the script. ``url_paths``:
+    the app's page addresses; before login each of them shows the login form too (a bookmarked page opens
+    after the login instead of a "page not found"), and no page is listed."""
     user = current_user()
     if user is not None:
         return user
@@ -296,10 +381,19 @@ def login_gate() -> User:
     with Store() as store:
         auth.ensure_admin_from_env(store)
         first_run = not auth.has_users(store)
-    if first_run:
-        _first_run_form()
-    else:
-        _login_form(sso)
+
+    def login_page() -> None:
+        cookie_script()  # e.g. remove the cookie of a session that just ended
+        if first_run:
+            _first_run_form()
+        else:
+            _login_form(sso)
+
+    # the only page before login: nothing is listed, and every page's address shows this login
+    pages = [st.Page(login_page, title="Log in", icon=":material/login:", default=True)]
+    pages += [st.Page(login_page, title="Log in", icon=":material/login:", url_path=path)
+              for path in url_paths]
+    st.navigation(pages, position="hidden").run()
     st.stop()
 
 
@@ -309,7 +403,9 @@ def logout() -> None:
     entry = st.session_state.get(SESSION_KEY)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    st.session_state[CLEAR_COOKIE_KEY] = True  # the login page asks the server to remove the cookie
     if entry:
+        REGISTRY.end(entry.get("sid"))
         with Store() as store:
             store.append_event(entry["username"], "logout", {})
         if entry.get("via") == "sso":

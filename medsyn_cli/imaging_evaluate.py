@@ -105,15 +105,23 @@ def cmd_evaluate(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm", ".json"):
         raise ValueError(f"--out {out.name}: the report must be a .html or .json file.")
+    import json
+
+    from medsyn_core.report import model_context
+
     config = _config(args)
     data = load_image_dataset(args.data)
     synthetic = load_synthetic_images(args.source, data.class_names, real=data, seed=args.seed)
+    card_path = Path(args.source) / "model_card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
+    name = (card or {}).get("name") or Path(args.source).name
     classifier = TrainedClassifier.load(args.classifier) if args.classifier else None
     print(f"{data.describe()}; {len(synthetic)} synthetic images from {Path(args.source).name}")
     report = evaluate_synthetic_images(
         data, synthetic, config=config, classifier=classifier, modes=args.modes,
         inception_weights=args.inception_weights, ssim_threshold=args.ssim_threshold,
-        synthetic_label=Path(args.source).name, log=print)
+        synthetic_label=Path(args.source).name, log=print,
+        context=model_context(card, name) if card else {"model": f"images from {Path(args.source).name}"})
     for section in report.sections:
         for m in section.metrics:
             ref = f"  (vs {m.reference:.4g} {m.reference_label})" if m.reference is not None else ""
@@ -123,4 +131,10 @@ def cmd_evaluate(args) -> int:
     report.save(out)
     copy = save_report_copy(report)
     print(f"report written to {out} (a JSON copy for the app: {copy})")
+    if card is not None:  # a generator: its latest evaluation is now this one, everywhere
+        from medsyn_core import model_card
+        from medsyn_imaging.evaluation.imaging_report import evaluation_metrics
+
+        model_card.record_evaluation(name, evaluation_metrics(report), report=copy.name)
+        print(f"recorded as the latest evaluation of {name!r} (model store, sampling page, quality bar)")
     return 0

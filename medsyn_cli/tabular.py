@@ -192,7 +192,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                epsilon=args.epsilon, delta=args.delta, preset=args.preset,
                                max_grad_norm=args.clip, metadata=args.metadata)
     synth.fit(Path(args.data), progress=None if args.quiet else _progress_bar())
-    out = synth.save(args.out, overwrite=args.overwrite)
+    from medsyn_cli.audit import CLI_USER
+
+    out = synth.save(args.out, overwrite=args.overwrite, actor=CLI_USER.username)
+    if synth.chosen_by_default and synth.ledger is not None:
+        print(f"Chosen for DP from n and ε: batch size {synth.batch_size}, {synth.epochs} epochs")
     for entry in synth.phi_record:
         print(f"PHI: {entry['column']}: {entry['detail']}")
     print(f"Saved {synth.model_name} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
@@ -281,8 +285,10 @@ def register(subparsers) -> None:
     p.add_argument("--model", choices=tuple(MODELS), default=None,
                    help="default: mst with DP at ε ≤ 3, tvae otherwise. "
                         + "; ".join(spec.summary.replace("%", "%%") for spec in MODELS.values()))
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 300; with DP chosen from the rows and ε (medsyn_tabular.defaults)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default 500; with DP chosen from the rows and ε (medsyn_tabular.defaults)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder to write the model to")
     p.add_argument("--schema", help="JSON/YAML schema/metadata file (required with DP: write one with "

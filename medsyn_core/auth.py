@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view_audit": frozenset({"admin"}),
     "delete_model": frozenset({"admin"}),
     "manage_uploads": frozenset({"admin"}),
+    "approve_models": frozenset({"admin"}),  # let clinicians use a model below the quality bar
 }
 
 #: Readable names of actions for refusal messages.
@@ -60,7 +61,7 @@ ACTION_TEXT: dict[str, str] = {
     "run_example_job": "run background jobs", "manage_users": "manage users",
     "manage_jobs": "act on other users' jobs",
     "view_audit": "view the audit log", "delete_model": "delete models",
-    "manage_uploads": "manage uploaded real data",
+    "manage_uploads": "manage uploaded real data", "approve_models": "approve models for clinicians",
 }
 
 ADMIN_PASSWORD_ENV = "MEDSYN_ADMIN_PASSWORD"
@@ -213,6 +214,14 @@ def create_first_admin(store: Store, username: str, password: str, via: str) -> 
     store.append_event(user.username, "user_created", {"username": user.username, "role": "admin",
                                                        "via": via})
     return user
+
+
+def first_admin_hint(store: Store) -> str | None:
+    """The first admin's username while nobody has logged in yet (the login page says it, so an admin
+    created from ``$MEDSYN_ADMIN_PASSWORD`` knows which name to type); None afterwards."""
+    if store.anyone_logged_in():
+        return None
+    return store.first_admin_name()
 
 
 def ensure_admin_from_env(store: Store, username: str = "admin") -> User | None:

@@ -19,6 +19,11 @@ class BundledDataset:
     title: str
     shape: str  # human-readable, e.g. "303 rows x 14 columns"
     license: str
+    #: images: the DICOM modality of the source scans, and a nominal field of view (mm) of one image side.
+    #: MedMNIST gives no pixel size (its images are downscaled crops), so synthetic exports state a
+    #: nominal size: the usual field of view of the modality divided by the image size.
+    modality: str = ""
+    nominal_fov_mm: float | None = None
 
     @property
     def path(self) -> Path:
@@ -35,11 +40,13 @@ BUNDLED: tuple[BundledDataset, ...] = (
         "pneumoniamnist", "imaging", "medmnist/pneumoniamnist.npz",
         "PneumoniaMNIST: chest X-rays, normal vs pneumonia",
         "4708/524/624 train/val/test, 1x28x28 uint8, 2 classes", "CC BY 4.0",
+        modality="DX", nominal_fov_mm=300.0,  # paediatric chest radiographs (Kermany et al. 2018)
     ),
     BundledDataset(
         "breastmnist", "imaging", "medmnist/breastmnist.npz",
         "BreastMNIST: breast ultrasound, malignant vs normal/benign",
         "546/78/156 train/val/test, 1x28x28 uint8, 2 classes", "CC BY 4.0",
+        modality="US", nominal_fov_mm=50.0,  # breast ultrasound images (Al-Dhabyani et al. 2020)
     ),
     BundledDataset(
         "ge_mr_fmri", "imaging", "dicom/ge_mr_fmri",

@@ -167,3 +167,52 @@ def read_folder(folder: str | Path) -> CardView | None:
     except (OSError, ValueError):
         ledger = None
     return read_card(card, folder, ledger)
+
+
+# -- the latest evaluation: one figure everywhere ------------------------------------------------------
+EVALUATIONS_DIR = "model_metrics"
+
+
+def _evaluation_file(name: str) -> Path:
+    from medsyn_core import names, settings
+
+    return names.path_inside(settings.home_dir() / EVALUATIONS_DIR, f"{names.check_name(name)}.json")
+
+
+def record_evaluation(name: str, metrics: dict[str, Any], report: str | None = None) -> Path:
+    """Make ``metrics`` (e.g. FID with its real-vs-real floor, verdicts, ``evaluated_at``) the latest
+    evaluation of model ``name``: every reader of its card (:func:`with_latest_evaluation`, the model
+    store, the generator list, the sampling pages) then shows these numbers and no older ones. Kept in
+    the MedSyn home folder (``model_metrics/<name>.json``, private), so bundled read-only model folders
+    get it too. ``report``: the saved report's file name."""
+    from medsyn_core import settings
+    from medsyn_core.files import atomic_write_json, private_mkdir
+
+    private_mkdir(settings.home_dir() / EVALUATIONS_DIR)
+    path = _evaluation_file(name)
+    atomic_write_json(path, {"metrics": dict(metrics), "report": report})
+    return path
+
+
+def latest_evaluation(name: str) -> dict[str, Any] | None:
+    """The evaluation recorded by :func:`record_evaluation` for model ``name``, or None."""
+    try:
+        path = _evaluation_file(name)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):  # also a name that is no safe slug (names.NameRefused)
+        return None
+
+
+def with_latest_evaluation(card: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """``card`` with its ``metrics`` (and an imaging card's ``evaluation`` block) replaced by the latest
+    recorded evaluation when there is one; the card itself is not changed."""
+    name = name or card.get("name")
+    latest = latest_evaluation(str(name)) if name else None
+    if not latest:
+        return card
+    metrics = dict(latest["metrics"])
+    out = {**card, "metrics": metrics}
+    if "evaluation" in card or card.get("engine") == "imaging":
+        out["evaluation"] = {**{k: v for k, v in metrics.items()}, "report": latest.get("report"),
+                             "note": "Latest evaluation in this MedSyn home (replaces the card's own)."}
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 
 from medsyn_core import settings
 from medsyn_core.auth import User, authorise
-from medsyn_core.model_card import CardView, read_card
+from medsyn_core.model_card import CardView, read_card, with_latest_evaluation
 from medsyn_core.names import RESERVED, NameRefused, NameTaken, bundled_model_names, check_name
 from medsyn_core.storage import Store
 
@@ -67,7 +67,7 @@ def all_models(store: Store) -> list[ModelEntry]:
     out: list[ModelEntry] = []
     for rec in store.list_models():
         path = Path(rec.path)
-        card = _read_json(path / "model_card.json") or rec.card
+        card = with_latest_evaluation(_read_json(path / "model_card.json") or rec.card, rec.name)
         out.append(ModelEntry(rec.name, rec.engine, path, "store", rec.dp_epsilon, card,
                               _read_json(path / "privacy_ledger.json"), rec.kind or read_card(card).kind))
     known = {m.path.resolve() for m in out}
@@ -77,6 +77,7 @@ def all_models(store: Store) -> list[ModelEntry]:
             if folder.resolve() in known:
                 continue
             card = _read_json(card_path) or {}
+            card = with_latest_evaluation(card, card.get("name") or folder.name)
             ledger = _read_json(folder / "privacy_ledger.json")
             view = read_card(card, folder, ledger)
             out.append(ModelEntry(view.name, view.engine, folder, "bundled", view.privacy.epsilon, card,

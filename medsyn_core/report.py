@@ -4,6 +4,13 @@ A :class:`Report` is a list of :class:`Section` objects (fidelity, utility, priv
 metrics …), each holding :class:`Metric` numbers with a one-line plain-language explanation, tables and
 figures (PNG). It exports to JSON (numbers only plus base64 figures) and to one self-contained HTML file
 (no external CSS, JavaScript or images). Engines build sections; the app and the CLI only render them.
+
+Every report carries its **context** (:attr:`Report.context`, made by :func:`model_context`): which model
+(name, kind, version), trained on which data source (and the hash prefix of the file), its privacy
+(ε, δ and the protected unit, or "DP: off"), the evaluation date and the MedSyn version, so that a report
+read later, or forwarded, still says what it is about. Verdicts are words ("good", "below the bar"),
+never emoji (which render as empty boxes without an emoji font); :meth:`Report.problems` lists every
+failed check, and :meth:`Report.headline` says "No problems found" only when there is none.
 """
 
 from __future__ import annotations
@@ -108,6 +115,33 @@ class Report:
     created_at: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     medsyn_version: str = __version__
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def header(self) -> dict[str, str]:
+        """The report's header lines: its context, the date and the MedSyn version (label -> text)."""
+        lines = {CONTEXT_LABELS.get(k, k): _fmt(v) for k, v in self.context.items() if v not in (None, "")}
+        lines["evaluated"] = self.created_at.replace("T", " ")
+        lines["MedSyn version"] = self.medsyn_version
+        return lines
+
+    def problems(self) -> list[str]:
+        """Every check that failed: the warnings, then each metric below its bar (by label)."""
+        failed = [f"{m.label}: {m.formatted()}, below the bar" + (
+            f" (compare with {_fmt(m.reference)}, {m.reference_label})" if m.reference is not None else "")
+            for s in self.sections for m in s.metrics if m.good is False]
+        return list(self.warnings) + failed
+
+    def headline(self) -> str:
+        """One sentence: 'No problems found by the checks below.' or how many checks failed."""
+        bad = sum(1 for s in self.sections for m in s.metrics if m.good is False)
+        if not bad and not self.warnings:
+            return "No problems found by the checks below."
+        parts = []
+        if bad:
+            parts.append(f"{bad} metric{'s' * (bad != 1)} below {'their' if bad != 1 else 'its'} bar")
+        if self.warnings:
+            parts.append(f"{len(self.warnings)} warning{'s' * (len(self.warnings) != 1)}")
+        return "Problems found: " + " and ".join(parts) + "; see below."
 
     def add(self, section: Section) -> Section:
         if any(s.key == section.key for s in self.sections):
@@ -142,7 +176,7 @@ class Report:
         return cls(title=data["title"], kind=data["kind"], inputs=data.get("inputs", {}),
                    sections=sections, warnings=list(data.get("warnings", [])),
                    created_at=data.get("created_at", ""),
-                   medsyn_version=data.get("medsyn_version", ""))
+                   medsyn_version=data.get("medsyn_version", ""), context=dict(data.get("context") or {}))
 
     def to_html(self) -> str:
         return _render_html(self)
@@ -156,6 +190,43 @@ class Report:
         if suffix in (".html", ".htm"):
             return atomic_write_text(path, self.to_html())
         raise ValueError(f"Cannot save a report as {path.name!r}: use a .json or .html file name.")
+
+
+#: Readable labels of the context keys (see :func:`model_context`).
+CONTEXT_LABELS = {"model": "model", "kind": "model kind", "version": "model version (trained)",
+                  "data_source": "trained on", "data_hash": "data file (SHA-256 prefix)",
+                  "privacy": "differential privacy", "privacy_unit": "protected unit",
+                  "holdout": "holdout", "compared_with": "compared with"}
+
+
+def verdict(good: bool | None) -> str:
+    """The word for a metric's verdict: 'good', 'below the bar' or '' (informational)."""
+    return "" if good is None else ("good" if good else "below the bar")
+
+
+def model_context(card: dict[str, Any] | None, name: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The context of a report about the model of ``card`` (any card MedSyn wrote): name, kind, version
+    (its training time), data source and file hash, ε/δ and unit (or 'off'), holdout; ``extra`` adds or
+    overrides entries (e.g. ``compared_with='real holdout of 61 rows'``)."""
+    from medsyn_core.model_card import read_card
+
+    context: dict[str, Any] = {}
+    if card:
+        view = read_card(card)
+        privacy = view.privacy
+        holdout = card.get("holdout") if isinstance(card.get("holdout"), dict) else None
+        context = {
+            "model": name or view.name, "kind": view.kind,
+            "version": card.get("created") or card.get("trained_at"),
+            "data_source": view.data_source, "data_hash": card.get("data_sha256_prefix"),
+            "privacy": privacy.label.removeprefix("DP: ") if privacy.enabled else "off (no guarantee)",
+            "privacy_unit": privacy.unit if privacy.enabled else None,
+            "holdout": (f"{holdout.get('rows_held_out')} real rows kept back from training"
+                        + (f", stratified by {holdout['stratify']}" if holdout.get("stratify") else "")
+                        if holdout else None),
+        }
+    context.update(extra)
+    return {k: v for k, v in context.items() if v is not None}
 
 
 def _fmt(value: Any) -> str:
@@ -204,6 +275,9 @@ def _render_html(report: Report) -> str:
         f"<h1>{esc(report.title)}</h1>",
         f"<p class='meta'>MedSyn {esc(report.medsyn_version)} · {esc(report.created_at)} · "
         f"{esc(report.kind)} report</p>",
+        "<table class='header'>" + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>"
+                                           for k, v in report.header().items()) + "</table>",
+        f"<p><b>{esc(report.headline())}</b></p>",
     ]
     if report.inputs:
         out.append("<table>")
@@ -211,19 +285,20 @@ def _render_html(report: Report) -> str:
             out.append(f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>")
         out.append("</table>")
     for w in report.warnings:
-        out.append(f"<div class='warn'>⚠ {esc(w)}</div>")
+        out.append(f"<div class='warn'><b>Warning:</b> {esc(w)}</div>")
     for s in report.sections:
         out.append(f"<h2>{esc(s.title)}</h2>")
         if s.summary:
             out.append(f"<p>{esc(s.summary)}</p>")
         if s.metrics:
-            out.append("<table><tr><th>metric</th><th>value</th><th>compare with</th>"
+            out.append("<table><tr><th>metric</th><th>value</th><th>verdict</th><th>compare with</th>"
                        "<th>what it means</th></tr>")
             for m in s.metrics:
                 cls = "" if m.good is None else (" class='good'" if m.good else " class='bad'")
                 ref = (f"{esc(_fmt(m.reference))} ({esc(m.reference_label)})"
                        if m.reference is not None else "")
                 out.append(f"<tr><td>{esc(m.label)}</td><td{cls}>{esc(m.formatted())}</td>"
+                           f"<td{cls}>{esc(verdict(m.good))}</td>"
                            f"<td>{ref}</td><td>{esc(m.explanation)}</td></tr>")
             out.append("</table>")
         for t in s.tables:

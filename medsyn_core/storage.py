@@ -197,6 +197,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN worker_host TEXT;
     ALTER TABLE datasets ADD COLUMN owner TEXT
     """,
+    # v7: an admin's approval lets clinicians use a model below the quality bar or not yet evaluated
+    # (medsyn_core.approvals); keyed by the model's name, compared without case like the registry.
+    """
+    CREATE TABLE model_approvals (
+        model_name TEXT PRIMARY KEY COLLATE NOCASE,
+        approved_by TEXT NOT NULL,
+        approved_at REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    )
+    """,
 ]
 
 #: The same steps for PostgreSQL (``MEDSYN_DATABASE_URL=postgresql://...``): same tables, columns and
@@ -331,6 +341,16 @@ PG_MIGRATIONS: list[str] = [
     );
     ALTER TABLE jobs ADD COLUMN worker_host TEXT;
     ALTER TABLE datasets ADD COLUMN owner TEXT
+    """,
+    # v7: model approvals (names compared without case, as in the registry: the key is the lower-cased
+    # name, the name as typed is kept beside it)
+    """
+    CREATE TABLE model_approvals (
+        model_name TEXT PRIMARY KEY,
+        approved_by TEXT NOT NULL,
+        approved_at DOUBLE PRECISION NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    )
     """,
 ]
 
@@ -747,6 +767,33 @@ class Store:
         self._run("UPDATE login_throttle SET locked_until=0")
 
     # -- API tokens (medsyn_core.auth owns the rules; only hashes are stored) -------------------------
+    # -- model approvals (admins let clinicians use a model; medsyn_core.approvals) ---------------------
+    def set_model_approval(self, name: str, by: str, at: float, note: str) -> None:
+        """Record (or replace) the approval of model ``name`` (names compared without case)."""
+        with self.transaction("model_approvals"):
+            self._run("DELETE FROM model_approvals WHERE lower(model_name) = lower(?)", (name,))
+            self._run("INSERT INTO model_approvals (model_name, approved_by, approved_at, note) "
+                      "VALUES (?, ?, ?, ?)", (name, by, at, note))
+
+    def delete_model_approval(self, name: str) -> bool:
+        return self._changed("DELETE FROM model_approvals WHERE lower(model_name) = lower(?)", (name,)) > 0
+
+    def model_approval(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT model_name, approved_by, approved_at, note FROM model_approvals "
+                         "WHERE lower(model_name) = lower(?)", (name,))
+
+    def approved_model_names(self) -> set[str]:
+        """Lower-cased names of every approved model."""
+        return {r["model_name"].lower() for r in self._all("SELECT model_name FROM model_approvals")}
+
+    # -- first run ----------------------------------------------------------------------------------
+    def anyone_logged_in(self) -> bool:
+        return self._one("SELECT 1 AS one FROM audit_events WHERE action='login' LIMIT 1") is not None
+
+    def first_admin_name(self) -> str | None:
+        row = self._one("SELECT username FROM users WHERE role='admin' AND active=1 ORDER BY id LIMIT 1")
+        return row["username"] if row else None
+
     def insert_token(self, username: str, label: str, token_hash: str, created_by: str,
                      expires_at: float) -> int:
         return self._insert("INSERT INTO api_tokens (username, label, token_hash, created_by, created_at, "

@@ -6,7 +6,10 @@ or an upload that the page saved in the MedSyn home folder (``uploads/``).
 
 Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (model name, a safe slug:
 :mod:`medsyn_core.names`), ``replace`` (replace a model of that name; audited), ``model``,
-``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions``, ``privacy``
+``epochs`` and ``batch_size`` (None: chosen by :mod:`medsyn_tabular.defaults`), ``seed``, ``schema``
+(column overrides), ``phi_actions``, ``holdout`` (a :class:`~medsyn_tabular.data.holdout.HoldoutSpec` as a
+dict: the rows it keeps back are never trained on; the page re-derives the same rows to evaluate),
+``cleaning`` (the value-free record of the fixes the page applied before saving the table), ``privacy``
 (``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
 ``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
 (:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
@@ -44,9 +47,11 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     from medsyn_core.training import Checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
-    epochs = int(params["epochs"])
+    def whole(key: str) -> int | None:  # None: chosen by medsyn_tabular.defaults (from n and ε under DP)
+        return None if params.get(key) is None else int(params[key])
+
     synth = TabularSynthesizer(
-        params.get("model"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
+        params.get("model"), epochs=whole("epochs"), batch_size=whole("batch_size"),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
         phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
 
@@ -55,7 +60,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
         # released_loss_history: under DP without the losses computed on real rows (not covered by DP)
         losses = [{k: v for k, v in r.items() if k in ("epoch", "loss", "loss_g", "loss_d")}
                   for r in synth.released_loss_history()[-MAX_LOSS_POINTS:]]
-        total = int(record.get("epochs", epochs))  # MST/AIM count rounds, not epochs
+        total = int(record.get("epochs") or synth.epochs or 1)  # MST/AIM count rounds, not epochs
         progress(record["epoch"] / total, f"epoch {record['epoch']} of {total}", {"losses": losses})
 
     checkpointer = None
@@ -71,15 +76,30 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     progress(0.0, "preprocessing", {"losses": []})
     data_path = Path(params["data_path"])
     origin = "upload" if data_path.parent.name == "uploads" else "bundled"
+    import hashlib
+
+    from medsyn_tabular.data.holdout import apply_spec
+    from medsyn_tabular.data.io import read_table
+
+    table = read_table(data_path)
+    digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
+    train, holdout = apply_spec(table, params.get("holdout"))
     with Store() as store:
         dataset_id = store.register_dataset(params.get("source") or data_path.name, "tabular", data_path,
-                                            origin)
+                                            origin, sha256=digest)
         run_params = {k: v for k, v in params.items() if k != "data_path"}
         with store.recorded_run("tabular-fit", run_params, dataset_id) as run:
-            synth.fit(data_path, progress=on_epoch, source=params.get("source"), checkpoint=checkpointer,
-                      resume_from=resume_from)
+            synth.fit(train, progress=on_epoch, source=params.get("source") or data_path.name,
+                      checkpoint=checkpointer, resume_from=resume_from)
+            synth.card["data_sha256_prefix"] = digest[:16]  # names the file; reveals nothing of it
+            if holdout is not None:
+                synth.card["holdout"] = {**params["holdout"], "rows_held_out": len(holdout),
+                                         "note": "kept back from training; the evaluation's membership "
+                                                 "and distance checks use these rows"}
+            if params.get("cleaning"):
+                synth.card["cleaning"] = params["cleaning"]
             store.register_dataset(params.get("source") or data_path.name, "tabular", data_path, origin,
-                                   n_rows=int(synth.card["rows"]))
+                                   n_rows=len(table), sha256=digest)
             synth.save(path, name=name, overwrite=replace, replace=replace,
                        actor=getattr(progress, "owner", "medsyn"))
             eps = synth.ledger.total()[0] if synth.ledger is not None else None
@@ -88,14 +108,16 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
             run["model_id"] = store.model_id(path.name)
     return {"model_path": str(path), "model_name": path.name, "dp_label": synth.card.get("dp_label"),
             "epsilon": eps, "training_seconds": synth.card.get("training_seconds"),
-            "resumed_after_epoch": synth.card.get("resumed_after_epoch")}
+            "resumed_after_epoch": synth.card.get("resumed_after_epoch"),
+            "holdout": params.get("holdout"), "batch_size": synth.batch_size, "epochs": synth.epochs}
 
 
 def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows: int, name: str,
-               model: str | None = None, epochs: int = 300, batch_size: int = 500, seed: int = 0,
-               schema: dict[str, Any] | None = None, phi_actions: dict[str, str] | None = None,
-               privacy: dict[str, Any] | None = None, replace: bool = False,
-               upload: str | Path | None = None, keep_upload: bool = False) -> int:
+               model: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+               seed: int = 0, schema: dict[str, Any] | None = None,
+               phi_actions: dict[str, str] | None = None, privacy: dict[str, Any] | None = None,
+               replace: bool = False, upload: str | Path | None = None, keep_upload: bool = False,
+               holdout: dict[str, Any] | None = None, cleaning: list | None = None) -> int:
     """Check, then queue, a ``tabular-fit`` job; returns its id (the Tabular page and the REST API).
 
     In order: the role (``train``, the account re-loaded), the settings (by building the synthesizer:
@@ -104,8 +126,10 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
     or taken, unless ``replace``); then :func:`medsyn_core.jobs.submit` (audited). ``model`` None: the
     registry's default for the privacy setting (the job records the model it resolved to).
     ``privacy``: ``{}``/None for DP off, else ``epsilon``/``preset``, ``delta``, ``max_grad_norm``,
-    ``metadata``. ``upload``: the
-    uploaded file the job reads (deleted when it ends unless ``keep_upload``, :mod:`medsyn_core.uploads`).
+    ``metadata``. ``epochs``/``batch_size`` None: chosen by :mod:`medsyn_tabular.defaults` (from n and
+    ε under DP). ``upload``: the uploaded file the job reads (deleted when it ends unless ``keep_upload``,
+    :mod:`medsyn_core.uploads`). ``holdout``: the kept-back share of the rows (see
+    :mod:`medsyn_tabular.data.holdout`), recorded with the job so that its report uses the same rows.
     """
     from medsyn_core import jobs
     from medsyn_core.auth import authorise
@@ -118,12 +142,16 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
     synth.plan_privacy(int(n_rows))
     model_store.ensure_model_name_free(name, replace=replace, store=store)
     params = {"data_path": str(data_path), "source": source, "name": name, "replace": bool(replace),
-              "model": synth.model_name, "epochs": int(epochs), "batch_size": int(batch_size),
-              "seed": int(seed),
+              "model": synth.model_name, "epochs": None if epochs is None else int(epochs),
+              "batch_size": None if batch_size is None else int(batch_size), "seed": int(seed),
               "schema": schema or {}, "phi_actions": phi_actions or {},
               "privacy": privacy if synth.private else {}}
     if upload is not None:
         params.update({"upload": str(upload), "keep_upload": bool(keep_upload)})
+    if holdout:
+        params["holdout"] = holdout
+    if cleaning:
+        params["cleaning"] = cleaning  # the value-free record of the fixes applied before saving
     return jobs.submit(store, user, "tabular-fit", params)
 
 

@@ -105,9 +105,14 @@ class TabularSynthesizer:
     ``max_grad_norm`` (per-sample clipping norm C); ``metadata``: a file/dict in the schema-file layout
     whose bounds, categories, ``nullable`` and ``dates_only`` are public and cost no budget;
     ``preprocessing_share`` of ε and δ for the DP statistics (default 0.1); ``accountant`` 'rdp' or 'prv'.
+
+    ``epochs`` and ``batch_size`` left as None are chosen by :mod:`medsyn_tabular.defaults`: 300 and 500
+    without DP; under DP from n and ε when the privacy is planned (:meth:`plan_privacy`, at the latest in
+    :meth:`fit`), so that the budget is reachable with a useful amount of training.
     """
 
-    def __init__(self, model: str | None = None, epochs: int = 300, batch_size: int = 500, seed: int = 0,
+    def __init__(self, model: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 seed: int = 0,
                  schema: str | Path | dict | None = None, phi_actions: dict[str, str] | None = None,
                  device: str | None = None, epsilon: float | None = None, delta: float | None = None,
                  preset: str | None = None, max_grad_norm: float = 1.0,
@@ -128,16 +133,27 @@ class TabularSynthesizer:
                                    "the per-row guarantee); remove the pac setting.")
             hyperparameters = {**hyperparameters, "pac": 1}
         self.spec = registry.spec(model)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        from medsyn_tabular import defaults
+
+        #: settings left to :mod:`medsyn_tabular.defaults` (under DP-SGD chosen once n is known)
+        self.chosen_by_default = [k for k, v in (("batch_size", batch_size), ("epochs", epochs)) if v is None]
+        if not self.private or self.spec.dp != "dp-sgd":
+            epochs = defaults.EPOCHS if epochs is None else epochs
+            batch_size = defaults.BATCH_SIZE if batch_size is None else batch_size
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer))
+                                   or epochs < 1):
             raise ValueError(f"epochs must be a whole number of at least 1 (got {epochs!r}).")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        if batch_size is not None and (isinstance(batch_size, bool)
+                                       or not isinstance(batch_size, (int, np.integer)) or batch_size < 2):
             raise ValueError(f"batch_size must be a whole number of at least 2 (got {batch_size!r}).")
         pac = hyperparameters.get("pac", 10)
-        if model == "ctgan" and batch_size % pac:
+        if model == "ctgan" and batch_size is not None and batch_size % pac:
             raise ValueError(f"For CTGAN, batch_size must be a multiple of pac={pac} (got {batch_size}); "
                              f"try {max(pac, batch_size // pac * pac)}.")
-        self.model_name, self.epochs = model, int(epochs)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.model_name = model
+        self.epochs = int(epochs) if epochs is not None else None
+        self.batch_size = int(batch_size) if batch_size is not None else None
+        self.seed = int(seed)
         self.overrides = _merge_overrides(_overrides(schema), _overrides(metadata))
         self.phi_actions = {**(self.overrides.get("phi") or {}), **(phi_actions or {})}
         self.device_preference = device
@@ -354,6 +370,7 @@ class TabularSynthesizer:
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
             "resumed_after_epoch": int(resume["epoch"]) if resume is not None else None,
             "differential_privacy": self._privacy_card(), "final_loss": final,
+            "chosen_by_default": {k: getattr(self, k) for k in self.chosen_by_default},
             "python": platform.python_version(),
         }
         if self.ledger is not None:
@@ -379,6 +396,17 @@ class TabularSynthesizer:
         from medsyn_core.privacy.dpsgd import plan_dpsgd, steps_per_epoch
 
         s = self.privacy
+        if self.private and self.chosen_by_default and self.spec.dp == "dp-sgd":
+            from medsyn_tabular.defaults import dp_training_defaults
+
+            memo = getattr(self, "_defaults_for", None)
+            chosen = memo[1] if memo is not None and memo[0] == n_rows else dp_training_defaults(
+                n_rows, s.epsilon, self.model_name, s.delta, s.preprocessing_share, s.accountant)
+            self._defaults_for = (n_rows, chosen)
+            if "batch_size" in self.chosen_by_default:
+                self.batch_size = chosen.batch_size
+            if "epochs" in self.chosen_by_default:
+                self.epochs = chosen.epochs
         cached = getattr(self, "_planned", None)
         if cached is not None and cached[0] == (n_rows, self.epochs, self.batch_size):
             return cached[1]  # calibrating σ takes seconds; a check before training (the page) is reused
@@ -398,6 +426,10 @@ class TabularSynthesizer:
                 f"steps). {exc}") from exc
         self._planned = ((n_rows, self.epochs, self.batch_size), (budget, plan))
         return budget, plan
+
+    def _epsilon(self) -> float:
+        """The total ε asked for (from ``epsilon`` or the preset)."""
+        return float(self.privacy.epsilon)
 
     def _privacy_card(self) -> dict[str, Any]:
         """The model card's privacy block (recomputed from the ledger; :func:`model_card.privacy_block`)."""

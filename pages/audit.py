@@ -23,7 +23,7 @@ if st.button("Verify the chain"):
 with Store() as store:
     rows = audit.audit_rows(store, user)
 st.dataframe([{k: r[k] for k in ("id", "time_utc", "actor", "action", "details_json")}
-              for r in reversed(rows)], hide_index=True, use_container_width=True, height=420)
+              for r in reversed(rows)], hide_index=True, width="stretch", height=420)
 st.caption(f"{len(rows)} events, newest first.")
 
 if st.button("Prepare CSV export"):

@@ -27,7 +27,7 @@ if not entries:
 st.dataframe([{"upload": e.id, "size (bytes)": e.size,
                "last written": dt.datetime.fromtimestamp(e.modified).strftime("%Y-%m-%d %H:%M"),
                "jobs": ", ".join(map(str, e.jobs)), "uploaded by": ", ".join(e.owners), "state": e.state}
-              for e in entries], hide_index=True, use_container_width=True)
+              for e in entries], hide_index=True, width="stretch")
 
 deletable = [e.id for e in entries if not e.in_use]
 if not deletable:

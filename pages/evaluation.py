@@ -1,9 +1,10 @@
 """Evaluation: fidelity, utility, privacy and fairness report of a synthetic table, or FID/KID, PRDC,
 TSTR and memorisation of synthetic images.
 
-Thin page: it calls ``medsyn_tabular.evaluation.evaluate_tabular`` or
-``medsyn_imaging.evaluation.imaging_report.evaluate_synthetic_images`` (the same functions as ``medsyn tabular
-evaluate``, ``medsyn imaging evaluate`` and the tests), then renders the report.
+Thin page: it calls ``medsyn_tabular.evaluation.evaluate_tabular`` / ``compare_models`` (saved models against
+the real table and the holdout their training kept back, or uploaded tables), or queues the imaging
+evaluation as a background job (``imaging-evaluate``); the same functions as ``medsyn tabular evaluate``,
+``medsyn imaging evaluate`` and the tests. Every evaluation is audited with the user as actor.
 """
 
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from medsyn_app.report_view import render_report
-from medsyn_app.session import audit_upload, page_guard
+from medsyn_app.session import audit_upload, fragment_guard, page_guard
 from medsyn_tabular.data.datasets import load_heart_cleveland
 from medsyn_tabular.data.io import read_table
 from medsyn_tabular.evaluation import evaluate_tabular
@@ -23,16 +24,21 @@ kind = st.radio("Evaluate", ["Synthetic table", "Synthetic images"], horizontal=
 
 
 def imaging_evaluation() -> None:
-    """FID/KID and PRDC against the real-vs-real floor, TSTR vs TRTR, memorisation; saved reports."""
+    """FID/KID and PRDC against the real-vs-real floor, TSTR vs TRTR, memorisation, as a background job
+    (minutes: classifiers and features); saved reports below, newest first."""
+    from medsyn_core import jobs
+    from medsyn_core.storage import Store
     from medsyn_imaging.evaluation.imaging_report import list_saved_reports
     from medsyn_imaging.training.generator_store import list_generators
 
     st.markdown(
         "Compare synthetic labelled images with a real dataset: FID/KID and precision/recall/density/"
         "coverage against the real-vs-real floor, a ResNet9 disease classifier trained on synthetic images "
-        "and tested on real ones (TSTR) next to train-on-real (TRTR), and a memorisation check. Same as "
-        "`medsyn imaging evaluate`.")
-    generators = {f"{g.name} ({g.source})": str(g.path) for g in list_generators()}
+        "and tested on real ones (TSTR) next to train-on-real (TRTR), and a memorisation check. It runs as a "
+        "background job (several minutes on a CPU; follow it here or on the Jobs page). Same as "
+        "`medsyn imaging evaluate`. For a generator, the result becomes its quality everywhere (sampling "
+        "page, model store) and decides whether clinicians are offered it.")
+    generators = {f"{g.name} ({g.source})": g.name for g in list_generators()}
     with st.form("imaging_evaluation"):
         real_name = st.selectbox("Real data (bundled)", ["pneumoniamnist", "breastmnist"])
         choice = st.selectbox("Synthetic images", [*generators, "a path (.npz or folder of PNGs by class)"])
@@ -42,25 +48,39 @@ def imaging_evaluation() -> None:
         modes = st.multiselect("Utility modes besides TRTR", ["tstr", "mix"], default=["tstr"])
         submitted = st.form_submit_button("Evaluate")
     if submitted:
-        from medsyn_imaging.evaluation.classifier import TrainConfig
-        from medsyn_imaging.evaluation.imaging_report import evaluate_synthetic_images, save_report_copy
-        from medsyn_imaging.evaluation.labelled_images import load_image_dataset, load_synthetic_images
-
-        source = generators.get(choice) or synthetic_path.strip()
-        if not source:
+        params = {"real": real_name, "epochs": int(epochs), "modes": modes}
+        if choice in generators:
+            params["generator"] = generators[choice]
+        elif synthetic_path.strip():
+            params["synthetic"] = synthetic_path.strip()
+        else:
             st.error("Give the path of the synthetic images (.npz or folder of PNGs by class).")
             return
-        try:
-            with st.spinner("Sampling, training classifiers and computing metrics…"):
-                real = load_image_dataset(real_name)
-                synthetic = load_synthetic_images(source, real.class_names, real=real)
-                report = evaluate_synthetic_images(real, synthetic, config=TrainConfig(epochs=int(epochs)),
-                                                   modes=modes, synthetic_label=choice)
-                saved = save_report_copy(report)
-        except (ValueError, FileNotFoundError) as exc:
-            st.error(str(exc))
-        else:
-            st.success(f"Report saved ({saved.name}); it is listed below.")
+        with Store() as store:
+            st.session_state["imaging_eval_job"] = jobs.submit(store, user, "imaging-evaluate", params)
+
+    def evaluation_progress() -> None:
+        me = fragment_guard("evaluate")
+        job_id = st.session_state.get("imaging_eval_job")
+        if job_id is None:
+            return
+        with Store() as store:
+            job = jobs.job_for(store, me, job_id)
+        st.progress(job["progress"], text=f"Job #{job['id']} {job['status']}: {job['message'] or 'waiting'}")
+        if job["status"] in ("queued", "running") and st.button("Cancel the evaluation"):
+            with Store() as store:
+                jobs.request_cancel(store, me, job_id)
+        if job["status"] == "failed":
+            st.error(f"The evaluation failed: {job['error']}")
+        elif job["status"] == "finished" and st.session_state.get("imaging_eval_shown") != job_id:
+            st.session_state["imaging_eval_shown"] = job_id
+            st.rerun(scope="app")  # list the new report below
+
+    polling = False  # only while the job is queued or running (a poll would close open menus)
+    if (job_id := st.session_state.get("imaging_eval_job")) is not None:
+        with Store() as store:
+            polling = jobs.job_for(store, user, job_id)["status"] in ("queued", "running")
+    st.fragment(run_every=2.0 if polling else None)(evaluation_progress)()
     st.subheader("Saved imaging reports")
     saved_reports = list_saved_reports()
     if not saved_reports:
@@ -69,6 +89,94 @@ def imaging_evaluation() -> None:
     labels = {f"{r.created_at} · {r.title}": (p, r) for p, r in saved_reports}
     path, report = labels[st.selectbox("Saved imaging report", list(labels))]
     render_report(report, key=f"imaging-{path.stem}")
+
+
+def saved_models_evaluation() -> None:
+    """Evaluate one saved tabular model, or compare several, against the real table they were trained on and
+    the holdout their training kept back (re-derived from the table: nothing else was stored)."""
+    from medsyn_core import model_store
+    from medsyn_core.report import model_context
+    from medsyn_core.storage import Store
+    from medsyn_tabular.data.datasets import LOADERS, load_bundled_table
+    from medsyn_tabular.data.holdout import apply_spec
+    from medsyn_tabular.evaluation.comparison import compare_models
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    with Store() as store:
+        models = {m.name: m for m in model_store.list_models(store, user) if m.engine == "tabular"}
+    if not models:
+        st.info("No tabular model is saved yet: train one on the Tabular page.")
+        return
+    chosen = st.multiselect("Models (one to evaluate, two or more to compare on the same real table)",
+                            list(models), default=list(models)[:1])
+    if not chosen:
+        return
+    cards = [models[n].card for n in chosen]
+    sources = {c.get("data_source") for c in cards}
+    splits = {str({k: (c.get("holdout") or {}).get(k) for k in ("share", "stratify", "seed")}) for c in cards}
+    if len(splits) > 1:
+        st.error("These models kept back different holdouts (share, column or seed); compare models trained "
+                 "on the same split.")
+        return
+    source = next(iter(sources)) if len(sources) == 1 else None
+    if source in LOADERS:
+        real = load_bundled_table(source)
+        st.caption(f"Real table: the bundled {source}.")
+    else:
+        upload = st.file_uploader("The real table these models were trained on (the same file)",
+                                  type=["csv", "tsv", "txt", "parquet", "pq", "xlsx"], key="saved_real")
+        if upload is None:
+            st.info("Upload the table the models were trained on; its holdout is drawn again from it.")
+            return
+        audit_upload(user, "evaluation", [upload])
+        try:
+            real = _read_upload(upload)
+        except ValueError as exc:
+            st.error(str(exc))
+            return
+    try:
+        train, holdout = apply_spec(real, cards[0].get("holdout"))
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.caption(f"{len(train)} training rows; " + (f"{len(holdout)} held-out rows the models never saw."
+                                                  if holdout is not None else "no holdout was kept."))
+    columns = list(train.columns)
+    c1, c2 = st.columns(2)
+    target = c1.selectbox("Target column", columns,
+                          index=columns.index("num") if "num" in columns else len(columns) - 1)
+    seed = int(c2.number_input("Sampling seed", min_value=0, value=0, step=1))
+    if not st.button("Evaluate" if len(chosen) == 1 else f"Compare {len(chosen)} models", type="primary"):
+        return
+    try:
+        with st.spinner("Sampling and evaluating…"):
+            synthetic, contexts = {}, {}
+            for name in chosen:
+                synth = TabularSynthesizer.load(models[name].path)
+                synthetic[name] = synth.sample(len(train), seed=seed)
+                contexts[name] = model_context(models[name].card, name)
+            shared = [c for c in columns if all(c in rows.columns for rows in synthetic.values())]
+            hold = holdout[shared] if holdout is not None else None
+            if len(chosen) == 1:
+                from medsyn_tabular.evaluation import evaluate_tabular
+
+                report = evaluate_tabular(train[shared], synthetic[chosen[0]][shared], target=target,
+                                          holdout=hold, title=f"Evaluation of {chosen[0]}",
+                                          context=contexts[chosen[0]])
+                st.session_state["evaluation_report"] = report
+                st.session_state["evaluation_reports"] = {}
+            else:
+                result = compare_models(train[shared], {n: r[shared] for n, r in synthetic.items()},
+                                        target=target, holdout=hold, contexts=contexts)
+                st.session_state["evaluation_report"] = result.report
+                st.session_state["evaluation_reports"] = result.reports
+        from medsyn_core.storage import Store
+
+        with Store() as store:
+            store.append_event(user.username, "evaluate", {"kind": "tabular", "models": chosen,
+                                                           "target": target})
+    except (ValueError, FileNotFoundError) as exc:
+        st.error(str(exc))
 
 
 if kind == "Synthetic images":
@@ -87,9 +195,20 @@ def _read_upload(upload) -> pd.DataFrame:
     return read_table(upload.getvalue(), name=upload.name)
 
 
-source = st.radio("Real data", ["Bundled heart-disease table (303 patients)", "Upload a CSV"],
+source = st.radio("Real data", ["Saved models (evaluate or compare)",
+                                 "Bundled heart-disease table (303 patients)", "Upload a CSV"],
                   horizontal=True)
 real = None
+if source.startswith("Saved models"):
+    saved_models_evaluation()
+    report = st.session_state.get("evaluation_report")
+    if report is not None:
+        st.header(report.title)
+        render_report(report, key="evaluation")
+        for name, own in (st.session_state.get("evaluation_reports") or {}).items():
+            with st.expander(f"Full report of {name}"):
+                render_report(own, key=f"evaluation-{name}")
+    st.stop()
 if source.startswith("Bundled"):
     real = load_heart_cleveland()
 else:
@@ -150,7 +269,15 @@ if run or reference:
         with st.spinner("Evaluating (a few seconds to half a minute)…"):
             st.session_state["evaluation_report"] = evaluate_tabular(
                 train, synthetic, target=target, holdout=holdout, quasi_identifiers=qis,
-                sensitive=sensitive, figures=figures, title=title)
+                sensitive=sensitive, figures=figures, title=title,
+                context={"model": "uploaded synthetic table" if not reference else "none (reference run)",
+                         "data_source": "uploaded real table" if not source.startswith("Bundled")
+                         else "heart_cleveland"})
+        from medsyn_core.storage import Store
+
+        with Store() as store:
+            store.append_event(user.username, "evaluate", {"kind": "tabular", "reference": bool(reference),
+                                                           "target": target})
     except (ValueError, FileNotFoundError) as exc:
         st.error(str(exc))
         st.session_state.pop("evaluation_report", None)

@@ -47,9 +47,17 @@ if source == "Bundled dataset":
                         format_func=lambda n: next(f"{d.name} — {d.title}" for d in IMAGING if d.name == n))
     result = _load_bundled(name)
 else:
+    generation = st.session_state.setdefault("imaging_upload_generation", 0)
     uploads = st.file_uploader(
         "DICOM files, a zip of a DICOM study, a NIfTI (.nii/.nii.gz), PNG/JPEG images or a MedMNIST .npz",
-        type=UPLOAD_TYPES, accept_multiple_files=True)
+        type=UPLOAD_TYPES, accept_multiple_files=True, key=f"imaging-upload-{generation}")
+
+    def _clear_all() -> None:  # a new uploader widget: every file goes at once
+        st.session_state["imaging_upload_generation"] = generation + 1
+        st.session_state.pop("deidentified_zip", None)
+
+    if uploads:
+        st.button(f"Clear all {len(uploads)} file{'s' * (len(uploads) != 1)}", on_click=_clear_all)
     if not uploads:
         st.info("Choose files to view. A whole DICOM study is easiest as one .zip.")
         st.stop()
@@ -108,13 +116,17 @@ with right:
     if not volume.rgb:
         from medsyn_imaging.io.nifti_io import nifti_bytes
 
-        st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
-                           file_name="volume.nii.gz", mime="application/gzip",
-                           help="Pixels and geometry only: NIfTI carries no patient header.")
+        if st.download_button("Download as NIfTI (.nii.gz)", data=nifti_bytes(volume),
+                              file_name="volume.nii.gz", mime="application/gzip",
+                              help="Pixels and geometry only: NIfTI carries no patient header."):
+            with Store() as store:  # real pixels left the server: who, what (no names, no values)
+                store.append_event(user.username, "export", {
+                    "kind": "nifti_volume", "source": "bundled" if source == "Bundled dataset" else "upload",
+                    "shape": list(volume.pixels.shape)})
     st.subheader("De-identified header")
     rows = [{"attribute": k, "value": v} for k, v in volume.metadata.items() if k != "labels"]
     if rows:
-        st.dataframe(rows, hide_index=True, use_container_width=True, height=320)
+        st.dataframe(rows, hide_index=True, width="stretch", height=320)
     else:
         st.caption("This source has no header.")
 

@@ -18,7 +18,7 @@ if not models:
 st.dataframe(
     [{"name": m.name, "engine": m.engine, "kind": m.kind, "source": m.source,
       "DP": m.view.privacy.label} for m in models],
-    hide_index=True, use_container_width=True)
+    hide_index=True, width="stretch")
 
 choice = st.selectbox("Model", range(len(models)), format_func=lambda i: models[i].name)
 entry = models[choice]
@@ -65,6 +65,40 @@ with right:
         if prepared and prepared[0] == entry.name:
             st.download_button("Download the model folder (.zip)", data=prepared[1],
                                file_name=f"{entry.name}.zip", mime="application/zip")
+
+if view.engine == "imaging" and view.kind in ("stylegan2", "dcgan"):
+    import datetime as dt
+
+    from medsyn_core import approvals
+    from medsyn_imaging.evaluation.quality import quality_check
+
+    st.subheader("For clinicians")
+    check = quality_check(view.metrics)
+    with Store() as store:
+        grant = approvals.approval(store, entry.name)
+    if check.passed:
+        st.markdown(f"**Quality:** {check.label}: passes the quality bar, so clinicians are offered it.")
+    else:
+        st.markdown(f"**Quality:** {check.label}: below the quality bar ({'; '.join(check.reasons)}).")
+    if grant is not None:
+        st.caption(f"Approved for clinicians by {grant.approved_by} on "
+                   f"{dt.datetime.fromtimestamp(grant.approved_at):%Y-%m-%d %H:%M}"
+                   + (f": {grant.note}" if grant.note else "") + ".")
+    elif not check.passed:
+        st.caption("Hidden from clinicians until it passes the bar or an admin approves it.")
+    if refusal(user, "approve_models") is None:
+        if grant is not None:
+            if st.button("Withdraw the approval"):
+                with Store() as store:
+                    approvals.revoke(store, user, entry.name)
+                st.rerun()
+        elif not check.passed:
+            note = st.text_input("Why clinicians may use it anyway (recorded in the audit log)",
+                                 key=f"approval-note-{entry.name}")
+            if st.button("Approve for clinicians"):
+                with Store() as store:
+                    approvals.approve(store, user, entry.name, note)
+                st.rerun()
 
 st.subheader("Delete")
 if not entry.deletable:

@@ -16,8 +16,12 @@ from medsyn_app.session import fragment_guard, page_guard, refusal
 
 st.title("Synthetic scans")
 user = page_guard("view_images")
+may_train = refusal(user, "train") is None
 st.caption("Generate synthetic medical images of a chosen class with a StyleGAN2-style generator. "
            "The bundled demo model (chest X-rays, normal vs pneumonia) works without any training.")
+#: Previews are shown at least this many pixels per image side (nearest-neighbour upscaling: every
+#: pixel becomes a block, nothing is smoothed, so what you see is what is exported).
+PREVIEW_SIDE = 140
 
 
 @st.cache_resource(show_spinner="Loading the generator…", max_entries=4)
@@ -27,101 +31,132 @@ def _load(path: str, mtime: float):
     return load_generator(path)
 
 
-def _evaluation_text(ev: dict) -> str:
-    if ev.get("fid") is None:
-        return "FID: not measured yet (Evaluation page or `medsyn imaging evaluate`)"
-    text = f"FID {ev['fid']:.1f}"
-    if ev.get("fid_real_floor") is not None:
-        text += f" (real-vs-real floor {ev['fid_real_floor']:.1f})"
-    if ev.get("tstr_auc") is not None:
-        text += f" · TSTR AUC {ev['tstr_auc']:.3f} vs TRTR {ev.get('trtr_auc', float('nan')):.3f}"
-    return text
+@st.cache_data(show_spinner="Generating…", max_entries=8)
+def _preview(path: str, mtime: float, per_class: int, label: str | None, seed: int, truncation: float):
+    """The previewed images: exactly what the export writes (one sampling call)."""
+    return _load(path, mtime).preview_batch(per_class, label, seed=seed, truncation=truncation)
 
 
-def _generators():
-    from medsyn_imaging.training.generator_store import list_generators
+def _privacy_text(card: dict) -> str:
+    from medsyn_core.model_card import dp_label
 
-    return list_generators()
+    return dp_label(card)
 
 
-entries = _generators()
-preview_tab, train_tab = st.tabs(["Preview and export", "Train a new generator"])
+def _offer_label(offer) -> str:
+    state = ("approved by an admin" if offer.approved_by else "passes the quality bar"
+             if offer.quality.passed else "below the quality bar")
+    return f"{offer.entry.name} · {offer.quality.label} · {_privacy_text(offer.entry.card)} · {state}"
 
-# -- preview and export --------------------------------------------------------------------------------------
-with preview_tab:
-    if not entries:
-        st.warning("No generator is available: the bundled demo model is missing from `models/`. "
-                   "Train one in the next tab or with `medsyn imaging train`.")
-    else:
-        labels_by_key = {f"{e.name} ({e.model}, {e.source})": e for e in entries}
-        key = st.selectbox("Generator", list(labels_by_key), index=0,
-                           help="The bundled demo model comes first; models you train are added below.")
-        entry = labels_by_key[key]
-        gen = _load(str(entry.path), (entry.path / "generator.safetensors").stat().st_mtime)
-        card = gen.card
-        training = card.get("training", {})
-        st.caption(
-            f"Trained on {card.get('data', {}).get('source', '?')} · "
-            f"{training.get('kimg', '?')} thousand images seen · {training.get('device', '?')} · "
-            + _evaluation_text(card.get("evaluation", {}))
-        )
-        c1, c2, c3 = st.columns(3)
-        seed = int(c1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
-                                   help="The same seed gives the same images."))
-        truncation = c2.slider("Truncation ψ", 0.1, 1.0, 0.7, 0.05,
-                               help="Lower values give more typical, less varied images.")
-        per_class = int(c3.slider("Images per class", 2, 16, 8))
-        grid = gen.class_grid(per_class=per_class, seed=seed, truncation=truncation, scale=3)
-        st.image(grid[..., 0] if grid.shape[-1] == 1 else grid, clamp=True,
-                 caption="Rows: " + ", ".join(f"{i + 1} = {c}" for i, c in enumerate(gen.class_names)))
 
-        st.subheader("Export")
-        e1, e2, e3 = st.columns(3)
-        cls = e1.selectbox("Class", ["all classes (alternating)"] + gen.class_names)
-        n = int(e2.number_input("Number of images", min_value=1, max_value=2000, value=16))
-        fmt = e3.selectbox("Format", ["dicom", "nifti", "png"],
-                           format_func={"dicom": "DICOM series", "nifti": "NIfTI volume",
-                                        "png": "PNG images"}.get,
-                           help="Downloaded as one zip with a provenance file marking them synthetic.")
-        export_clicked = st.button("Generate and export")
-        if export_clicked and (denied := refusal(user, "export")) is not None:
-            st.error(denied)
-        elif export_clicked:
-            import datetime as _dt
-            import shutil
-            import tempfile
+def preview_and_export() -> None:
+    from medsyn_imaging.training.generator_store import offered_generators
 
-            from medsyn_imaging.training.generator_store import export_samples
+    offers = offered_generators(user)
+    if not offers:
+        st.warning("No generator is available to you yet: generators are offered once they pass the quality "
+                   "bar (evaluated, FID within 5x the real-vs-real floor, no near-copies) or an admin "
+                   "approves them on the Model store page.")
+        return
+    labels = {_offer_label(o): o for o in offers}
+    offer = labels[st.selectbox("Generator", list(labels),
+                                help="The bundled demo model comes first; models trained here follow.")]
+    entry = offer.entry
+    mtime = (entry.path / "generator.safetensors").stat().st_mtime
+    gen = _load(str(entry.path), mtime)
+    card = gen.card
+    training = card.get("training", {})
+    where = (" (Evaluation page or `medsyn imaging evaluate`)" if refusal(user, "evaluate") is None
+             else " (ask a researcher to evaluate it)")
+    st.caption(f"Trained on {card.get('data', {}).get('source', '?')} · "
+               f"{training.get('kimg', '?')} thousand images seen · {training.get('device', '?')} · "
+               f"quality: {offer.quality.label}"
+               + ("" if offer.quality.fid is not None else where))
+    if not offer.quality.passed:
+        st.warning("Below the quality bar: " + "; ".join(offer.quality.reasons)
+                   + (f". Approved for clinicians by {offer.approved_by}." if offer.approved_by else "."))
+    c1, c2, c3, c4 = st.columns(4)
+    cls = c1.selectbox("Class", ["all classes"] + gen.class_names)
+    per_class = int(c2.slider("Images per class", 1, 16, 4))
+    seed = int(c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                               help="The same seed gives the same images."))
+    truncation = c4.slider("Truncation ψ", 0.1, 1.0, 0.7, 0.05,
+                           help="Lower values give more typical, less varied images.")
+    label = None if cls == "all classes" else cls
+    images, labels = _preview(str(entry.path), mtime, per_class, label, seed, float(truncation))
+    from medsyn_imaging.io.image_grid import make_grid
 
-            label = None if cls.startswith("all classes") else cls
-            images, labels = gen.sample(n, label=label, seed=seed, truncation=truncation)
-            tmp = Path(tempfile.mkdtemp(prefix="medsyn-export-"))
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            try:
-                export_samples(gen, images, labels, tmp / f"synthetic-{stamp}", fmt,
-                               seed=seed, truncation=truncation)
-            except ValueError as exc:
-                st.error(str(exc))
-            else:
-                # one zip of everything written (images plus their provenance sidecar)
-                buf = io.BytesIO()
-                with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for f in sorted(tmp.rglob("*")):
-                        if f.is_file():
-                            zf.write(f, f.relative_to(tmp))
-                filename = f"synthetic-{stamp}-{fmt}.zip"
-                st.download_button(f"Download {filename}", buf.getvalue(), file_name=filename,
-                                   mime="application/zip")
-                st.success(f"{n} synthetic images ({fmt.upper()}) ready, with their provenance file.")
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+    scale = max(1, -(-PREVIEW_SIDE // gen.image_size))
+    grid = make_grid(images, ncol=per_class, scale=scale)
+    classes = gen.class_names if label is None else [label]
+    st.image(grid[..., 0] if grid.shape[-1] == 1 else grid, output_format="PNG", width=grid.shape[1],
+             caption="Rows: " + ", ".join(f"{i + 1} = {c}" for i, c in enumerate(classes))
+             + f" · shown {scale}x (each pixel a {scale}x{scale} block) · hover and click the expand "
+               "button to enlarge")
 
-# -- training ------------------------------------------------------------------------------------------------
-with train_tab:
-    # Server-side: the training controls are only built for roles allowed to train.
-    if (denied := refusal(user, "train")) is not None:
+    st.subheader("Export these images")
+    e1, e2 = st.columns([1, 2])
+    fmt = e1.selectbox("Format", ["dicom", "nifti", "png"],
+                       format_func={"dicom": "DICOM series", "nifti": "NIfTI volume",
+                                    "png": "PNG images"}.get,
+                       help="Downloaded as one zip with a provenance file marking them synthetic.")
+    modality, spacing = gen.acquisition
+    e2.caption(f"Exactly the {len(images)} images shown above, at their own resolution "
+               f"({gen.image_size} x {gen.image_size}). DICOM: Secondary Capture, modality "
+               f"{modality or 'OT'}, " + (f"nominal pixel spacing {spacing[0]:.3g} mm, " if spacing else "")
+               + "window centre 128 / width 256 (as previewed).")
+    preview_key = (entry.name, mtime, per_class, label, seed, float(truncation), fmt)
+    export_clicked = st.button(f"Export the {len(images)} previewed images")
+    if export_clicked and (denied := refusal(user, "export")) is not None:
         st.error(denied)
-        st.stop()
+    elif export_clicked:
+        import datetime as _dt
+        import shutil
+        import tempfile
+
+        from medsyn_core.storage import Store
+        from medsyn_imaging.training.generator_store import export_samples
+
+        tmp = Path(tempfile.mkdtemp(prefix="medsyn-export-"))
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        try:
+            export_samples(gen, images, labels, tmp / f"synthetic-{stamp}", fmt, seed=seed,
+                           truncation=truncation)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            # one zip of everything written (images plus their provenance sidecar)
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(tmp.rglob("*")):
+                    if f.is_file():
+                        zf.write(f, f.relative_to(tmp))
+            st.session_state["scans_export"] = (preview_key, f"synthetic-{stamp}-{fmt}.zip", buf.getvalue(),
+                                                len(images), fmt)
+            with Store() as store:
+                store.append_event(user.username, "export", {
+                    "kind": "synthetic_images", "generator": entry.name, "format": fmt,
+                    "images": len(images), "seed": seed, "truncation": float(truncation)})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    prepared = st.session_state.get("scans_export")
+    if prepared is not None and prepared[0] == preview_key:  # only the export of what is shown now
+        _, filename, data, count, prepared_fmt = prepared
+        st.download_button(f"Download {filename}", data, file_name=filename, mime="application/zip")
+        st.success(f"{count} synthetic images ({prepared_fmt.upper()}) ready, with their provenance file.")
+
+
+# Tabs only for what the role may use: clinicians get the preview and export alone.
+if may_train:
+    preview_tab, train_tab = st.tabs(["Preview and export", "Train a new generator"])
+    with preview_tab:
+        preview_and_export()
+else:
+    preview_and_export()
+    st.stop()
+
+# -- training (only built for roles allowed to train: checked on the server above) --------------------------
+with train_tab:
     from medsyn_core import jobs
     from medsyn_core.storage import Store
 
@@ -188,7 +223,6 @@ with train_tab:
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             st.error(str(exc))
 
-    @st.fragment(run_every=2.0)
     def _job_panel() -> None:
         me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
         job = current_job(me)
@@ -211,11 +245,17 @@ with train_tab:
             with Store() as store:
                 jobs.request_cancel(store, me, job["id"])
         if job["status"] == "finished":
-            st.success(f"Saved to {job['result']['model_path']}; it is now listed in the Preview tab "
-                       "(reload the page).")
+            st.success(f"Saved as {job['result']['model_name']}; it is now listed under Preview and export "
+                       "(with its quality: evaluate it on the Evaluation page before clinicians see it).")
+            if st.session_state.get("imaging_job_listed") != job["id"]:  # refresh the generator list once
+                st.session_state["imaging_job_listed"] = job["id"]
+                st.rerun(scope="app")
         elif job["status"] == "failed":
             st.error(f"Training failed: {job['error']} (resume it from its checkpoint on the Jobs page)")
         elif job["status"] == "cancelled":
             st.warning("Training was cancelled; no model was saved (the checkpoint is kept).")
 
-    _job_panel()
+    # polls only while the job is queued or running (a poll would close open menus)
+    latest = current_job(user)
+    live = latest is not None and latest["status"] in ("queued", "running")
+    st.fragment(run_every=2.0 if live else None)(_job_panel)()

@@ -1,30 +1,40 @@
 """Tabular: train CTGAN/TVAE generators on EHR-like tables and sample synthetic rows.
 
-Thin page: reading, schema, PHI, training, sampling and saving are the engine's functions
+Thin page: reading (CSV, Parquet, Excel), cleaning messy columns, the data profile, schema, PHI, the
+holdout, the DP defaults and plan, training, sampling, saving and evaluating are the engine's functions
 (``medsyn_tabular``), the same ones the CLI and the tests use. Training is a background job
 (``medsyn_core.jobs``, kind ``tabular-fit``) in its own process: the page only polls the job table, so it
 never freezes and a reload finds the running job again. Clinicians sample from saved models only.
 """
 
+import hashlib
+import io
+
 import pandas as pd
 import streamlit as st
 
-from medsyn_app.session import fragment_guard, page_guard, refusal
+from medsyn_app.session import audit_upload, fragment_guard, page_guard, refusal
 from medsyn_core import jobs, model_store, names, uploads
 from medsyn_core.catalog import bundled
 from medsyn_core.csv_export import to_csv_bytes
 from medsyn_core.privacy.budget import EPSILON_RANGE, PRESETS, default_delta
+from medsyn_core.report import model_context
 from medsyn_core.storage import Store
+from medsyn_tabular.data.cleaning import apply_fixes, apply_missing_tokens, detect_issues
 from medsyn_tabular.data.datasets import LOADERS, METADATA, load_bundled_table
+from medsyn_tabular.data.holdout import DEFAULT_SHARE, apply_spec, split_holdout
 from medsyn_tabular.data.io import read_table
 from medsyn_tabular.data.phi import ACTIONS
 from medsyn_tabular.data.privacy_unit import KEY_LIKE_PHI
+from medsyn_tabular.data.profile import profile_table
 from medsyn_tabular.data.review import review_table
 from medsyn_tabular.data.schema import KINDS
 from medsyn_tabular.models.registry import MODELS as MODEL_SPECS
 
 st.title("Tabular")
 user = page_guard("sample")
+#: What belongs to one table: dropped when another table is chosen, so nothing of it stays on screen.
+TABLE_STATE = ("tabular_job_id", "tabular_job_shown", "tabular_rows", "tabular_report", "tabular_job_table")
 
 
 @st.cache_data(show_spinner="Reading the table…", max_entries=2)
@@ -38,6 +48,29 @@ def load_synthesizer(path: str, mtime: float):
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     return TabularSynthesizer.load(path)
+
+
+@st.cache_data(show_spinner="Planning the differential privacy…", max_entries=16)
+def dp_plan(n_rows: int, model: str | None, epsilon: float, delta: float, clip: float, epochs, batch_size):
+    """(batch size, epochs, σ, q, steps, ε training) of the DP plan, or the readable refusal (str);
+    ``model`` None: the registry's default for this ε."""
+    from medsyn_core.privacy import PrivacyError
+    from medsyn_tabular.synthesizer import TabularSynthesizer
+
+    try:
+        synth = TabularSynthesizer(model, epochs=epochs, batch_size=batch_size, epsilon=epsilon, delta=delta,
+                                   max_grad_norm=clip)
+        budget, plan = synth.plan_privacy(n_rows)
+    except (PrivacyError, ValueError) as exc:
+        return str(exc)
+    if plan is None:  # a marginal model (MST/AIM): zCDP over noisy marginals, no DP-SGD steps
+        return {"model": synth.model_name, "mechanism": "noisy marginals (zCDP, discrete Gaussian)",
+                "ε total": budget.epsilon, "δ": budget.delta}
+    return {"model": synth.model_name, "batch size": synth.batch_size, "epochs": synth.epochs,
+            "noise multiplier σ": plan.noise_multiplier, "sample rate q": plan.sample_rate,
+            "DP-SGD steps": plan.steps,
+            "ε training (after the preprocessing share)": budget.epsilon_training,
+            "chosen for you": ", ".join(synth.chosen_by_default) or "nothing"}
 
 
 def show_ledger(synth) -> None:
@@ -100,6 +133,7 @@ def saved_model_sampling() -> None:
     if not entries:
         st.info("No tabular model is saved yet. A researcher trains one here; it then appears in this list.")
         return
+
     def label(m) -> str:
         dp = f"ε = {m.dp_epsilon:.3g}" if m.dp_epsilon is not None else "DP: off"
         return f"{m.name} ({m.kind}, {dp})"
@@ -128,28 +162,81 @@ st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
-df, source, upload_bytes, keep_upload = None, None, None, False
+raw_df, source, upload_bytes, keep_upload = None, None, None, False
 if source_kind == "Bundled dataset":
     name = st.selectbox("Dataset", list(LOADERS))
-    df, source = load_bundled_table(name), name
+    raw_df, source = load_bundled_table(name), name
+    data_key = ("bundled", name)
 else:
-    upload = st.file_uploader("CSV, TSV or Parquet", type=["csv", "tsv", "txt", "parquet", "pq"])
+    upload = st.file_uploader("CSV, TSV, Parquet or Excel (.xlsx, first sheet)",
+                              type=["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xlsm"])
     st.caption(uploads.NOTICE)
     keep_upload = st.checkbox("Keep the uploaded file after training",
                               help="Off: the file is deleted when the training job ends. On: it stays "
                                    "(private to the service account) until an admin deletes it.")
+    data_key = None
     if upload is not None:
+        audit_upload(user, "tabular", [upload])  # real patient data reached the server: audited once
+        data_key = ("upload", hashlib.sha256(upload.getvalue()).hexdigest())
         try:
-            df, source = read_upload(upload.getvalue(), upload.name), upload.name
+            raw_df, source = read_upload(upload.getvalue(), upload.name), upload.name
             upload_bytes = upload.getvalue()
         except ValueError as exc:
             st.error(str(exc))
-if df is None:
+if st.session_state.get("tabular_data_key") != data_key:  # another table: forget the last one's results
+    for key in TABLE_STATE:
+        st.session_state.pop(key, None)
+    st.session_state["tabular_data_key"] = data_key
+if raw_df is None:
     st.stop()
-st.write(f"**{source}**: {len(df)} rows x {df.shape[1]} columns")
+st.write(f"**{source}**: {len(raw_df)} rows x {raw_df.shape[1]} columns")
 
-# 2. schema and PHI review -------------------------------------------------------------------------
+# 2. messy columns and missing values ---------------------------------------------------------------
+issues = detect_issues(raw_df)
+fix_choices: dict[str, str] = {}
+if issues:
+    st.subheader("Messy columns")
+    st.caption("These text columns are really numbers. Choose what to do with each (nothing is changed in "
+               "your file; the table below is what trains).")
+    labels = {"parse": "read as numbers (others missing)", "missing": "keep plain numbers, others missing",
+              "categorical": "keep as text labels"}
+    for issue in issues:
+        shown = []
+        if issue.units:
+            shown.append("unit" + "s" * (len(issue.units) > 1) + ": " + ", ".join(issue.units))
+        if issue.other_tokens:
+            shown.append("not numbers: " + ", ".join(repr(t) for t in issue.other_tokens))
+        fix_choices[issue.column] = st.radio(
+            f"**{issue.column}**: {issue.describe()}" + (f" ({'; '.join(shown)})" if shown else ""),
+            issue.fixes, format_func=labels.get, horizontal=True, key=f"fix-{data_key}-{issue.column}")
+with st.expander("Missing values: cell values that mean 'not recorded', per column"):
+    st.caption("Already read as missing everywhere: empty cells, NA, N/A, ?, null, none, -, … Add a "
+               "column's own codes here (e.g. 0 for a glucose never measured, 'unknown', 'not done'), "
+               "separated by commas.")
+    tokens_frame = st.data_editor(
+        pd.DataFrame({"column": [str(c) for c in raw_df.columns], "missing tokens": [""] * raw_df.shape[1]}),
+        hide_index=True, disabled=["column"], key=f"tokens-{data_key}")
+missing_tokens = {r["column"]: [t.strip() for t in str(r["missing tokens"] or "").split(",") if t.strip()]
+                  for r in tokens_frame.to_dict("records")}
+missing_tokens = {c: t for c, t in missing_tokens.items() if t}
+df, token_records = apply_missing_tokens(raw_df, missing_tokens)
+df, fix_records = apply_fixes(df, {c: f for c, f in fix_choices.items() if c in df.columns})
+cleaning = [r.to_dict() for r in token_records + fix_records if r.fix != "categorical"]
+if cleaning:
+    st.caption(f"Applied: {len(cleaning)} change(s), "
+               f"{sum(r['cells_parsed'] for r in cleaning)} cells read as numbers, "
+               f"{sum(r['cells_made_missing'] for r in cleaning)} cells made missing.")
+
+# 3. data profile -------------------------------------------------------------------------------------
 schema, findings = review_table(df)  # cached on the table's content: not redone on every rerun
+profile = profile_table(df, schema)
+with st.expander(f"Data profile ({len(profile.warnings)} warning{'s' * (len(profile.warnings) != 1)})",
+                 expanded=bool(profile.warnings)):
+    st.dataframe(pd.DataFrame(profile.rows), hide_index=True, width="stretch")
+    for warning in profile.warnings:
+        st.warning(warning)
+
+# 4. schema and PHI review ------------------------------------------------------------------------
 phi = {f.column: f for f in findings}
 review = pd.DataFrame({
     "column": schema.names,
@@ -161,7 +248,8 @@ review = pd.DataFrame({
 })
 st.subheader("Schema and identifiers")
 edited = st.data_editor(
-    review, hide_index=True, disabled=["column", "PHI", "missing", "why"], key=f"schema-{source}",
+    review, hide_index=True, disabled=["column", "PHI", "missing", "why"],
+    key=f"schema-{data_key}-{hashlib.sha256(repr(sorted(fix_choices.items())).encode()).hexdigest()[:8]}",
     column_config={"kind": st.column_config.SelectboxColumn(options=list(KINDS) + ["drop"]),
                    "PHI action": st.column_config.SelectboxColumn(options=list(ACTIONS))},
 )
@@ -171,31 +259,72 @@ overrides = {"columns": {new["column"]: {"kind": new["kind"]} for new, old in pa
 phi_actions = {new["column"]: new["PHI action"] for new, old in pairs
                if new["PHI action"] != old["PHI action"] or new["column"] in phi}
 
-# 3. training ---------------------------------------------------------------------------------------
+# 5. holdout ---------------------------------------------------------------------------------------
 st.subheader("Train")
+columns = [str(c) for c in df.columns]
+h1, h2, h3 = st.columns([2, 1, 1])
+use_holdout = h1.checkbox("Keep back a holdout for the evaluation (recommended)", value=True,
+                          help="These real rows are never trained on; every report tests membership "
+                               "inference and distances against them.")
+holdout_share = h2.slider("Holdout share", 0.1, 0.4, DEFAULT_SHARE, 0.05, disabled=not use_holdout)
+stratify = h3.selectbox("Stratified by", columns,
+                        index=columns.index("num") if "num" in columns else len(columns) - 1,
+                        disabled=not use_holdout, help="Usually the outcome you will predict.")
+train_df, holdout_spec = df, None
+if use_holdout:
+    try:
+        train_df, _, holdout_spec = split_holdout(df, float(holdout_share), stratify)
+        st.caption(f"Training on {holdout_spec.n_train} rows; {holdout_spec.n_holdout} rows kept back"
+                   + (f", stratified by {holdout_spec.stratify}." if holdout_spec.stratify else
+                      " (at random: the column has too many values, or a value appears once)."))
+    except ValueError as exc:
+        st.warning(str(exc))
+        use_holdout = False
+
+# 6. training settings ------------------------------------------------------------------------------
 c1, c2, c3, c4 = st.columns(4)
 model = c1.selectbox("Model", ["auto"] + list(MODEL_SPECS),
                      help="auto: MST with differential privacy at ε ≤ 3, TVAE otherwise")
 st.caption("  \n".join(spec.summary for spec in MODEL_SPECS.values()))  # one line per model
-epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=50, step=10)
-batch_size = c3.number_input("Batch size", min_value=10, max_value=10_000, value=500, step=10)
+chosen = None if model == "auto" else model
+epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=None, step=10, placeholder="auto",
+                         help="Empty: chosen for you (300 without DP; under DP from the rows and ε).")
+batch_size = c3.number_input("Batch size", min_value=2, max_value=10_000, value=None, step=10,
+                             placeholder="auto",
+                             help="Empty: chosen for you (500 without DP; under DP about 5 % of the rows).")
 seed = c4.number_input("Seed", min_value=0, value=0, step=1)
 
 st.markdown("**Differential privacy**")
+PRESET_NAMES = ["off", "strict", "balanced", "exploratory", "custom ε"]
+
+
+def _preset_changed() -> None:  # a preset sets the slider; the slider stays usable
+    value = PRESETS.get(st.session_state["tabular_preset"])
+    if value is not None:
+        st.session_state["tabular_epsilon"] = float(value)
+
+
+def _epsilon_changed() -> None:  # moving the slider away from the preset's ε makes it a custom ε
+    preset = st.session_state.get("tabular_preset")
+    if preset not in (None, "off") and PRESETS.get(preset) != st.session_state["tabular_epsilon"]:
+        st.session_state["tabular_preset"] = "custom ε"
+
+
+st.session_state.setdefault("tabular_epsilon", 3.0)
 p1, p2, p3, p4 = st.columns(4)
-preset = p1.selectbox("Preset", ["off", "strict", "balanced", "exploratory", "custom ε"],
+preset = p1.selectbox("Preset", PRESET_NAMES, key="tabular_preset", on_change=_preset_changed,
                       help="strict ε = 1, balanced ε = 3, exploratory ε = 10; off = no differential privacy")
-epsilon = PRESETS.get(preset) if preset != "custom ε" else None
-epsilon = p2.slider("ε (total)", min_value=EPSILON_RANGE[0], max_value=EPSILON_RANGE[1],
-                    value=float(epsilon or 3.0), step=0.1, disabled=preset != "custom ε",
-                    help="smaller ε = stronger privacy; covers preprocessing and training")
-delta = p3.number_input("δ", min_value=0.0, max_value=1.0 / len(df), value=default_delta(len(df)),
-                        step=default_delta(len(df)) / 10, format="%.2e", disabled=preset == "off",
+epsilon = p2.slider("ε (total)", min_value=EPSILON_RANGE[0], max_value=EPSILON_RANGE[1], step=0.1,
+                    key="tabular_epsilon", on_change=_epsilon_changed,
+                    help="smaller ε = stronger privacy; covers preprocessing and training. Moving it picks "
+                         "'custom ε'.")
+n_train = len(train_df)
+delta = p3.number_input("δ", min_value=0.0, max_value=1.0 / n_train, value=default_delta(n_train),
+                        step=default_delta(n_train) / 10, format="%.2e", disabled=preset == "off",
                         help="must be below 1/n")
 clip = p4.number_input("Clipping norm", min_value=0.01, max_value=100.0, value=1.0, step=0.1,
                        disabled=preset == "off", help="per-sample gradient clipping norm C")
-metadata = None
-unit_choice = None
+metadata, unit_choice, plan = None, None, None
 if preset != "off":
     key_like = [c for c in schema.names if (c in phi and phi[c].category in KEY_LIKE_PHI)
                 or schema[c].kind == "identifier"]
@@ -209,7 +338,7 @@ if preset != "off":
     st.caption("Under differential privacy the reviewed table above is your declaration of the schema: "
                "the kinds and PHI actions you see are recorded as declared by you, and nothing about the "
                "schema is read from the rows.")
-    if source in METADATA and st.checkbox(
+    if source in METADATA and not cleaning and st.checkbox(
             "Use the table's public metadata (category codes from its data dictionary, plausible bounds)",
             value=True):
         metadata = METADATA[source]()
@@ -222,6 +351,14 @@ if preset != "off":
             metadata = yaml.safe_load(meta_file.getvalue().decode("utf-8-sig"))
     st.caption("Without declared bounds and categories, 10 % of ε is spent to learn them privately; rare "
                "categories are then never revealed. The column names, kinds and the row count are public.")
+    plan = dp_plan(n_train, chosen, float(epsilon), float(delta), float(clip),
+                   None if epochs is None else int(epochs), None if batch_size is None else int(batch_size))
+    if isinstance(plan, str):
+        st.error(f"This plan cannot work: {plan}")
+    else:
+        st.markdown("**The plan** (from public numbers only: the rows, ε, δ, batch size and epochs)")
+        st.dataframe(pd.DataFrame([{k: (f"{v:.3g}" if isinstance(v, float) else v)
+                                    for k, v in plan.items()}]), hide_index=True)
 
 # an upload's file name may hold identifiers: it names nothing that is stored (model, card, job, audit)
 default_name = names.slugify(f"{source if upload_bytes is None else 'uploaded-table'}-{model}")
@@ -230,8 +367,9 @@ model_name = n1.text_input("Model name", value=default_name,
                            help="Letters, digits, '-', '_' and '.'; starts with a letter or digit.")
 replace = n2.checkbox("Replace the existing model", help="Only if a model of this name exists: the new one "
                       "takes its place for everyone (recorded in the audit log).")
-if st.button("Train", type="primary"):
+if st.button("Train", type="primary", disabled=isinstance(plan, str)):
     from medsyn_tabular.fit_job import submit_fit
+    from medsyn_tabular.synthesizer import TabularSynthesizer
 
     data_path = None
     try:
@@ -244,29 +382,46 @@ if st.button("Train", type="primary"):
                 overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
             else:
                 overrides["unit"] = "row"
-        # settings, budget and name are checked before real data is saved (submit_fit checks them again)
-        from medsyn_tabular.synthesizer import TabularSynthesizer
-
-        chosen = None if model == "auto" else model
-        TabularSynthesizer(chosen, epochs=int(epochs), batch_size=int(batch_size), seed=int(seed),
-                           schema=overrides, phi_actions=phi_actions, **private).plan_privacy(len(df))
-        model_store.ensure_model_name_free(model_name.strip(), replace=replace)
+        chosen_epochs = None if epochs is None else int(epochs)
+        chosen_batch = None if batch_size is None else int(batch_size)
+        synth = TabularSynthesizer(chosen, epochs=chosen_epochs, batch_size=chosen_batch, seed=int(seed),
+                                   schema=overrides, phi_actions=phi_actions, **private)
+        # everything that can be refused is refused now, before real data is saved or a job is queued:
+        # the kinds and overrides against the table (e.g. text in a column declared continuous), the
+        # budget, the name (submit_fit checks the settings, budget and name again)
+        synth.prepare(train_df)
+        synth.plan_privacy(len(train_df))
+        model_store.ensure_model_name_free(model_name.strip(), replace=replace)  # a bad or taken name, too
         with Store() as store:
             upload_params = {}
-            if upload_bytes is not None:
-                data_path = uploads.save_upload(upload_bytes, source)
-                label = f"upload-{uploads.sha_prefix(data_path)}"
+            if upload_bytes is not None or cleaning:
+                # what trains is what was reviewed: the cleaned table (Parquet keeps its types)
+                if cleaning or not source.lower().endswith((".csv", ".tsv", ".txt", ".parquet", ".pq")):
+                    buffer = io.BytesIO()
+                    try:
+                        df.to_parquet(buffer, index=False)
+                        data_path = uploads.save_upload(buffer.getvalue(), "table.parquet")
+                    except (ValueError, TypeError, ImportError):  # a column Parquet cannot type: CSV
+                        data_path = uploads.save_upload(df.to_csv(index=False).encode(), "table.csv")
+                else:
+                    data_path = uploads.save_upload(upload_bytes, source)
+                label = f"upload-{uploads.sha_prefix(data_path)}" if upload_bytes is not None else \
+                    f"{source} (cleaned)"
                 upload_params = {"upload": str(data_path), "keep_upload": bool(keep_upload)}
                 store.append_event(user.username, "upload", {
-                    "file_sha256_prefix": uploads.sha_prefix(data_path), "rows": len(df),
-                    "columns": df.shape[1], "kept": bool(keep_upload)})
+                    "where": "tabular-training", "file_sha256_prefix": uploads.sha_prefix(data_path),
+                    "rows": len(df), "columns": df.shape[1], "kept": bool(keep_upload),
+                    "cleaning": cleaning})
             else:
                 label = source
             st.session_state["tabular_job_id"] = submit_fit(
-                store, user, data_path=data_path or bundled(source).path, source=label, n_rows=len(df),
-                name=model_name.strip(), model=chosen, epochs=int(epochs), batch_size=int(batch_size),
-                seed=int(seed), schema=overrides, phi_actions=phi_actions, privacy=private,
-                replace=bool(replace), upload=upload_params.get("upload"), keep_upload=bool(keep_upload))
+                store, user, data_path=data_path or bundled(source).path, source=label,
+                n_rows=len(train_df), name=model_name.strip(), model=chosen, epochs=chosen_epochs,
+                batch_size=chosen_batch, seed=int(seed), schema=overrides, phi_actions=phi_actions,
+                privacy=private, replace=bool(replace), upload=upload_params.get("upload"),
+                keep_upload=bool(keep_upload),
+                holdout=holdout_spec.to_dict() if holdout_spec is not None else None, cleaning=cleaning)
+            st.session_state["tabular_job_table"] = data_key
     except (ValueError, FileExistsError, PermissionError) as exc:
         if data_path is not None:  # saved but no job will use it: do not keep real data for nothing
             with Store() as store:
@@ -288,7 +443,6 @@ def current_job(me) -> dict | None:
         return jobs.job_for(store, me, job_id)
 
 
-@st.fragment(run_every=1.0)
 def training_progress() -> None:
     me = fragment_guard("train")  # every refresh: still logged in, enabled, allowed to train
     job = current_job(me)
@@ -317,9 +471,12 @@ def training_progress() -> None:
         st.rerun()
 
 
-training_progress()
+# polls only while a job is queued or running (a poll re-renders the page's end and would close menus)
+_active = current_job(user)
+st.fragment(run_every=1.0 if _active and _active["status"] in ("queued", "running") else None)(
+    training_progress)()
 
-# 4. sampling ----------------------------------------------------------------------------------------
+# 7. sampling and evaluation ---------------------------------------------------------------------------
 job = current_job(user)
 if job is not None and job["status"] == "finished":
     result = job["result"]
@@ -328,36 +485,52 @@ if job is not None and job["status"] == "finished":
     path = Path(result["model_path"])
     synth = load_synthesizer(str(path), (path / "model_card.json").stat().st_mtime)
     resumed = synth.card.get("resumed_after_epoch")
+    chosen = synth.card.get("chosen_by_default") or {}
     st.success(f"Trained {synth.model_name} in {synth.card['training_seconds']:.1f} s "
                f"{f'(after resuming at epoch {resumed}) ' if resumed else ''}"
                f"(+{synth.card['preprocessing_seconds']:.1f} s preprocessing) and saved as "
-               f"**{result['model_name']}** in the model store. {synth.card['dp_label']}")
+               f"**{result['model_name']}** in the model store. {synth.card['dp_label']}"
+               + (f" Chosen for you: {', '.join(f'{k} {v}' for k, v in chosen.items())}." if chosen else ""))
     show_ledger(synth)
     if synth.phi_record:
         with st.expander("PHI handling applied"):
             st.table(pd.DataFrame(synth.phi_record)[["column", "category", "action", "detail"]])
     sampling_panel(synth, result["model_name"])
 
-    # 5. evaluation of the sampled rows against the real table (researchers) ---------------------------
     sampled = st.session_state.get("tabular_rows")
     if sampled is not None and sampled[0] == result["model_name"] and refusal(user, "evaluate") is None:
         st.subheader("Evaluate these rows")
         rows = sampled[1]
-        shared = [c for c in rows.columns if c in df.columns]
-        target = st.selectbox("Target column for the utility test", shared, index=len(shared) - 1)
-        st.caption("Against the whole real table, so no holdout is available: the membership-inference "
-                   "checks are skipped and utility is tested on a split of the real rows (optimistic). "
-                   "The Evaluation page takes a separate holdout file.")
+        same_table = st.session_state.get("tabular_job_table", data_key) == data_key
+        try:
+            train_rows, holdout_rows = (apply_spec(df, job["params"].get("holdout")) if same_table
+                                        else (df, None))
+        except ValueError:
+            train_rows, holdout_rows = df, None
+        shared = [c for c in rows.columns if c in train_rows.columns]
+        target = st.selectbox("Target column for the utility test", shared,
+                              index=shared.index(stratify) if stratify in shared else len(shared) - 1)
+        if holdout_rows is not None:
+            st.caption(f"Against the {len(train_rows)} training rows, with the {len(holdout_rows)} held-out "
+                       "rows the model never saw: membership inference and distances compare the two.")
+        else:
+            st.caption("No holdout was kept for this model: the membership-inference checks are skipped and "
+                       "utility is tested on a split of the training rows (optimistic).")
         if st.button("Evaluate"):
             from medsyn_tabular.evaluation import evaluate_tabular
 
+            context = model_context(synth.card, result["model_name"])
             try:
                 with st.spinner("Evaluating fidelity, utility, privacy and fairness…"):
-                    st.session_state["tabular_report"] = (
-                        result["model_name"], evaluate_tabular(df[shared], rows[shared], target=target))
+                    st.session_state["tabular_report"] = (result["model_name"], evaluate_tabular(
+                        train_rows[shared], rows[shared], target=target,
+                        holdout=holdout_rows[shared] if holdout_rows is not None else None,
+                        title=f"Evaluation of {result['model_name']}", context=context))
                 with Store() as store:
-                    store.append_event(user.username, "evaluate", {"model": result["model_name"],
-                                                                   "target": target, "rows": len(rows)})
+                    store.append_event(user.username, "evaluate", {
+                        "kind": "tabular", "model": result["model_name"], "target": target,
+                        "rows": len(rows), "holdout_rows": len(holdout_rows) if holdout_rows is not None
+                        else 0})
             except ValueError as exc:
                 st.error(str(exc))
         evaluated = st.session_state.get("tabular_report")

@@ -16,7 +16,7 @@ with Store() as store:
     accounts = auth.list_users(store, user)
 st.dataframe([{"username": a["username"], "role": a["role"], "active": bool(a["active"]),
                "single sign-on identity": a["sso_identity"] or ""}
-              for a in accounts], hide_index=True, use_container_width=True)
+              for a in accounts], hide_index=True, width="stretch")
 sso = sso_settings()
 if sso is None:
     st.caption("Single sign-on is not configured (no `[auth]` section in `.streamlit/secrets.toml`); "
@@ -27,22 +27,37 @@ else:
                f"equals its `{sso['claim']}` claim. Unlinked identities are refused.")
 
 st.subheader("Create an account")
-with st.form("create_user", clear_on_submit=True):
-    username = st.text_input("Username")
-    role = st.selectbox("Role", auth.ROLES, index=auth.ROLES.index("clinician"))
-    password = st.text_input(f"Initial password (at least {auth.MIN_PASSWORD_LENGTH} characters)",
-                             type="password")
-    identity = st.text_input("Single sign-on identity (optional, e.g. the person's hospital e-mail)")
-    if st.form_submit_button("Create account"):
-        try:
-            with Store() as store:
-                created = auth.create_user(store, user, username, password, role)
-                if identity.strip():
-                    auth.set_sso_identity(store, user, created.username, identity)
-            st.session_state["users_notice"] = f"Created {created.username} ({created.role})."
-            st.rerun()
-        except (auth.AuthError, auth.PermissionDenied) as exc:
-            st.error(str(exc))
+NEW_FIELDS = {"new_username": "", "new_role": "clinician", "new_password": "", "new_identity": ""}
+
+
+def create_account() -> None:
+    """The form's callback: create the account; on success empty the form, on a refusal keep everything
+    that was typed (role included) and say what to change."""
+    state = st.session_state
+    try:
+        with Store() as store:
+            created = auth.create_user(store, user, state["new_username"], state["new_password"],
+                                       state["new_role"])
+            if state["new_identity"].strip():
+                auth.set_sso_identity(store, user, created.username, state["new_identity"])
+    except (auth.AuthError, auth.PermissionDenied) as exc:
+        state["users_error"] = str(exc)
+        return
+    state["users_notice"] = f"Created {created.username} ({created.role})."
+    state.update(NEW_FIELDS)
+
+
+for key, default in NEW_FIELDS.items():
+    st.session_state.setdefault(key, default)
+with st.form("create_user"):
+    st.text_input("Username", key="new_username")
+    st.selectbox("Role", auth.ROLES, key="new_role")
+    st.text_input(f"Initial password (at least {auth.MIN_PASSWORD_LENGTH} characters)", type="password",
+                  key="new_password")
+    st.text_input("Single sign-on identity (optional, e.g. the person's hospital e-mail)", key="new_identity")
+    st.form_submit_button("Create account", on_click=create_account)
+if error := st.session_state.pop("users_error", None):
+    st.error(error)
 if notice := st.session_state.pop("users_notice", None):
     st.success(notice)
 

@@ -53,7 +53,7 @@ def finish_job(job_id: int, timeout: float = 300) -> dict:
             procs = [p for p in procs if p.poll() is None] + jobs.tick(store)
             job = jobs.get_job(store, job_id)
             if job["status"] in jobs.TERMINAL:
-                for p in procs:  # includes a job the last tick started (e.g. the next queued one): let it end
+                for p in procs:  # also a job the last tick started meanwhile: give it the time left
                     p.wait(max(30.0, deadline - time.time()))
                 return job
             time.sleep(0.5)

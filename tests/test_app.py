@@ -128,6 +128,26 @@ def test_admin_creates_user_and_changes_role_on_users_page():
         assert [e["action"] for e in store.audit_events()][-2:] == ["user_created", "role_changed"]
 
 
+def test_a_refused_new_account_keeps_everything_typed_in_the_form():
+    """Issue 19: a refused account (short password) used to clear every field and reset the role to
+    clinician, so the next submit created the wrong thing."""
+    at = logged_in("pages/users.py", "admin").run()
+    at.text_input(key="new_username").input("rita")
+    at.text_input(key="new_password").input("short")
+    at.selectbox(key="new_role").set_value("researcher")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "at least 10 characters" in at.error[0].value
+    assert at.text_input(key="new_username").value == "rita"
+    assert at.selectbox(key="new_role").value == "researcher"
+    at.text_input(key="new_password").input(PW)
+    at.button[0].click().run()
+    assert "Created rita (researcher)." in at.success[0].value
+    assert at.text_input(key="new_username").value == ""  # emptied after success only
+    with Store() as store:
+        assert auth.load_user(store, "rita") == auth.User("rita", "researcher")
+
+
 SSO_SECRETS = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
                "client_id": "medsyn", "client_secret": "s",
                "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}

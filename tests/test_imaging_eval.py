@@ -227,3 +227,42 @@ def test_saved_imaging_report_is_listed_on_the_evaluation_page():
     saved = next(s for s in at.selectbox if s.label == "Saved imaging report")
     assert any(report.title in option for option in saved.options)
     assert any(t.value.startswith("Imaging fidelity") for t in at.subheader)
+
+
+def test_the_imaging_evaluation_runs_as_a_job_and_becomes_the_generators_one_figure(tiny_npz):
+    """Issue 19: the evaluation blocked the page for 342 s; it is a job now, its report carries the
+    generator's context and verdicts, and its FID becomes the generator's figure everywhere."""
+    import json
+
+    from app_helpers import account, finish_job, logged_in
+
+    from medsyn_core import jobs, model_card
+    from medsyn_core.storage import Store
+    from medsyn_imaging.evaluation.imaging_report import list_saved_reports
+    from medsyn_imaging.training.generator_store import DEMO_MODEL_NAME, list_generators
+
+    at = logged_in("pages/evaluation.py", "researcher").run()
+    at.radio[0].set_value("Synthetic images").run()
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()  # the form's Evaluate: queues a job, returns at once
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job_id = at.session_state["imaging_eval_job"]
+    with Store() as store:  # run the same job on the small file instead of the whole bundled set
+        job = store.job(job_id)
+        assert job["kind"] == "imaging-evaluate" and job["params"]["generator"] == DEMO_MODEL_NAME
+        rita = account("rita", "researcher")
+        small = jobs.submit(store, rita, "imaging-evaluate", {
+            "real": str(tiny_npz), "generator": DEMO_MODEL_NAME, "epochs": 1, "width": 4, "modes": ["tstr"]})
+        jobs.request_cancel(store, account("test-researcher", "researcher"), job_id)
+    done = finish_job(small)
+    assert done["status"] == "finished", done["error"]
+    (_, report), = list_saved_reports()
+    assert report.header()["model"] == DEMO_MODEL_NAME and report.header()["differential privacy"].startswith(
+        "off")
+    assert report.section("imaging_fidelity").metric("recall").good is not None
+    demo = next(g for g in list_generators() if g.name == DEMO_MODEL_NAME)
+    fid = model_card.read_card(demo.card).metrics["fid"]
+    assert fid == report.section("imaging_fidelity").metric("fid").value == done["result"]["fid"]
+    with Store() as store:
+        events = [(e["actor"], e["action"], json.loads(e["details_json"])) for e in store.audit_events()]
+    assert any(a == "rita" and act == "evaluate" and d["kind"] == "imaging" for a, act, d in events)

@@ -382,21 +382,29 @@ def test_cancelled_job_saves_no_model(tmp_path):
 def test_synthetic_scans_page_previews_the_demo_model_and_exports():
     from app_helpers import logged_in
 
+    from medsyn_core.storage import Store
+
     at = logged_in("pages/synthetic_scans.py", "clinician").run()
     assert not at.exception, at.exception
     assert at.selectbox[0].value.startswith("pneumoniamnist-stylegan2")
+    assert "FID 46.2 (real-vs-real floor 11.3)" in at.selectbox[0].value  # its quality, on the label
     assert len(at.get("image")) >= 1  # the preview grid
-    export = next(b for b in at.button if b.label == "Generate and export")
+    assert not at.tabs  # a clinician gets no training tab at all (issue 19)
+    export = next(b for b in at.button if b.label == "Export the 8 previewed images")
     export.click().run()
     assert not at.exception, at.exception
-    assert at.success and "synthetic images" in at.success[0].value
+    assert at.success and "8 synthetic images" in at.success[0].value
+    with Store() as store:
+        event = store.audit_events()[-1]
+    assert (event["actor"], event["action"]) == ("test-clinician", "export")
+    assert json.loads(event["details_json"])["generator"] == "pneumoniamnist-stylegan2"
 
 
 def test_synthetic_scans_page_trains_a_generator_as_a_job_for_researchers_only():
     from app_helpers import finish_job, logged_in
 
     clinician = logged_in("pages/synthetic_scans.py", "clinician").run()
-    assert any("cannot train models" in e.value for e in clinician.error)
+    assert not clinician.tabs and not clinician.error  # no tab it cannot use, so no red refusal either
     assert not any(b.label == "Start training" for b in clinician.button)
 
     at = logged_in("pages/synthetic_scans.py", "researcher").run()
@@ -408,7 +416,7 @@ def test_synthetic_scans_page_trains_a_generator_as_a_job_for_researchers_only()
     job = finish_job(at.session_state["imaging_job_id"])
     assert job["status"] == "finished", job["error"]
     at.run()
-    assert any("Saved to" in s.value for s in at.success)
+    assert any("Saved as page-gen" in s.value for s in at.success)
 
 
 def test_synthetic_scans_page_trains_with_a_dp_preset_and_refuses_unreachable_budgets():
@@ -433,3 +441,19 @@ def test_synthetic_scans_page_trains_with_a_dp_preset_and_refuses_unreachable_bu
     model = Path(job["result"]["model_path"])
     ledger = json.loads((model / "privacy_ledger.json").read_text())
     assert 0 < ledger["total_epsilon"] <= 1.0
+
+
+def test_a_folder_with_splits_trains_on_its_train_part_only(tmp_path):
+    """The evaluation tests on the folder's test/ images; training must never see them (the holdout)."""
+    from PIL import Image
+
+    from medsyn_imaging.training.training_data import load_training_images
+
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((28, 28), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    data = load_training_images(tmp_path / "data", 32)
+    assert data.class_names == ["a", "b"] and len(data.images) == 12

@@ -60,3 +60,18 @@ def test_cli_info_and_to_nifti(tmp_path, capsys):
     assert main(["dicom", "to-nifti", str(bundled_dicom_series_dir()), str(target)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["dicom", "info", str(tmp_path / "nope")]) == 2
+
+
+def test_a_dicom_file_uploaded_twice_is_read_once():
+    """Issue 19: uploading a series again together with one of its files gave 'series incomplete or mixes
+    acquisitions'; duplicates (same SOPInstanceUID) are now read once and the user is told."""
+    from medsyn_core.settings import DATA_DIR
+    from medsyn_imaging.io.sources import load_uploaded
+
+    files = sorted((DATA_DIR / "dicom" / "ge_mr_fmri").glob("*.dcm"))
+    uploaded = [(f.name, f.read_bytes()) for f in files]
+    uploaded.append(("copy-of-" + files[3].name, files[3].read_bytes()))
+    result = load_uploaded(uploaded)
+    assert len(result.volumes) == 1 and result.volumes[0].pixels.shape[:2] == (10, 15)
+    assert [p.message for p in result.problems] == [
+        "1 file(s) repeat an image already read (same SOPInstanceUID) and were read once."]

@@ -227,3 +227,27 @@ def test_export_rejects_bad_input_clearly(tmp_path):
     with pytest.raises(FileExistsError, match="already exists"):
         export_images(good, tmp_path / "x", "png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_clinician_export_is_exactly_the_preview_with_modality_spacing_and_window(tmp_path):
+    """Issue 19: the exported images were not the previewed ones (another sampling call), and the DICOM
+    was OT with no pixel spacing and no window. Now the preview batch is what is exported, pixel for
+    pixel, as Secondary Capture (the modality-neutral IOD) with the source's modality, a nominal pixel
+    spacing and the window that shows the 8-bit pixels as previewed; dciodvfy still accepts it."""
+    from medsyn_imaging.io.image_grid import make_grid
+    from medsyn_imaging.training.generator_store import demo_generator_path, export_samples, load_generator
+
+    gen = load_generator(demo_generator_path(), device="cpu")
+    images, labels = gen.preview_batch(per_class=3, seed=5, truncation=0.7)
+    grid = make_grid(images, ncol=3, scale=4)  # what the page shows (nearest-neighbour upscaling)
+    out = export_samples(gen, images, labels, tmp_path / "export", "dicom", seed=5, truncation=0.7)
+    datasets = assert_synthetic_and_valid(out)
+    assert [d.Modality for d in datasets] == ["DX"] * 6
+    assert all(float(d.PixelSpacing[0]) == pytest.approx(300 / 28) for d in datasets)
+    assert all((float(d.WindowCenter), float(d.WindowWidth)) == (128.0, 256.0) for d in datasets)
+    for i, ds in enumerate(datasets):
+        r, c = divmod(i, 3)
+        tile = grid[2 + r * (28 * 4 + 2):, 2 + c * (28 * 4 + 2):][:28 * 4:4, :28 * 4:4, 0]
+        assert np.array_equal(ds.pixel_array, tile)  # the previewed pixels, exactly
+    labels = [json.loads(d.ImageComments.split("Provenance: ")[1])["label"] for d in datasets]
+    assert labels == [0] * 3 + [1] * 3

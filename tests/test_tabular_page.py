@@ -25,6 +25,8 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
         assert datasets == [("heart_cleveland", 303)]
         run = store.get_run(1)
         assert run["status"] == "finished" and run["params"]["epochs"] == 2
+        # 20 % kept back by default, stratified by the outcome: never trained on
+        assert run["params"]["holdout"]["n_holdout"] == 61 and run["params"]["holdout"]["stratify"] == "num"
         assert run["model_id"] == store.model_id(job["result"]["model_name"]) is not None
     at.run()
     assert not at.exception, at.exception
@@ -41,6 +43,11 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
     _button(at, "Evaluate").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Fidelity") for s in at.subheader)
+    report = at.session_state["tabular_report"][1]
+    assert report.inputs["holdout rows"] == 61 and report.inputs["real rows (training)"] == 242
+    auc = report.section("privacy").metric("mia_distance_auc").value
+    assert 0.0 <= auc <= 1.0  # measured on the holdout, no longer "n/a"
+    assert report.header()["model"] == name and report.header()["differential privacy"].startswith("off")
 
     clinician = logged_in("pages/tabular.py", "clinician").run()
     assert not clinician.exception, clinician.exception
@@ -52,3 +59,27 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
     _button(clinician, "Generate").click().run()
     assert not clinician.exception and not clinician.error
     assert len(clinician.session_state["tabular_rows"][1]) == 500
+
+
+def test_dp_with_the_defaults_plans_before_the_job_and_the_epsilon_slider_is_always_usable():
+    """Issue 19: DP with the defaults was refused (batch 500 on 303 rows) after queueing, and the ε slider
+    was greyed out unless the preset was 'custom ε'."""
+    at = logged_in("pages/tabular.py", "researcher").run()
+    at.selectbox(key="tabular_preset").set_value("balanced").run()
+    slider = at.slider(key="tabular_epsilon")
+    assert slider.value == 3.0 and not slider.disabled
+    assert not at.error, [e.value for e in at.error]
+    plan = next(d for d in at.dataframe if "noise multiplier σ" in d.value.columns).value.iloc[0]
+    assert plan["batch size"] == 10 and int(plan["epochs"]) >= 10  # 242 training rows at ε = 3
+    at.slider(key="tabular_epsilon").set_value(5.0).run()
+    assert at.selectbox(key="tabular_preset").value == "custom ε"  # the slider made it a custom ε
+    at.number_input[1].set_value(500).run()  # the old fixed batch: refused now, before any job
+    assert any("choose a batch size below" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Train").disabled
+    at.number_input[1].set_value(None).run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with Store() as store:
+        job = store.job(at.session_state["tabular_job_id"])
+    assert job["params"]["epochs"] is None and job["params"]["batch_size"] is None
+    assert job["params"]["privacy"]["epsilon"] == 5.0

@@ -18,6 +18,13 @@ from medsyn_imaging.evaluation.image_metrics import DistributionScores
 from medsyn_imaging.evaluation.labelled_images import ImageDataset, LabelledImages
 from medsyn_imaging.evaluation.memorisation import DEFAULT_SSIM_THRESHOLD, MemorisationResult
 
+#: Verdicts against the real-vs-real floor (the best reachable at this sample size): a distance is good up
+#: to this many times its floor, a share good from this fraction of its floor on.
+MAX_DISTANCE_RATIO = 2.0
+MIN_SHARE_OF_FLOOR = {"precision": 0.8, "recall": 0.7, "density": 0.5, "coverage": 0.7}
+#: TSTR AUC is good within this much of TRTR.
+MAX_TSTR_GAP = 0.05
+
 MODE_TITLES = {"trtr": "train real, test real (TRTR)", "tstr": "train synthetic, test real (TSTR)",
                "mix": "train real + synthetic, test real"}
 
@@ -78,24 +85,40 @@ def confusion_figure(confusions: dict[str, list[list[int]]], class_names: list[s
 def fidelity_section(scores: dict[str, DistributionScores], extractor_name: str) -> Section:
     """``imaging_fidelity``: FID, KID and PRDC of the synthetic set, each beside the real-vs-real floor."""
     syn, floor = scores["synthetic"], scores["real_floor"]
-    ref = "real test vs real train"
+    ref = "real test vs real train (floor)"
+
+    def distance_ok(value: float, best: float) -> bool:
+        return bool(value <= MAX_DISTANCE_RATIO * max(best, 1e-9))
+
+    def share_ok(key: str, value: float, best: float) -> bool:
+        return bool(value >= MIN_SHARE_OF_FLOOR[key] * best)
+
+    def share_text(key: str) -> str:
+        return f" Good from {MIN_SHARE_OF_FLOOR[key]:.0%} of the floor on."
+
+    distance_text = f" Good up to {MAX_DISTANCE_RATIO:g}x the floor."
     metrics = [
         Metric("fid", "FID", syn.fid, "Fréchet distance between feature distributions; lower is better, "
-               "the real-vs-real floor is the best reachable at this sample size.", reference=floor.fid,
-               reference_label=ref),
+               "the real-vs-real floor is the best reachable at this sample size." + distance_text,
+               reference=floor.fid, reference_label=ref, good=distance_ok(syn.fid, floor.fid)),
         Metric("kid", "KID", syn.kid_mean, f"Kernel distance (mean of subsets of {syn.kid_subset_size}, "
-               f"std {syn.kid_std:.2g}); unbiased for small sets, lower is better.", reference=floor.kid_mean,
-               reference_label=ref),
+               f"std {syn.kid_std:.2g}); unbiased for small sets, lower is better." + distance_text,
+               reference=floor.kid_mean, reference_label=ref, good=distance_ok(syn.kid_mean, floor.kid_mean)),
         Metric("precision", "Precision", syn.precision, "Share of synthetic images that fall in the real "
-               "data's region (realism); higher is better.", reference=floor.precision, reference_label=ref),
+               "data's region (realism); higher is better." + share_text("precision"),
+               reference=floor.precision, reference_label=ref,
+               good=share_ok("precision", syn.precision, floor.precision)),
         Metric("recall", "Recall", syn.recall, "Share of real images that the synthetic set reaches "
-               "(diversity); higher is better.", reference=floor.recall, reference_label=ref),
+               "(diversity); higher is better." + share_text("recall"), reference=floor.recall,
+               reference_label=ref, good=share_ok("recall", syn.recall, floor.recall)),
         Metric("density", "Density", syn.density, "How crowded real neighbourhoods are with synthetic "
-               "images; about 1 for real-like data, far below 1 = off-manifold.", reference=floor.density,
-               reference_label=ref),
+               "images; about 1 for real-like data, far below 1 = off-manifold." + share_text("density"),
+               reference=floor.density, reference_label=ref,
+               good=share_ok("density", syn.density, floor.density)),
         Metric("coverage", "Coverage", syn.coverage, "Share of real neighbourhoods holding at least one "
-               "synthetic image (mode coverage); higher is better.", reference=floor.coverage,
-               reference_label=ref),
+               "synthetic image (mode coverage); higher is better." + share_text("coverage"),
+               reference=floor.coverage, reference_label=ref,
+               good=share_ok("coverage", syn.coverage, floor.coverage)),
     ]
     ratio = syn.fid / floor.fid if floor.fid > 0 else float("inf")
     return Section(
@@ -123,10 +146,14 @@ def utility_section(summaries: dict[str, dict], class_names: list[str]) -> Secti
                      "selected_epoch": s["selected_epoch"], "train_seconds": s["train_seconds"]})
         if mode == "trtr":
             continue
+        reference = trtr["test"]["auc"] if trtr else None
+        good = (None if reference is None or t["auc"] is None or not np.isfinite(t["auc"])
+                else bool(t["auc"] >= reference - MAX_TSTR_GAP))
         metrics.append(Metric(f"{mode}_auc", f"{mode.upper()} AUC", t["auc"],
                               f"ROC AUC on the real test split of a ResNet9 trained on {MODE_TITLES[mode]}; "
-                              "close to TRTR = the synthetic images carry the disease signal.",
-                              reference=trtr["test"]["auc"] if trtr else None, reference_label="TRTR"))
+                              "close to TRTR = the synthetic images carry the disease signal (good within "
+                              f"{MAX_TSTR_GAP} of TRTR).", reference=reference, reference_label="TRTR",
+                              good=good))
         metrics.append(Metric(f"{mode}_accuracy", f"{mode.upper()} accuracy", t["accuracy"],
                               "Accuracy (arg-max) on the real test split.",
                               reference=trtr["test"]["accuracy"] if trtr else None, reference_label="TRTR"))
@@ -183,12 +210,14 @@ def evaluate_synthetic_images(
     classifier: TrainedClassifier | None = None, modes: Sequence[str] = ("tstr",),
     inception_weights: str | Path | None = None, ssim_threshold: float = DEFAULT_SSIM_THRESHOLD,
     synthetic_label: str = "synthetic images", k: int = 5, log: Callable[[str], None] | None = None,
+    context: dict | None = None,
 ) -> Report:
     """Evaluate ``synthetic`` labelled images against ``data`` and return the imaging report.
 
     ``classifier``: a ResNet9 already trained on ``data``'s real training split (TRTR); trained here with
     ``config`` when None. Its penultimate layer is the feature space unless ``inception_weights`` (a local
     FID InceptionV3 file) is given. ``modes``: extra training modes for utility (``tstr``, ``mix``).
+    ``context``: the report header (:func:`medsyn_core.report.model_context` of the generator's card).
     """
     from medsyn_imaging.evaluation.features import ClassifierFeatures, InceptionFeatures, extract_features
     from medsyn_imaging.evaluation.image_metrics import synthetic_vs_floor
@@ -235,7 +264,7 @@ def evaluate_synthetic_images(
         f"per class {np.bincount(synthetic.labels, minlength=data.n_classes).tolist()}",
         "feature extractor": extractor.name, "classifier": f"ResNet9 width {config.width}, {config.epochs} "
         f"epochs, seed {config.seed}",
-    })
+    }, context={**(context or {}), "compared_with": f"{data.name} (real test split as holdout)"})
     report.add(Section("imaging_samples", "Samples", "Random real and synthetic images of each class.",
                        figures=[Figure.from_matplotlib("sample_grid", "Real and synthetic samples",
                                                        sample_grid_figure(train, synthetic, data.class_names,
@@ -250,6 +279,25 @@ def evaluate_synthetic_images(
         report.warnings.append(f"Only {len(synthetic)} synthetic images for {len(test)} real test images: "
                                "FID/KID are biased upwards at small sizes; sample more for firmer numbers.")
     return report
+
+
+def evaluation_metrics(report: Report) -> dict:
+    """The numbers of an imaging report that go into the generator's card (``metrics``): each fidelity
+    metric with its floor and verdict, TSTR/TRTR AUC, near-copies, and when and where it was made."""
+    out: dict = {"evaluated_at": report.created_at, "features": report.inputs.get("feature extractor")}
+    verdicts = {}
+    for section in report.sections:
+        for m in section.metrics:
+            if isinstance(m.value, int | float) and not isinstance(m.value, bool):
+                out[m.key] = float(m.value)
+                if m.reference is not None and section.key == "imaging_fidelity":
+                    out[f"{m.key}_real_floor"] = float(m.reference)
+                if m.good is not None:
+                    verdicts[m.key] = "good" if m.good else "below the bar"
+    if "n_flagged" in out:
+        out["near_copies"] = int(out.pop("n_flagged"))
+    out["verdicts"] = verdicts
+    return out
 
 
 def saved_reports_dir(create: bool = True) -> Path:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
@@ -395,10 +396,15 @@ def _series_key(ds: Dataset) -> str:
 
 def read_dicom_files(paths: Iterable[str | Path], name: str = "",
                      deidentifier: Deidentifier | None = None) -> DicomFolder:
-    """Read DICOM files, grouping them by series; bad files and bad series become problems."""
+    """Read DICOM files, grouping them by series; bad files and bad series become problems. A file that
+    repeats one already read (same SOPInstanceUID and the same bytes: the same image uploaded twice, e.g. a
+    series and again one of its files) is read once; how many were dropped is reported as a note. A file
+    with a known SOPInstanceUID but other bytes is read and checked like any other."""
     deid = deidentifier or Deidentifier()
     result = DicomFolder()
     series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    seen: dict[str, bytes] = {}  # SOPInstanceUID -> SHA-256 of the file
+    duplicates = 0
     for path in paths:
         path = Path(path)
         try:
@@ -413,7 +419,18 @@ def read_dicom_files(paths: Iterable[str | Path], name: str = "",
             result.problems.append(FileProblem(str(path), f"{path.name}: its header is inconsistent "
                                                f"({type(exc).__name__}); it was skipped."))
             continue
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if uid:
+            digest = hashlib.sha256(path.read_bytes()).digest()
+            if seen.get(uid) == digest:
+                duplicates += 1
+                continue
+            seen.setdefault(uid, digest)
         series[key].append((path, ds))
+    if duplicates:
+        result.problems.append(FileProblem(
+            name or "the input", f"{duplicates} file(s) repeat an image already read (same SOPInstanceUID) "
+            "and were read once."))
     for index, (_, members) in enumerate(series.items(), start=1):
         first_path, first = members[0]
         # SeriesDescription is free text that de-identification removes, so it is not used in labels.

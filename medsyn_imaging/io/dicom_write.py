@@ -10,7 +10,13 @@ Every file is a Secondary Capture Image (SOP class 1.2.840.10008.5.1.4.1.1.7) wi
 * 8-bit or 16-bit pixels with matching BitsAllocated/BitsStored/HighBit/PixelRepresentation, and
   RescaleSlope/RescaleIntercept when float values were quantised (stored * slope + intercept = value);
 * for volumes, the geometry per slice: ImagePositionPatient, ImageOrientationPatient, PixelSpacing,
-  SliceThickness, SpacingBetweenSlices and a FrameOfReferenceUID shared by the series.
+  SliceThickness, SpacingBetweenSlices and a FrameOfReferenceUID shared by the series;
+* for a stack of 2D samples, optionally the modality of the data the generator learned from (``DX``,
+  ``US``… instead of ``OT``; the SC Equipment module's Modality, which the SC IOD allows to override the
+  series'), the pixel spacing (PixelSpacing of the SC Image module's Basic Pixel Spacing Calibration
+  macro, uncalibrated: a nominal size) and a window (WindowCenter/WindowWidth, VOI LUT module) so that
+  viewers show the pixels as MedSyn previewed them. The IOD stays the modality-neutral Secondary Capture
+  Image, the one meant for images that no acquisition device produced.
 
 Files are written into a temporary folder that is renamed into place only when complete.
 """
@@ -186,7 +192,9 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
                        study: SyntheticStudy | None = None, geometry: bool | None = None,
                        per_image: Sequence[dict[str, Any]] | None = None,
                        sidecar: dict[str, Any] | None = None, multiframe: bool = False,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, modality: str | None = None,
+                       pixel_spacing: tuple[float, float] | None = None,
+                       window: tuple[float, float] | None = None) -> Path:
     """Write a synthetic ``volume`` as one DICOM series in the new folder ``out`` (``IMG00001.dcm`` …).
 
     ``volume.pixels``: ``(Z, Y, X)`` grey or ``(Z, Y, X, 3)`` RGB (uint8); 4D volumes are refused.
@@ -197,6 +205,9 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
     for image ``i`` only (e.g. its class label). ``sidecar`` is written as ``provenance.json`` in the
     same folder. ``multiframe=True`` writes all images into one file ``IMG00001.dcm`` of the matching
     multi-frame SC class (grayscale byte / grayscale word / true colour), without patient geometry.
+    ``modality`` (a DICOM defined term such as ``DX`` or ``US``; default ``OT``), ``pixel_spacing``
+    ((row, column) mm, nominal; used when no geometry is written) and ``window`` ((center, width) in
+    stored-value units after rescale, grey images only) are written to every image.
     Returns ``out``.
     """
     if volume.is_4d:
@@ -225,6 +236,9 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
     rows_dir = volume.affine[:3, 0] / (np.linalg.norm(volume.affine[:3, 0]) or 1.0)
     cols_dir = volume.affine[:3, 1] / (np.linalg.norm(volume.affine[:3, 1]) or 1.0)
     z_spacing, row_spacing, column_spacing = volume.spacing
+    if modality is not None and not (isinstance(modality, str) and modality.isalnum() and modality.isupper()
+                                     and len(modality) <= 16):
+        raise ValueError(f"Modality {modality!r} is not a DICOM defined term (e.g. DX, CR, MR, US, OT).")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         if multiframe:
             ds = _multiframe_dataset(q, bits, volume.rgb, _base_dataset(
@@ -242,6 +256,14 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
                 ds.RescaleIntercept = q.intercept_text
                 ds.RescaleSlope = q.slope_text
                 ds.RescaleType = volume.units if volume.units in ("HU",) else "US"
+            if modality:
+                ds.Modality = modality
+            if window is not None and not volume.rgb:
+                ds.WindowCenter = _ds_str(window[0])
+                ds.WindowWidth = _ds_str(window[1])
+                ds.VOILUTFunction = "LINEAR"
+            if pixel_spacing is not None and not geometry:
+                ds.PixelSpacing = [_ds_str(pixel_spacing[0]), _ds_str(pixel_spacing[1])]
             if geometry:
                 position = volume.affine @ np.array([0.0, 0.0, float(index), 1.0])
                 ds.FrameOfReferenceUID = frame_of_reference

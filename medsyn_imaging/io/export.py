@@ -73,7 +73,8 @@ def _label_records(n: int, labels: Sequence[int] | None, label_names: Sequence[s
 
 
 def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequence[int] | None = None,
-                  label_names: Sequence[str] | None = None, provenance: dict | None = None) -> Path:
+                  label_names: Sequence[str] | None = None, provenance: dict | None = None,
+                  modality: str | None = None, pixel_spacing: tuple[float, float] | None = None) -> Path:
     """Write synthetic ``images`` and return what was written (atomically; existing outputs are refused).
 
     ``images``: (N, C, H, W), C = 1 or 3, float in [0, 1] or uint8 (floats are stored as round(x * 255)).
@@ -82,6 +83,9 @@ def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequ
     ``IMG00001.dcm`` … plus ``provenance.json`` (zip it with :func:`zip_folder`); ``'nifti'`` -> one
     ``.nii.gz`` (``.nii.gz`` is appended if ``out`` has no NIfTI suffix) with the images stacked along z,
     plus a ``.json`` sidecar beside it.
+    ``modality`` and ``pixel_spacing`` ((row, column) mm, nominal) describe the data the generator learned
+    from; DICOM carries them (with a window that shows the 8-bit pixels as previewed: center 128, width
+    256), NIfTI the spacing.
     """
     fmt = fmt.lower().strip()
     if fmt not in FORMATS:
@@ -104,7 +108,13 @@ def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequ
         sidecar["file"] = out.name
         sidecar["axes"] = "NIfTI (x, y, z): z is the image index (1 mm nominal spacing)"
         model = str((provenance or {}).get("model", ""))
-        write_nifti(Volume(pixels, rgb=rgb, source="synthetic"), out, synthetic=True,
+        volume = Volume(pixels, rgb=rgb, source="synthetic")
+        if pixel_spacing is not None:
+            affine = np.diag([float(pixel_spacing[1]), float(pixel_spacing[0]), 1.0, 1.0])
+            volume = Volume(pixels, affine=affine, rgb=rgb, source="synthetic")
+            sidecar["axes"] = (f"NIfTI (x, y, z): z is the image index; nominal pixel size "
+                               f"{pixel_spacing[0]:g} x {pixel_spacing[1]:g} mm")
+        write_nifti(volume, out, synthetic=True,
                     description=f"SYNTHETIC MedSyn {model}".strip())
         try:
             atomic_write_json(out.with_name(stem + ".json"), sidecar)
@@ -118,7 +128,8 @@ def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequ
         model = str((provenance or {}).get("model", "")).strip()
         write_dicom_series(Volume(pixels, rgb=rgb, source="synthetic"), out,
                            description=f"{model} samples" if model else "samples",
-                           provenance=provenance, per_image=records, geometry=False, sidecar=sidecar)
+                           provenance=provenance, per_image=records, geometry=False, sidecar=sidecar,
+                           modality=modality, pixel_spacing=pixel_spacing, window=(128.0, 256.0))
         return out
     with atomic_directory(out) as tmp:
         table = io.StringIO()

@@ -149,6 +149,33 @@ class LoadedGenerator:
         images = crop_to_native(images, self.pad)
         return np.ascontiguousarray(images), labels.astype(np.int64)
 
+    def preview_batch(self, per_class: int = 8, label: int | str | None = None, seed: int = 0,
+                      truncation: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """The images a preview shows and an export writes (one call, so they are the same pixels):
+        ``per_class`` images of each class (``label`` None) or of one class, grouped by class ->
+        (images (n, C, S, S) float32 in [0, 1], labels (n,))."""
+        classes = range(max(self.n_classes, 1)) if label is None else [self.label_index(label)]
+        labels = np.repeat(np.asarray(list(classes), dtype=np.int64), per_class)
+        return self.sample(len(labels), label=labels.tolist(), seed=seed, truncation=truncation)
+
+    @property
+    def acquisition(self) -> tuple[str | None, tuple[float, float] | None]:
+        """(DICOM modality, nominal pixel spacing (row, column) in mm) of the data this generator learned
+        from: from its config when recorded there, else from the bundled dataset it names; (None, None)
+        when unknown (e.g. a folder of PNGs)."""
+        data = self.config.get("data", {})
+        modality, fov = data.get("modality"), data.get("nominal_fov_mm")
+        if modality is None or fov is None:
+            from medsyn_core.catalog import BUNDLED
+
+            source = str(data.get("source", ""))
+            match = next((d for d in BUNDLED if d.kind == "imaging" and d.modality
+                          and source.split(",")[0].split()[-1:] == [d.name]), None)
+            if match is not None:
+                modality, fov = modality or match.modality, fov or match.nominal_fov_mm
+        size = self.image_size
+        return modality, ((fov / size, fov / size) if fov else None)
+
     def class_grid(self, per_class: int = 8, seed: int = 0, truncation: float = 1.0,
                    scale: int = 2) -> np.ndarray:
         """(H, W, C) uint8 preview grid: one row per class, ``per_class`` images each."""
@@ -177,6 +204,7 @@ def load_generator(path: str | Path, device=None) -> LoadedGenerator:
         raise ValueError(f"{path / CONFIG_FILE} has format {config.get('format')}, not {CONFIG_FORMAT}.")
     card_path = path / CARD_FILE
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+    card = model_card.with_latest_evaluation(card, card.get("name", path.name))  # one FID everywhere
     device = choose_device(str(device)) if device is not None else choose_device()
     module = build_generator(config["model"], config["arch"])
     module.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
@@ -346,8 +374,12 @@ def export_samples(generator: LoadedGenerator, images: np.ndarray, labels: np.nd
         "software": f"MedSyn {__version__}",
         "training_data": generator.config["data"].get("source"),
     }
+    modality, spacing = generator.acquisition
+    if spacing is not None:
+        provenance["pixel_spacing_mm"] = f"{spacing[0]:.4g} (nominal: the source data gives no pixel size)"
     return export_images(images, out, fmt, labels=[int(x) for x in labels],
-                         label_names=generator.class_names, provenance=provenance)
+                         label_names=generator.class_names, provenance=provenance, modality=modality,
+                         pixel_spacing=spacing)
 
 
 # -- finding generators ---------------------------------------------------------------------------------
@@ -377,3 +409,38 @@ def list_generators(include_bundled: bool = True) -> list[GeneratorEntry]:
 def demo_generator_path() -> Path:
     """Folder of the bundled demo generator (PneumoniaMNIST, StyleGAN2)."""
     return BUNDLED_MODELS_DIR / DEMO_MODEL_NAME
+
+
+# -- which generators a user is offered ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class OfferedGenerator:
+    """A generator with its quality check and approval, as the sampling page lists it."""
+
+    entry: GeneratorEntry
+    quality: Any  # medsyn_imaging.evaluation.quality.QualityCheck
+    approved_by: str | None = None
+
+    @property
+    def usable_by_clinicians(self) -> bool:
+        return self.quality.passed or self.approved_by is not None
+
+
+def offered_generators(user) -> list[OfferedGenerator]:
+    """The generators ``user`` is offered: everyone who may train sees all of them with their quality;
+    others (clinicians) only those that pass the quality bar or that an admin approved."""
+    from medsyn_core import approvals
+    from medsyn_core.auth import allowed
+    from medsyn_core.model_card import read_card
+    from medsyn_core.storage import Store
+    from medsyn_imaging.evaluation.quality import quality_check
+
+    with Store() as store:
+        approved = {n: approvals.approval(store, n) for n in approvals.approved_names(store)}
+    out = []
+    for entry in list_generators():
+        check = quality_check(read_card(entry.card, entry.path).metrics)
+        grant = approved.get(entry.name.lower())
+        offered = OfferedGenerator(entry, check, grant.approved_by if grant else None)
+        if allowed(user, "train") or offered.usable_by_clinicians:
+            out.append(offered)
+    return out

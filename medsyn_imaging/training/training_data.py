@@ -169,7 +169,9 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
     """Load ``source`` (bundled MedMNIST name, ``.npz`` or class-folder of PNGs) fitted to ``resolution``.
 
     ``channels`` (1 or 3) converts PNG folders (default: 1 if every image is grayscale, else 3);
-    MedMNIST files keep their own channels. ``split`` applies to MedMNIST only.
+    MedMNIST files keep their own channels. ``split`` applies to MedMNIST and to a folder with ``train``,
+    ``val`` and ``test`` sub-folders (then only ``train`` is trained on by default, and the evaluation's
+    real test images are images the generator never saw: the holdout).
     """
     from medsyn_imaging.networks.stylegan2 import SUPPORTED_RESOLUTIONS
 
@@ -178,6 +180,8 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}.")
     path = Path(source)
+    if path.is_dir() and all((path / s).is_dir() for s in ("train", "val", "test")):
+        path = path / split  # the other splits are kept back for the evaluation
     if path.is_dir():
         images, labels, names, desc = _from_png_folder(path, resolution, channels)
         native, fit, pad = int(images.shape[-1]), "resize", 0

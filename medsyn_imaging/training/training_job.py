@@ -131,6 +131,9 @@ def _register() -> None:
     from medsyn_core.jobs import register_job_type
 
     register_job_type("imaging-train", f"{__name__}:train_generator", "train", needs_gpu=True)
+    # the imaging evaluation (minutes: classifiers and features) runs as a job too
+    register_job_type("imaging-evaluate", "medsyn_imaging.evaluation.evaluation_job:evaluate_images",
+                      "evaluate", needs_gpu=True)
 
 
 _register()

@@ -1,11 +1,13 @@
 """Reading clinical tables: CSV in any common encoding (with or without a byte-order mark), with ``,``
-``;``, tab or ``|`` delimiters, and Parquet; missing-value tokens become real missing values (NaN).
+``;``, tab or ``|`` delimiters, Parquet, and Excel workbooks (``.xlsx``/``.xlsm``, the first sheet, read
+with openpyxl); missing-value tokens become real missing values (NaN).
 
 Nothing is typed here beyond what pandas infers; :mod:`medsyn_tabular.data.schema` decides what each column
 is.
 
 Hostile files: the file size, the number of columns (from the header line) and the number of cells
-(lines x columns; for Parquet from its metadata) are checked against
+(lines x columns; for Parquet from its metadata; for Excel the unpacked size and the sheet's rows x
+columns as the rows are read) are checked against
 :data:`medsyn_core.limits.MAX_TABLE_BYTES`, ``MAX_TABLE_COLUMNS`` and ``MAX_TABLE_CELLS`` before pandas
 parses anything, and every parser failure becomes a :class:`TableReadError`.
 """
@@ -83,7 +85,8 @@ def _looks_like_value(cell: str) -> bool:
 
 
 def read_table(source: str | os.PathLike | bytes | io.IOBase, name: str | None = None) -> pd.DataFrame:
-    """Read a CSV/TSV or Parquet table into a DataFrame with missing tokens as NaN.
+    """Read a CSV/TSV, Parquet or Excel (``.xlsx``, first sheet) table into a DataFrame with missing tokens
+    as NaN.
 
     ``source`` is a path, raw bytes or a binary file object (e.g. a Streamlit upload); ``name`` (file
     name) helps pick Parquet for bytes. Whitespace around cells is stripped. A trailing column with no
@@ -114,9 +117,65 @@ def _check_shape(label: str, columns: int, cells: int) -> None:
     MAX_TABLE_CELLS.check(cells, f"{label} (rows x columns)", "Use a sample of the rows.")
 
 
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+
+
+def _read_excel(raw: bytes, label: str) -> pd.DataFrame:
+    """The first sheet of an Excel workbook: its first row is the header when it is mostly text."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile:
+        raise TableReadError(f"{label}: not a readable Excel workbook (.xlsx); save it again from Excel, "
+                             "or export the sheet as CSV.") from None
+    MAX_TABLE_BYTES.check(sum(m.file_size for m in members), f"{label} (unpacked)",
+                          "Use a sample of the rows.")
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for damaged files
+        raise TableReadError(f"{label}: not a readable Excel workbook ({type(exc).__name__}); save it again "
+                             "from Excel, or export the sheet as CSV.") from None
+    try:
+        sheet = book.worksheets[0]
+        rows, width = [], 0
+        for row in sheet.iter_rows(values_only=True):
+            width = max(width, len(row))
+            rows.append(row)
+            _check_shape(label, width, len(rows) * width)
+    finally:
+        book.close()
+    while rows and all(v is None for v in rows[-1]):
+        rows.pop()
+    if not rows:
+        raise TableReadError(f"{label}: the first sheet is empty; put the table on the first sheet.")
+    rows = [list(r) + [None] * (width - len(r)) for r in rows]
+    header = [c for c in rows[0]]
+    texts = sum(isinstance(c, str) and not _looks_like_value(c) for c in header)
+    if texts >= max(1, width / 2):
+        names = [str(c).strip() if c is not None else f"Unnamed: {i}" for i, c in enumerate(header)]
+        df = pd.DataFrame(rows[1:], columns=names)
+    else:
+        df = pd.DataFrame(rows, columns=list(range(width)))
+    # cells as text, as a CSV would give them, so that one path turns them into numbers or missing values
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else
+                                  (v.isoformat(sep=" ") if hasattr(v, "isoformat") else repr(v)
+                                   if isinstance(v, float) else str(v)))
+    return _clean(df, label)
+
+
 def _parse_table(raw: bytes, label: str, name: str | None) -> pd.DataFrame:
     if not raw.strip():
         raise TableReadError(f"{label}: the file is empty; choose a table with a header row and data rows.")
+    if (name or "").lower().endswith(EXCEL_SUFFIXES):
+        return _read_excel(raw, label)
+    if (name or "").lower().endswith(".xls"):
+        raise TableReadError(f"{label}: old Excel files (.xls) are not read; save the sheet as .xlsx or CSV.")
     if raw[:4] == b"PAR1" or (name or "").lower().endswith((".parquet", ".pq")):
         try:
             import pyarrow.parquet as pq

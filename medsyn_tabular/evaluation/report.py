@@ -129,7 +129,20 @@ def utility_section(u: UtilityResult, note: str, warnings: list[str]) -> Section
     return s
 
 
-def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Section:
+K_ANONYMITY_PLAIN = (
+    "k-anonymity counts how many synthetic rows share each combination of the quasi-identifiers (here {qi}). "
+    "Synthetic rows are not real patients, so a small group does not point at a real person by itself: it "
+    "matters when the combination is also rare among real patients and the rest of the row matches one "
+    "(the exact-copy, distance and membership checks above test that). A low k is a reason to look, not "
+    "proof of a leak.")
+L_DIVERSITY_PLAIN = (
+    "l-diversity: within each group of synthetic rows sharing the quasi-identifiers, how many different "
+    "values of {sensitive!r} appear; l = 1 means someone who knows the quasi-identifiers of a group can read "
+    "its {sensitive!r} off the synthetic table. Again these are synthetic rows: see the attribute-inference "
+    "risk for what it means for real patients.")
+
+
+def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str], dp: bool = False) -> Section:
     s = Section("privacy", "Privacy: can a real patient be found in, or learned from, the synthetic table?")
     s.metrics = [
         Metric("exact_copies", "Synthetic rows that copy a real training row", p.exact_copies_train,
@@ -174,11 +187,13 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
             reference_label=f"guess rate on new patients (attack: {a['attack rate']:.2f})"))
     if p.quasi_identifiers:
         qi = ", ".join(map(str, p.quasi_identifiers))
+        dp_note = (" Under differential privacy the ε guarantee, not k, bounds what any row reveals about a "
+                   "patient, so k is shown for information only." if dp else "")
         s.metrics.append(Metric("k_anonymity", f"k-anonymity over {qi}", p.k_anonymity,
                                 "Every combination of these columns is shared by at least k synthetic rows "
                                 f"(values compared exactly, not generalised); k >= {MIN_K} is a common "
-                                "minimum.",
-                                good=_ok(p.k_anonymity, lambda v: v >= MIN_K)))
+                                "minimum for real data." + dp_note,
+                                good=None if dp else _ok(p.k_anonymity, lambda v: v >= MIN_K)))
         s.metrics.append(Metric("small_groups", f"Rows in groups smaller than {MIN_K}", p.small_group_share,
                                 "Share of synthetic rows whose quasi-identifier combination has fewer than "
                                 f"{MIN_K} rows.", unit="(share)"))
@@ -186,6 +201,11 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
             s.metrics.append(Metric("l_diversity", f"l-diversity of {p.sensitive!r}", p.l_diversity,
                                     "Each quasi-identifier group holds at least l different values of the "
                                     "sensitive column; l = 1 means some group reveals it."))
+        s.tables.append(Table("k_anonymity_plain", "What k-anonymity and l-diversity mean for synthetic rows",
+                              [{"measure": "k-anonymity", "in plain words": K_ANONYMITY_PLAIN.format(qi=qi)}]
+                              + ([{"measure": "l-diversity", "in plain words":
+                                   L_DIVERSITY_PLAIN.format(sensitive=p.sensitive)}]
+                                 if p.l_diversity is not None else [])))
     if p.exact_copies_train > MAX_COPY_SHARE:
         n_rows = p.n_synthetic
         warnings.append(f"{_pct(p.exact_copies_train)} of synthetic rows are exact copies of real rows "
@@ -202,9 +222,11 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str]) -> Sec
                         f"{_pct(a['attack rate'])} of the time vs {_pct(a['control rate'])} for new patients "
                         f"(risk {a['risk']:.2f}, at least {a['risk, 95% lower bound']:.2f} allowing for "
                         "chance).")
-    if p.k_anonymity is not None and p.k_anonymity < MIN_K:
+    if p.k_anonymity is not None and p.k_anonymity < MIN_K and not dp:
         warnings.append(f"k-anonymity is {p.k_anonymity} over {', '.join(map(str, p.quasi_identifiers))}: "
-                        f"{_pct(p.small_group_share)} of synthetic rows are in groups of fewer than {MIN_K}.")
+                        f"{_pct(p.small_group_share)} of synthetic rows are in groups of fewer than {MIN_K} "
+                        "synthetic rows. These are not real patients; it matters if such rare combinations "
+                        "also match real patients (see the copy, distance and membership checks).")
     warnings.extend(p.notes)
     s.summary = (f"{_pct(p.exact_copies_train)} exact copies; membership attack AUC "
                  f"{_fmt(p.mia_distance_auc)} (distance) / {_fmt(p.mia_domias_auc)} (density ratio); "
@@ -231,7 +253,7 @@ def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str
                      holdout: pd.DataFrame | None = None, column_types: dict[str, str] | None = None,
                      quasi_identifiers: list[str] | None = None, sensitive: str | None = None,
                      figures: bool = True, seed: int = 0,
-                     title: str = "Synthetic table evaluation") -> Report:
+                     title: str = "Synthetic table evaluation", context: dict | None = None) -> Report:
     """Evaluate ``synthetic`` against the ``real`` rows the generator was trained on.
 
     ``holdout``: real rows the generator never saw (needed for the membership and DCR-share comparisons;
@@ -239,24 +261,27 @@ def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str
     datetime / categorical overrides. ``quasi_identifiers`` default to age/sex/ZIP-like columns;
     ``sensitive`` (a column) is the secret of the attribute-inference attack and of l-diversity (the
     target when None) and enables the fairness section.
+    ``context``: the report header (:func:`medsyn_core.report.model_context`: model, data source, ε …);
+    a DP model's k-anonymity is then informational (its ε is the guarantee).
     Raises ``ValueError`` with a plain message for unusable inputs.
     """
     # One thread per library: OpenMP/BLAS thread pools fighting over a busy CPU are many times slower.
     with threadpool_limits(limits=1):
         return _evaluate(real, synthetic, target=target, holdout=holdout, column_types=column_types,
                          quasi_identifiers=quasi_identifiers, sensitive=sensitive, figures=figures,
-                         seed=seed, title=title)
+                         seed=seed, title=title, context=context)
 
 
 def _evaluate(real, synthetic, *, target, holdout, column_types, quasi_identifiers, sensitive, figures,
-              seed, title) -> Report:
+              seed, title, context=None) -> Report:
     started = time.perf_counter()
     tables = prepare_tables(real, synthetic, target=target, holdout=holdout, column_types=column_types)
     if sensitive is not None and sensitive not in tables.kinds:
         raise ValueError(f"Sensitive column {sensitive!r} is not in the table.")
     kinds, train, syn = tables.kinds, tables.train, tables.synthetic
     warnings: list[str] = []
-    report = Report(title, "tabular")
+    report = Report(title, "tabular", context=dict(context or {}))
+    dp = str(report.context.get("privacy", "off")).startswith("ε")
 
     if tables.holdout is not None:
         fit_rows, test_rows = train, tables.holdout
@@ -285,7 +310,7 @@ def _evaluate(real, synthetic, *, target, holdout, column_types, quasi_identifie
     report.add(utility_section(util, note, warnings))
     priv = evaluate_privacy(train, tables.holdout, syn, kinds, quasi_identifiers=qis,
                             sensitive=sensitive if sensitive is not None else target, seed=seed)
-    report.add(privacy_section(priv, figures, warnings))
+    report.add(privacy_section(priv, figures, warnings, dp=dp))
 
     fair = Section("fairness", "Fairness: is every subgroup represented and served?")
     if sensitive is None:
