@@ -170,6 +170,16 @@ overrides = {"columns": {new["column"]: {"kind": new["kind"]} for new, old in pa
                          if new["kind"] != old["kind"]}}
 phi_actions = {new["column"]: new["PHI action"] for new, old in pairs
                if new["PHI action"] != old["PHI action"] or new["column"] in phi}
+rules_text = st.text_area(
+    "Clinical rules, one per line (every synthetic row keeps them; docs/tabular.md)", key=f"rules-{source}",
+    placeholder="admission <= discharge\ndiastolic < systolic\npregnancies = 0 if sex = M\n"
+                "pregnant = yes only if sex = F\nderive bmi = weight / (height / 100) ** 2",
+    help="Inequalities between columns, a value or range under a condition ('if'), fixed combinations "
+         "'(sex, pregnant) in {(F, yes), (F, no), (M, no)}', derived columns ('derive col = formula', "
+         "computed, not modelled). Rules are public declarations: they cost no privacy budget.")
+rules = [line.strip() for line in rules_text.splitlines() if line.strip()]
+if rules:
+    overrides["constraints"] = rules
 
 # 3. training ---------------------------------------------------------------------------------------
 st.subheader("Train")
@@ -239,7 +249,7 @@ if st.button("Train", type="primary"):
                                                "max_grad_norm": float(clip), "metadata": metadata}
         if preset != "off":  # the reviewed table is the declaration: every column's kind, and the unit
             overrides = {"columns": {r["column"]: {"kind": r["kind"]} for r in edited.to_dict("records")},
-                         "declared_by": user.username}
+                         "declared_by": user.username, **({"constraints": rules} if rules else {})}
             if unit_choice and unit_choice.startswith("Rows with the same"):
                 overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
             else:
@@ -352,7 +362,9 @@ if job is not None and job["status"] == "finished":
             try:
                 with st.spinner("Evaluating fidelity, utility, privacy and fairness…"):
                     st.session_state["tabular_report"] = (
-                        result["model_name"], evaluate_tabular(df[shared], rows[shared], target=target))
+                        result["model_name"], evaluate_tabular(
+                            df[shared], rows[shared], target=target, dp_model=synth.ledger is not None,
+                            constraints=synth.overrides.get("constraints")))
                 with Store() as store:
                     store.append_event(user.username, "evaluate", {"model": result["model_name"],
                                                                    "target": target, "rows": len(rows)})
