@@ -8,7 +8,8 @@ Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (m
 :mod:`medsyn_core.names`), ``replace`` (replace a model of that name; audited), ``model``,
 ``epochs``, ``batch_size``, ``seed``, ``schema`` (column overrides), ``phi_actions``, ``privacy``
 (``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
-``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
+``checkpoint_every_s`` (default 30), ``early_stopping`` (None: automatic without DP) and
+``time_budget_s`` (:mod:`medsyn_tabular.defaults`), and for an upload ``upload`` / ``keep_upload``
 (:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
 
 The model name is checked when the job starts (before any training) and again when it is registered,
@@ -48,7 +49,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     synth = TabularSynthesizer(
         params.get("model"), epochs=epochs, batch_size=int(params.get("batch_size", 500)),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
-        phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
+        phi_actions=params.get("phi_actions") or None, early_stopping=params.get("early_stopping"),
+        time_budget_s=params.get("time_budget_s"), **(params.get("privacy") or {}))
 
     def on_epoch(record: dict[str, Any]) -> None:
         # the model's history, so that a resumed job's chart also shows the epochs before the crash

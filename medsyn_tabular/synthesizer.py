@@ -91,8 +91,8 @@ dp_label = model_card.dp_label  # one label for every engine (kept here for olde
 
 class TabularSynthesizer:
     """Fit a tabular model (:data:`MODELS`: CTGAN, TVAE, AIM) on a table and sample synthetic rows,
-    optionally under conditions. ``model=None`` picks :func:`~.models.registry.default_model`: AIM with
-    differential privacy at ε ≤ 3, otherwise the model with the best measured utility (TVAE).
+    optionally under conditions. ``model=None`` picks :func:`~.models.registry.default_model`: MST with
+    differential privacy at ε ≤ 3, otherwise the model with the best measured utility (ARGN).
 
     ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see
     :mod:`medsyn_tabular.data.schema`);
@@ -113,7 +113,8 @@ class TabularSynthesizer:
                  device: str | None = None, epsilon: float | None = None, delta: float | None = None,
                  preset: str | None = None, max_grad_norm: float = 1.0,
                  metadata: str | Path | dict | None = None, preprocessing_share: float = 0.1,
-                 accountant: str = "rdp", **hyperparameters: Any):
+                 accountant: str = "rdp", early_stopping: bool | None = None,
+                 time_budget_s: float | None = None, **hyperparameters: Any):
         from medsyn_core.privacy import PrivacyError
         from medsyn_core.privacy.settings import PrivacySettings
 
@@ -121,6 +122,14 @@ class TabularSynthesizer:
         self.privacy = PrivacySettings.create(epsilon, delta, preset, max_grad_norm, preprocessing_share,
                                               accountant)
         self.private = self.privacy.enabled
+        if self.private and (early_stopping or time_budget_s is not None):
+            raise PrivacyError("Early stopping and a time budget apply without differential privacy only: "
+                               "under DP the number of training steps fixes the noise before training. Set "
+                               "the epochs instead.")
+        if time_budget_s is not None and not time_budget_s > 0:
+            raise ValueError(f"The time budget must be a positive number of seconds (got {time_budget_s!r}).")
+        self.early_stopping, self.time_budget_s = early_stopping, time_budget_s
+        self.monitor = None  # the TrainingMonitor of the last fit (early stopping / time budget)
         if model is None:
             model = registry.default_model(self.privacy.epsilon)
         if self.private and model == "ctgan":
@@ -335,7 +344,12 @@ class TabularSynthesizer:
         seed_everything(self.seed)
         train_started = time.time()
         if plan is None:
-            self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume)
+            encoded, stop = self._monitor(table, encoded)
+            kwargs = {"stop": stop} if stop is not None else {}
+            self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume, **kwargs)
+            best = stop.finish(len(self.model.loss_history)) if stop is not None else None
+            if best is not None:  # the weights of the best check
+                self.model.load_state_tensors(best)
         elif marginal:
             self.ledger.add(self._marginal_entry(plan, self.model.fit_private(encoded, plan, progress)))
         else:
@@ -362,6 +376,8 @@ class TabularSynthesizer:
             "phi_handling": self.phi_record, "statistics_provenance": self.transformer.provenance,
             "resumed_after_epoch": int(resume["epoch"]) if resume is not None else None,
             "differential_privacy": self._privacy_card(), "final_loss": final,
+            "epochs_trained": len(self.model.loss_history) if self.spec.uses_batches else None,
+            "training_stop": self.monitor.summary() if self.monitor is not None else None,
             "python": platform.python_version(),
         }
         if self.constraints:
@@ -371,6 +387,45 @@ class TabularSynthesizer:
             self.card["schema_declared_by"] = str(self.overrides.get("declared_by") or "the schema file")
         self.card["dp_label"] = dp_label(self.card)
         return self
+
+    def _monitor(self, table: pd.DataFrame, encoded: np.ndarray):
+        """(rows to train on, the :class:`~medsyn_tabular.defaults.TrainingMonitor` or None): early
+        stopping holds out a validation share of the rows (:mod:`medsyn_tabular.defaults`)."""
+        from medsyn_tabular import defaults
+
+        self.monitor = None
+        if not self.spec.uses_batches:
+            return encoded, None
+        use = self.early_stopping if self.early_stopping is not None else \
+            defaults.early_stopping_applies(len(encoded), self.epochs, self.private)
+        if not use and self.time_budget_s is None:
+            return encoded, None
+        score, higher, relative = None, True, False
+        if use:
+            train_idx, val_idx = defaults.validation_split(len(encoded), self.seed)
+            held_out, encoded = encoded[val_idx], encoded[train_idx]
+            if getattr(self.model.params, "stop_on", "quality") == "loss":  # ARGN's held-out loss
+                def score() -> float:
+                    return self.model.validation_loss(held_out)
+                higher, relative = False, True
+            else:  # the quality of generated rows against the held-out rows, for every model
+                from medsyn_tabular.evaluation.columns import infer_column_kinds
+
+                names = [e.name for e in self.transformer.columns]
+                real = table[names].iloc[val_idx].reset_index(drop=True)
+                kinds = infer_column_kinds(table[names])
+
+                def score() -> float:
+                    rng = np.random.default_rng([self.seed, 15])  # the same draws at every check
+                    rows = self._decode(self.model.generate(defaults.QUALITY_ROWS, rng), rng)
+                    return defaults.quick_quality(real, rows[names], kinds)
+
+        def snapshot() -> dict:
+            return {k: v.detach().clone() for k, v in self.model.state_tensors().items()}
+
+        self.monitor = defaults.TrainingMonitor(score, higher, snapshot if use else None, self.time_budget_s,
+                                                relative=relative)
+        return encoded, self.monitor
 
     def _exclude_derived(self, table: pd.DataFrame) -> None:
         """Derived columns are not modelled: they are computed from the generated inputs (by
@@ -598,8 +653,11 @@ class TabularSynthesizer:
                 raise ConditionError(f"The condition on {c.column!r} cannot be met: it lies outside the "
                                      "range this model generates for the column.")
 
-    def _steering_condition(self, conds) -> tuple[int, int] | None:
-        """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
+    def _steering_condition(self, conds):
+        """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector; a
+        model that takes conditions (ARGN) gets them all."""
+        if self.spec.takes_conditions:
+            return conds or None
         if not self.spec.steers_conditions:
             return None
         best, best_freq = None, 2.0

@@ -122,9 +122,9 @@ if denied:
 if mode == "Sample from a saved model":
     saved_model_sampling()
     st.stop()
-st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier columns are removed or "
-           "transformed (HIPAA Safe Harbor) before training. Optional differential privacy: the ε covers "
-           "every use of the real rows (preprocessing statistics and training).")
+st.caption("Synthetic EHR tables with ARGN, TVAE, CTGAN, MST or AIM (one line each below). Identifier "
+           "columns are removed or transformed (HIPAA Safe Harbor) before training. Optional differential "
+           "privacy: the ε covers every use of the real rows (preprocessing statistics and training).")
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
@@ -185,11 +185,15 @@ if rules:
 st.subheader("Train")
 c1, c2, c3, c4 = st.columns(4)
 model = c1.selectbox("Model", ["auto"] + list(MODEL_SPECS),
-                     help="auto: MST with differential privacy at ε ≤ 3, TVAE otherwise")
+                     help="auto: MST with differential privacy at ε ≤ 3, ARGN otherwise")
 st.caption("  \n".join(spec.summary for spec in MODEL_SPECS.values()))  # one line per model
 epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=50, step=10)
 batch_size = c3.number_input("Batch size", min_value=10, max_value=10_000, value=500, step=10)
 seed = c4.number_input("Seed", min_value=0, value=0, step=1)
+time_budget = st.number_input(
+    "Time budget in seconds (0: none)", min_value=0, max_value=86_400, value=0, step=60,
+    help="Without differential privacy, training stops before this many seconds, and also as soon as the "
+         "quality on held-out rows stops improving (early stopping); the epochs above are the most.")
 
 st.markdown("**Differential privacy**")
 p1, p2, p3, p4 = st.columns(4)
@@ -273,6 +277,7 @@ if st.button("Train", type="primary"):
             params = {"data_path": str(data_path or bundled(source).path), "source": label,
                       "name": model_name.strip(), "replace": bool(replace), "model": synth.model_name,
                       "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed),
+                      "time_budget_s": float(time_budget) if time_budget and preset == "off" else None,
                       "schema": overrides, "phi_actions": phi_actions, "privacy": private, **upload_params}
             st.session_state["tabular_job_id"] = jobs.submit(store, user, "tabular-fit", params)
     except (ValueError, FileExistsError, PermissionError) as exc:

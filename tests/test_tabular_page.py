@@ -28,9 +28,9 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
         assert run["model_id"] == store.model_id(job["result"]["model_name"]) is not None
     at.run()
     assert not at.exception, at.exception
-    # "auto" without DP is TVAE (best measured utility, docs/tabular.md)
-    assert any("Trained tvae" in s.value and "DP: off" in s.value for s in at.success)
-    at.text_area[0].set_value("sex=0")
+    # "auto" without DP is ARGN (best measured utility, docs/tabular.md)
+    assert any("Trained argn" in s.value and "DP: off" in s.value for s in at.success)
+    next(t for t in at.text_area if t.label.startswith("Conditions")).set_value("sex=0")
     _button(at, "Generate").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

@@ -59,7 +59,7 @@ def missing_rates(df: pd.DataFrame) -> pd.Series:
     return df.isna().mean()
 
 
-@pytest.mark.parametrize("model", ["ctgan", "tvae"])
+@pytest.mark.parametrize("model", ["ctgan", "tvae", "argn"])
 def test_missing_rates_within_three_points(model):
     """10-40 % missing cells in five columns of every kind, two complete columns: every synthetic
     missing rate within ±0.03 of the real one, complete columns complete."""
@@ -72,7 +72,7 @@ def test_missing_rates_within_three_points(model):
     assert fake["sex"] == 0 and fake["outcome"] == 0
 
 
-@pytest.mark.parametrize("model", ["ctgan", "tvae"])
+@pytest.mark.parametrize("model", ["ctgan", "tvae", pytest.param("argn", marks=pytest.mark.slow)])
 def test_dp_missing_rates_within_three_points_and_complete_columns_stay_complete(model):
     """Under DP the missing rate was the noisy missing bin over the noisy total of the histogram (every
     empty bin's zero-clipped noise added to it: rates 40 % too small), and TVAE drew the missing slot
