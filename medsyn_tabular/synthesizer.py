@@ -106,6 +106,12 @@ class TabularSynthesizer:
     ``max_grad_norm`` (per-sample clipping norm C); ``metadata``: a file/dict in the schema-file layout
     whose bounds, categories, ``nullable`` and ``dates_only`` are public and cost no budget;
     ``preprocessing_share`` of ε and δ for the DP statistics (default 0.1); ``accountant`` 'rdp' or 'prv'.
+
+    Without DP, ``epochs`` is the most a network trains: ``early_stopping`` (None: on for tables of at least
+    200 rows and at least 20 epochs) holds out 10 % of the rows and stops when their quality score stops
+    improving, ``time_budget_s`` stops before that many seconds (:mod:`medsyn_tabular.defaults`). The
+    schema file's ``constraints`` section declares clinical rules every generated row keeps
+    (:mod:`medsyn_tabular.data.constraints`).
     """
 
     def __init__(self, model: str | None = None, epochs: int = 300, batch_size: int = 500, seed: int = 0,
