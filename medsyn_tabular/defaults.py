@@ -14,8 +14,11 @@ epochs, and :class:`TrainingMonitor` ends training earlier when
   (:func:`quick_quality`: SDMetrics' quality score of generated rows against the held-out rows, the
   same for every model; ARGN's held-out likelihood is available, ``stop_on="loss"``, but on tables of
   hundreds of rows it bottomed out after a few epochs while quality and utility kept improving) and stops
-  after ``PATIENCE`` checks without an improvement of at least ``MIN_DELTA``; the weights of the best
-  check (or the final ones, if better) are kept.
+  after ``PATIENCE`` checks without an improvement of at least ``MIN_DELTA``, or after 2 such checks once
+  the epochs trained are twice those of the best check (and at least ``MIN_EPOCHS_AFTER_BEST`` more): a
+  score that has not improved in as long as it took to reach its best is taken as good enough (checks are
+  noisy on small validation sets, so five failures in a row are rare). The weights of the best check (or
+  the final ones, if better) are kept.
 
 Checks are spaced by time, not epochs: the next one comes after at least ``CHECK_OVERHEAD``⁻¹ times the
 last check's cost of training, so scoring never takes more than about a quarter of the time (a network
@@ -41,6 +44,7 @@ MIN_VALIDATION_ROWS, MAX_VALIDATION_ROWS = 20, 5000
 MIN_ROWS_EARLY_STOPPING = 200
 MIN_EPOCHS_EARLY_STOPPING = 20
 PATIENCE = 5  # checks without improvement before stopping
+MIN_EPOCHS_AFTER_BEST = 10  # ... or 2 checks, once training has doubled the epochs of the best check
 MIN_DELTA = {"loss": 1e-3, "quality": 2e-3}  # relative (loss) / absolute (quality) improvement that counts
 CHECK_OVERHEAD = 0.25  # scoring takes at most about this share of the training time
 QUALITY_ROWS = 1000  # synthetic rows generated for one quality check
@@ -123,18 +127,20 @@ class TrainingMonitor:
 
     ``score()``: the validation score now (``higher_is_better`` says its direction), or None for a time
     budget alone; ``snapshot()``: a copy of the model's state, kept for the best check and given back by
-    :attr:`best_state`; ``time_budget_s``: seconds of training allowed (None: no budget). The record of
+    :attr:`best_state`; ``time_budget_s``: seconds of training allowed (None: no budget);
+    ``every_epoch``: score after every epoch instead of on the time-based schedule. The record of
     every check is in :attr:`checks` (epoch, seconds of training, score)."""
 
     def __init__(self, score: Callable[[], float] | None = None, higher_is_better: bool = True,
                  snapshot: Callable[[], dict] | None = None, time_budget_s: float | None = None,
-                 patience: int = PATIENCE, min_delta: float | None = None, relative: bool = False):
+                 patience: int = PATIENCE, min_delta: float | None = None, relative: bool = False,
+                 every_epoch: bool = False):
         if time_budget_s is not None and time_budget_s <= 0:
             raise ValueError(f"The time budget must be positive (got {time_budget_s} s).")
         self.score, self.higher, self.snapshot = score, higher_is_better, snapshot
         self.time_budget_s, self.patience = time_budget_s, patience
         self.min_delta = min_delta if min_delta is not None else MIN_DELTA["loss" if relative else "quality"]
-        self.relative = relative
+        self.relative, self.every_epoch = relative, every_epoch
         self.started = time.perf_counter()
         self.scoring_s = 0.0  # time spent scoring (not training)
         self.since_check = 0.0  # training seconds since the last check
@@ -163,7 +169,8 @@ class TrainingMonitor:
         epoch_s = now - self.last_epoch_end
         self.epoch_seconds.append(epoch_s)
         self.since_check += epoch_s
-        if self.score is not None and (self.since_check * CHECK_OVERHEAD >= self.last_cost or epoch == 1):
+        due = self.every_epoch or epoch == 1 or self.since_check * CHECK_OVERHEAD >= self.last_cost
+        if self.score is not None and due:
             t0 = time.perf_counter()
             value = float(self.score())
             if self._improved(value):
@@ -179,6 +186,10 @@ class TrainingMonitor:
             if self.bad_checks >= self.patience:
                 self.stopped_because = (f"validation score did not improve for {self.patience} checks; "
                                         f"best at epoch {self.best_epoch}")
+            elif self.bad_checks >= 2 and epoch >= 2 * self.best_epoch \
+                    and epoch - self.best_epoch >= MIN_EPOCHS_AFTER_BEST:
+                self.stopped_because = (f"validation score did not improve in as many epochs as it took to "
+                                        f"reach its best (epoch {self.best_epoch})")
         elif self.score is None:
             self.scoring_s += time.perf_counter() - now
         if not self.stopped_because and self.time_budget_s is not None:

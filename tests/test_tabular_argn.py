@@ -146,3 +146,19 @@ def test_argn_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
             heart, resume_from=tmp_path / "ck.pt")
     a, b = whole.model.state_tensors(), resumed.model.state_tensors()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_monitor_stops_after_patience_or_once_the_best_epoch_is_doubled():
+    """Scores as a noisy plateau: five failed checks in a row, or two once training has run twice as
+    long as it took to reach the best score, end training; the best check's state is kept."""
+    scores = iter([0.50, 0.60, 0.70, 0.705, 0.69, 0.701, 0.70])
+    states = iter(range(100))
+    monitor = defaults.TrainingMonitor(lambda: next(scores), snapshot=lambda: {"state": next(states)},
+                                       every_epoch=True)
+    epochs = [1, 5, 10, 15, 20, 25, 30]
+    stopped = [monitor(e) for e in epochs]
+    assert stopped == [False, False, False, False, False, False, True]  # best at 15; 2 failures by 30
+    assert monitor.best_epoch == 15 and monitor.best_state == {"state": 3}
+    assert "as many epochs as it took" in monitor.stopped_because
+    patient = defaults.TrainingMonitor(iter([0.5] + [0.4] * 5).__next__, every_epoch=True)
+    assert [patient(e) for e in range(1, 7)] == [False] * 5 + [True]  # epoch 6 < 2 x 1 + 10: patience
