@@ -1,7 +1,8 @@
 """``medsyn tabular fit|sample|schema``: the tabular engine on the command line.
 
     medsyn tabular schema DATA [--schema FILE] [--out schema.yaml]
-    medsyn tabular fit DATA --model ctgan|tvae --epochs N --seed S --out DIR
+    medsyn tabular fit DATA --model argn|tvae|ctgan|mst|aim --epochs N --seed S --out DIR
+                            [--time-budget SECONDS] [--no-early-stopping]
                             [--schema FILE] [--phi COL=ACTION]
                             [--epsilon E | --preset strict|balanced|exploratory|off] [--delta D]
                             [--metadata FILE] [--clip C]
@@ -190,7 +191,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     synth = TabularSynthesizer(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                                seed=args.seed, schema=args.schema, phi_actions=_phi_overrides(args.phi),
                                epsilon=args.epsilon, delta=args.delta, preset=args.preset,
-                               max_grad_norm=args.clip, metadata=args.metadata)
+                               max_grad_norm=args.clip, metadata=args.metadata,
+                               early_stopping=False if args.no_early_stopping else None,
+                               time_budget_s=args.time_budget)
     synth.fit(Path(args.data), progress=None if args.quiet else _progress_bar())
     from medsyn_cli.audit import CLI_USER
 
@@ -201,6 +204,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"PHI: {entry['column']}: {entry['detail']}")
     print(f"Saved {synth.model_name} model to {out} (fit {synth.card['training_seconds']:.1f} s training, "
           f"{synth.card['preprocessing_seconds']:.1f} s preprocessing)")
+    if synth.card.get("training_stop"):
+        print(f"Training stopped after epoch {synth.card['epochs_trained']}: "
+              f"{synth.card['training_stop']['stopped_because']}")
     if synth.ledger is None:
         print("DP: off (no differential privacy; use --epsilon or --preset to train with it)")
     else:
@@ -283,10 +289,16 @@ def register(subparsers) -> None:
     from medsyn_tabular.models.registry import MODELS
 
     p.add_argument("--model", choices=tuple(MODELS), default=None,
-                   help="default: mst with DP at ε ≤ 3, tvae otherwise. "
+                   help="default: mst with DP at ε ≤ 3, argn otherwise. "
                         + "; ".join(spec.summary.replace("%", "%%") for spec in MODELS.values()))
     p.add_argument("--epochs", type=int, default=None,
-                   help="default 300; with DP chosen from the rows and ε (medsyn_tabular.defaults)")
+                   help="the most epochs (default 300; without DP training stops earlier when a held-out "
+                        "validation score stops improving); with DP chosen from the rows and ε "
+                        "(medsyn_tabular.defaults)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="without DP: stop training before this many seconds are spent")
+    p.add_argument("--no-early-stopping", action="store_true",
+                   help="without DP: train all --epochs (no held-out validation rows)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="default 500; with DP chosen from the rows and ε (medsyn_tabular.defaults)")
     p.add_argument("--seed", type=int, default=0)

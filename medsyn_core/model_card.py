@@ -28,7 +28,7 @@ CARD_FORMAT = 2
 CARD_FILE = "model_card.json"
 LEDGER_FILE = "privacy_ledger.json"
 #: The engine each model kind belongs to.
-KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "mst": "tabular", "aim": "tabular",
+KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "mst": "tabular", "aim": "tabular", "argn": "tabular",
                "stylegan2": "imaging", "dcgan": "imaging", "resnet9": "imaging"}
 
 

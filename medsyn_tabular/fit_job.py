@@ -11,7 +11,8 @@ Params (JSON): ``data_path``, ``source`` (label for the model card), ``name`` (m
 dict: the rows it keeps back are never trained on; the page re-derives the same rows to evaluate),
 ``cleaning`` (the value-free record of the fixes the page applied before saving the table), ``privacy``
 (``{}`` for DP off, else ``epsilon``, ``delta``, ``max_grad_norm``, ``metadata``),
-``checkpoint_every_s`` (default 30), and for an upload ``upload`` / ``keep_upload``
+``checkpoint_every_s`` (default 30), ``early_stopping`` (None: automatic without DP) and
+``time_budget_s`` (:mod:`medsyn_tabular.early_stopping`), and for an upload ``upload`` / ``keep_upload``
 (:mod:`medsyn_core.uploads`: the file is deleted when the job ends unless kept).
 
 The model name is checked when the job starts (before any training) and again when it is registered,
@@ -53,7 +54,8 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
     synth = TabularSynthesizer(
         params.get("model"), epochs=whole("epochs"), batch_size=whole("batch_size"),
         seed=int(params.get("seed", 0)), schema=params.get("schema") or None,
-        phi_actions=params.get("phi_actions") or None, **(params.get("privacy") or {}))
+        phi_actions=params.get("phi_actions") or None, early_stopping=params.get("early_stopping"),
+        time_budget_s=params.get("time_budget_s"), **(params.get("privacy") or {}))
 
     def on_epoch(record: dict[str, Any]) -> None:
         # the model's history, so that a resumed job's chart also shows the epochs before the crash
@@ -117,7 +119,8 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
                seed: int = 0, schema: dict[str, Any] | None = None,
                phi_actions: dict[str, str] | None = None, privacy: dict[str, Any] | None = None,
                replace: bool = False, upload: str | Path | None = None, keep_upload: bool = False,
-               holdout: dict[str, Any] | None = None, cleaning: list | None = None) -> int:
+               holdout: dict[str, Any] | None = None, cleaning: list | None = None,
+               time_budget_s: float | None = None) -> int:
     """Check, then queue, a ``tabular-fit`` job; returns its id (the Tabular page and the REST API).
 
     In order: the role (``train``, the account re-loaded), the settings (by building the synthesizer:
@@ -130,6 +133,8 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
     ε under DP). ``upload``: the uploaded file the job reads (deleted when it ends unless ``keep_upload``,
     :mod:`medsyn_core.uploads`). ``holdout``: the kept-back share of the rows (see
     :mod:`medsyn_tabular.data.holdout`), recorded with the job so that its report uses the same rows.
+    ``time_budget_s``: without DP, stop training before this many seconds
+    (:mod:`medsyn_tabular.early_stopping`).
     """
     from medsyn_core import jobs
     from medsyn_core.auth import authorise
@@ -138,7 +143,7 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
     user = authorise(store, user, "train")
     privacy = {k: v for k, v in (privacy or {}).items() if v is not None}
     synth = TabularSynthesizer(model, epochs=epochs, batch_size=batch_size, seed=seed, schema=schema,
-                               phi_actions=phi_actions, **privacy)
+                               phi_actions=phi_actions, time_budget_s=time_budget_s, **privacy)
     synth.plan_privacy(int(n_rows))
     model_store.ensure_model_name_free(name, replace=replace, store=store)
     params = {"data_path": str(data_path), "source": source, "name": name, "replace": bool(replace),
@@ -150,6 +155,8 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
         params.update({"upload": str(upload), "keep_upload": bool(keep_upload)})
     if holdout:
         params["holdout"] = holdout
+    if time_budget_s and not synth.private:
+        params["time_budget_s"] = float(time_budget_s)
     if cleaning:
         params["cleaning"] = cleaning  # the value-free record of the fixes applied before saving
     return jobs.submit(store, user, "tabular-fit", params)

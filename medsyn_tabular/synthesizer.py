@@ -29,6 +29,7 @@ import pandas as pd
 from medsyn_core import model_card
 from medsyn_core.redaction import allow_names
 from medsyn_tabular.data.conditions import ConditionError, parse_conditions, rows_satisfying
+from medsyn_tabular.data.constraints import ConstraintError, ConstraintSet
 from medsyn_tabular.data.io import read_table
 from medsyn_tabular.data.phi import apply_phi, detect_phi, plan_phi
 from medsyn_tabular.data.schema import (
@@ -42,7 +43,7 @@ from medsyn_tabular.data.schema import (
     load_override_file,
 )
 from medsyn_tabular.models import registry
-from medsyn_tabular.transformers.table import OTHER, TableTransformer
+from medsyn_tabular.transformers.table import MISSING, OTHER, ColumnEncoding, TableTransformer
 
 MODELS = tuple(registry.MODELS)
 MIN_ROWS = 10
@@ -90,8 +91,8 @@ dp_label = model_card.dp_label  # one label for every engine (kept here for olde
 
 class TabularSynthesizer:
     """Fit a tabular model (:data:`MODELS`: CTGAN, TVAE, AIM) on a table and sample synthetic rows,
-    optionally under conditions. ``model=None`` picks :func:`~.models.registry.default_model`: AIM with
-    differential privacy at ε ≤ 3, otherwise the model with the best measured utility (TVAE).
+    optionally under conditions. ``model=None`` picks :func:`~.models.registry.default_model`: MST with
+    differential privacy at ε ≤ 3, otherwise the model with the best measured utility (ARGN).
 
     ``schema``: a schema/metadata override (path to JSON/YAML or a dict, see
     :mod:`medsyn_tabular.data.schema`);
@@ -109,6 +110,12 @@ class TabularSynthesizer:
     ``epochs`` and ``batch_size`` left as None are chosen by :mod:`medsyn_tabular.defaults`: 300 and 500
     without DP; under DP from n and ε when the privacy is planned (:meth:`plan_privacy`, at the latest in
     :meth:`fit`), so that the budget is reachable with a useful amount of training.
+
+    Without DP, ``epochs`` is the most a network trains: ``early_stopping`` (None: on for tables of at least
+    200 rows and at least 20 epochs) holds out 10 % of the rows and stops when their quality score stops
+    improving, ``time_budget_s`` stops before that many seconds (:mod:`medsyn_tabular.early_stopping`). The
+    schema file's ``constraints`` section declares clinical rules every generated row keeps
+    (:mod:`medsyn_tabular.data.constraints`).
     """
 
     def __init__(self, model: str | None = None, epochs: int | None = None, batch_size: int | None = None,
@@ -117,7 +124,8 @@ class TabularSynthesizer:
                  device: str | None = None, epsilon: float | None = None, delta: float | None = None,
                  preset: str | None = None, max_grad_norm: float = 1.0,
                  metadata: str | Path | dict | None = None, preprocessing_share: float = 0.1,
-                 accountant: str = "rdp", **hyperparameters: Any):
+                 accountant: str = "rdp", early_stopping: bool | None = None,
+                 time_budget_s: float | None = None, **hyperparameters: Any):
         from medsyn_core.privacy import PrivacyError
         from medsyn_core.privacy.settings import PrivacySettings
 
@@ -125,6 +133,14 @@ class TabularSynthesizer:
         self.privacy = PrivacySettings.create(epsilon, delta, preset, max_grad_norm, preprocessing_share,
                                               accountant)
         self.private = self.privacy.enabled
+        if self.private and (early_stopping or time_budget_s is not None):
+            raise PrivacyError("Early stopping and a time budget apply without differential privacy only: "
+                               "under DP the number of training steps fixes the noise before training. Set "
+                               "the epochs instead.")
+        if time_budget_s is not None and not time_budget_s > 0:
+            raise ValueError(f"The time budget must be a positive number of seconds (got {time_budget_s!r}).")
+        self.early_stopping, self.time_budget_s = early_stopping, time_budget_s
+        self.monitor = None  # the TrainingMonitor of the last fit (early stopping / time budget)
         if model is None:
             model = registry.default_model(self.privacy.epsilon)
         if self.private and model == "ctgan":
@@ -167,6 +183,8 @@ class TabularSynthesizer:
         self.ledger = None  # PrivacyLedger once fitted with differential privacy
         self.privacy_unit = None  # PrivacyUnit of a DP fit (row or patient)
         self.declared_metadata: dict[str, Any] = self.overrides
+        self.constraints = ConstraintSet([])  # the declared rules (schema file's ``constraints:``)
+        self.derived_columns: dict[str, dict[str, str]] = {}  # derived column -> {kind, dtype}
 
     # -- fitting ---------------------------------------------------------------------------------
     def prepare(self, df: pd.DataFrame) -> tuple[pd.DataFrame, TableSchema]:
@@ -317,7 +335,11 @@ class TabularSynthesizer:
                              "state is not checkpointed, so ε could not be guaranteed. Start it again.")
         if self.private:
             self.plan_privacy(len(data))  # a first check on public numbers: unreachable budgets fail here
+        # the declared rules are read (and malformed ones refused) before anything is fitted
+        self.constraints = ConstraintSet.parse(self.overrides.get("constraints"),
+                                               list(map(str, data.columns)))
         table, self.schema = self.prepare(data)  # under DP: declared schema, bounded per patient, no stats
+        self._exclude_derived(table)
         budget, plan = self.plan_privacy(len(table))  # n = privacy units (patients or rows), public
         self.transformer = TableTransformer(seed=self.seed)
         marginal = self.spec.dp == "marginals"
@@ -337,13 +359,19 @@ class TabularSynthesizer:
                 from medsyn_tabular.transformers.private import fit_private
 
                 fit_private(self.transformer, table, self.schema, self.declared_metadata, budget, self.ledger)
+        self._bind_constraints()  # a rule that can never hold is refused before training
         encoded = self.transformer.transform(table)
         preprocess_s = time.time() - started
         self.model = self._build_model(device)
         seed_everything(self.seed)
         train_started = time.time()
         if plan is None:
-            self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume)
+            encoded, stop = self._monitor(table, encoded)
+            kwargs = {"stop": stop} if stop is not None else {}
+            self.model.fit(encoded, progress=progress, checkpoint=checkpoint, resume=resume, **kwargs)
+            best = stop.finish(len(self.model.loss_history)) if stop is not None else None
+            if best is not None:  # the weights of the best check
+                self.model.load_state_tensors(best)
         elif marginal:
             self.ledger.add(self._marginal_entry(plan, self.model.fit_private(encoded, plan, progress)))
         else:
@@ -371,13 +399,104 @@ class TabularSynthesizer:
             "resumed_after_epoch": int(resume["epoch"]) if resume is not None else None,
             "differential_privacy": self._privacy_card(), "final_loss": final,
             "chosen_by_default": {k: getattr(self, k) for k in self.chosen_by_default},
+            "epochs_trained": len(self.model.loss_history) if self.spec.uses_batches else None,
+            "training_stop": self.monitor.summary() if self.monitor is not None else None,
             "python": platform.python_version(),
         }
+        if self.constraints:
+            self.card["constraints"] = self._constraints_card(table)
         if self.ledger is not None:
             self.card["privacy_unit"] = self.privacy_unit.to_dict()
             self.card["schema_declared_by"] = str(self.overrides.get("declared_by") or "the schema file")
         self.card["dp_label"] = dp_label(self.card)
         return self
+
+    def _monitor(self, table: pd.DataFrame, encoded: np.ndarray):
+        """(rows to train on, the :class:`~medsyn_tabular.early_stopping.TrainingMonitor` or None): early
+        stopping holds out a validation share of the rows (:mod:`medsyn_tabular.early_stopping`)."""
+        from medsyn_tabular import early_stopping as stopping
+
+        self.monitor = None
+        if not self.spec.uses_batches:
+            return encoded, None
+        use = self.early_stopping if self.early_stopping is not None else \
+            stopping.early_stopping_applies(len(encoded), self.epochs, self.private)
+        if not use and self.time_budget_s is None:
+            return encoded, None
+        score, higher, relative = None, True, False
+        if use:
+            train_idx, val_idx = stopping.validation_split(len(encoded), self.seed)
+            held_out, encoded = encoded[val_idx], encoded[train_idx]
+            if getattr(self.model.params, "stop_on", "quality") == "loss":  # ARGN's held-out loss
+                def score() -> float:
+                    return self.model.validation_loss(held_out)
+                higher, relative = False, True
+            else:  # the quality of generated rows against the held-out rows, for every model
+                from medsyn_tabular.evaluation.columns import infer_column_kinds
+
+                names = [e.name for e in self.transformer.columns]
+                real = table[names].iloc[val_idx].reset_index(drop=True)
+                kinds = infer_column_kinds(table[names])
+
+                def score() -> float:
+                    rng = np.random.default_rng([self.seed, 15])  # the same draws at every check
+                    rows = self._decode(self.model.generate(stopping.QUALITY_ROWS, rng), rng)
+                    return stopping.quick_quality(real, rows[names], kinds)
+
+        def snapshot() -> dict:
+            return {k: v.detach().clone() for k, v in self.model.state_tensors().items()}
+
+        self.monitor = stopping.TrainingMonitor(score, higher, snapshot if use else None, self.time_budget_s,
+                                                relative=relative,
+                                                warmup_epochs=stopping.warmup_epochs(self.epochs))
+        return encoded, self.monitor
+
+    def _exclude_derived(self, table: pd.DataFrame) -> None:
+        """Derived columns are not modelled: they are computed from the generated inputs (by
+        construction). Their kind and dtype are kept to write them back."""
+        from dataclasses import replace
+
+        self.derived_columns = {}
+        for rule in self.constraints.derived:
+            if rule.column not in self.schema or not self.schema[rule.column].modelled:
+                raise ConstraintError(f"Rule {rule.number} derives column {rule.column!r}, which is not "
+                                      "modelled (identifier, text, empty or removed for PHI).")
+            col = self.schema[rule.column]
+            s = table[rule.column]
+            dates = col.kind == "datetime" and not self.private and bool(
+                (s.dropna().astype("datetime64[ns]").astype("int64") % (86400 * 10**9) == 0).all())
+            if self.private:  # declared, never read from the rows
+                dates = bool((self.overrides.get("columns") or {}).get(rule.column, {}).get("dates_only"))
+            dtype = str(s.dtype) if not self.private else \
+                {"integer": "Int64", "continuous": "float64"}.get(col.kind, "datetime64[ns]")
+            self.derived_columns[rule.column] = {"kind": col.kind, "dtype": dtype,
+                                                 "dates": "dates" if dates else ""}
+            self.schema.columns[self.schema.names.index(rule.column)] = replace(
+                col, kind="empty", reason=f"derived by rule {rule.number} (computed, not modelled)")
+
+    def _bind_constraints(self) -> None:
+        """Check the rules against what the model generates: kinds, categories and bounds."""
+        kinds = {e.name: e.kind for e in self.transformer.columns}
+        kinds.update({c: d["kind"] for c, d in self.derived_columns.items()})
+        categories = {e.name: [v for v in e.slots if v not in (OTHER, MISSING)] + list(e.other_values)
+                      for e in self.transformer.columns if not e.is_numeric}
+        bounds = {e.name: (e.low, e.high) for e in self.transformer.columns if e.is_numeric}
+        self.constraints.bind(kinds, categories, bounds)
+
+    def _constraints_card(self, table: pd.DataFrame) -> dict[str, Any]:
+        """The rules for the model card; without DP, the share of real rows that already break each one
+        (under DP that share is a statistic of the rows that ε does not cover, so it is not reported)."""
+        if self.ledger is None:
+            rows = self.constraints.breaking_shares(table)
+            note = ("Share of real training rows that break each rule (after PHI handling); synthetic rows "
+                    "never do.")
+        else:
+            rows = [{**r, "share breaking it": None}
+                    for r in self.constraints.breaking_shares(table.iloc[:0])]
+            note = ("The share of real rows that break a rule is not reported under differential privacy: it "
+                    "is a statistic of the rows that ε does not cover.")
+        return {"rules": rows, "note": note,
+                "derived": {c: d["kind"] for c, d in self.derived_columns.items()}}
 
     def released_loss_history(self) -> list[dict[str, Any]]:
         """The per-epoch records that may leave with the model. Under DP, losses computed on real rows
@@ -493,29 +612,64 @@ class TabularSynthesizer:
             raise RuntimeError("Fit the synthesizer (or load a fitted one) before sampling.")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"The number of rows must be a whole number of at least 1 (got {n!r}).")
-        conds = parse_conditions(conditions, self.transformer.columns, self.dropped)
+        conds = parse_conditions(conditions, self._condition_columns(), self.dropped)
         rng = np.random.default_rng(self.seed if seed is None else seed)
         steer = self._steering_condition(conds)
-        if not conds:
-            return self._checked(self._decode(self.model.generate(n, rng), rng).reset_index(drop=True))
+        rules = self.constraints.rejection_rules
+        if not conds and not rules:
+            return self._checked(self._finish(self._decode(self.model.generate(n, rng), rng)))
         self._check_reachable(conds)
         kept, tried = [], 0
         limit = max_tries if max_tries is not None else max(MIN_TRIES, MAX_TRIES_PER_ROW * n)
         have, batch = 0, max(2 * n, 1000)
+        met_conditions = met_rules = 0
+        last = None
         while have < n and tried < limit:
-            rows = self._decode(self.model.generate(batch, rng, condition=steer), rng)
+            rows = self._finish(self._decode(self.model.generate(batch, rng, condition=steer), rng))
             tried += batch
-            ok = rows[rows_satisfying(rows, conds)]
+            by_conditions = rows_satisfying(rows, conds)
+            by_rules = self.constraints.holds(rows)  # declared rules: by rejection (derived: computed)
+            met_conditions += int(by_conditions.sum())
+            met_rules += int(by_rules.sum())
+            ok = rows[by_conditions & by_rules]
             kept.append(ok)
             have += len(ok)
+            last = rows
             rate = max(have, 1) / tried
             batch = int(min(max(1000, 1.2 * (n - have) / rate), 100_000, max(1, limit - tried)))
         if have < n:
+            if rules and met_rules < met_conditions or not conds:
+                rule, share = self.constraints.worst_rule(last)
+                on = ", ".join(map(repr, dict.fromkeys(rule.involved)))
+                raise ConstraintError(
+                    f"Only {have} of {tried:,} generated rows kept the declared rules (needed {n}); rule "
+                    f"{rule.number} ({rule.describe()} on {on}) held in {share:.1%} of them. The model "
+                    "rarely meets it: check the rule, train longer, or ask for fewer rows.")
             on = ", ".join(dict.fromkeys(repr(c.column) for c in conds))
             raise ConditionError(
                 f"Only {have} of {tried:,} generated rows met the conditions on {on} (needed {n}). The "
                 "condition is too rare for this model: relax it, ask for fewer rows, or train longer.")
         return self._checked(pd.concat(kept).iloc[:n].reset_index(drop=True))
+
+    def _condition_columns(self) -> list[ColumnEncoding]:
+        """The columns a condition may name: the modelled ones and the derived ones."""
+        derived = [ColumnEncoding(name=c, kind=d["kind"], dtype=d["dtype"])
+                   for c, d in self.derived_columns.items()]
+        return list(self.transformer.columns) + derived
+
+    def _finish(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Decoded rows with the derived columns computed, in the table's column order."""
+        rows = rows.reset_index(drop=True)
+        if not self.derived_columns:
+            return rows
+        dtypes = {c: d["dates"] for c, d in self.derived_columns.items()}
+        rows = self.constraints.derive(rows, dtypes)
+        for c, d in self.derived_columns.items():
+            if d["kind"] == "integer" and d["dtype"].startswith("int") and not rows[c].isna().any():
+                rows[c] = rows[c].astype(d["dtype"])
+            elif d["kind"] == "continuous" and d["dtype"].startswith("float"):
+                rows[c] = rows[c].astype(d["dtype"])
+        return rows[[c for c in self.schema.names if c in rows.columns]]
 
     def _checked(self, rows: pd.DataFrame) -> pd.DataFrame:
         """``rows`` with the PHI actions enforced and checked
@@ -526,9 +680,10 @@ class TabularSynthesizer:
 
     def _check_reachable(self, conds) -> None:
         """Range conditions outside the learned bounds of a column can never hold: say so at once."""
+        by_name = {e.name: e for e in self.transformer.columns}
         for c in conds:
-            enc = next(e for e in self.transformer.columns if e.name == c.column)
-            if not enc.is_numeric or c.op in ("==", "!="):
+            enc = by_name.get(c.column)  # None: a derived column (no bounds of its own)
+            if enc is None or not enc.is_numeric or c.op in ("==", "!="):
                 continue
             value = c.value.value / 1e9 if isinstance(c.value, pd.Timestamp) else float(c.value)
             if (c.op in (">", ">=") and value > enc.high) or (c.op in ("<", "<=") and value < enc.low) \
@@ -537,8 +692,11 @@ class TabularSynthesizer:
                 raise ConditionError(f"The condition on {c.column!r} cannot be met: it lies outside the "
                                      "range this model generates for the column.")
 
-    def _steering_condition(self, conds) -> tuple[int, int] | None:
-        """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector."""
+    def _steering_condition(self, conds):
+        """For CTGAN, the rarest equality condition on a discrete column feeds the conditional vector; a
+        model that takes conditions (ARGN) gets them all."""
+        if self.spec.takes_conditions:
+            return conds or None
         if not self.spec.steers_conditions:
             return None
         best, best_freq = None, 2.0
@@ -589,7 +747,8 @@ class TabularSynthesizer:
                 "privacy": self.privacy.to_dict() if self.ledger is not None else None,
                 # the user's declaration (schema/metadata file and PHI choices): public by definition
                 "declaration": self.overrides, "phi_actions": self.phi_actions,
-                "dropped": self.dropped, "loss_history": self.released_loss_history()})
+                "dropped": self.dropped, "derived_columns": self.derived_columns,
+                "loss_history": self.released_loss_history()})
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
             atomic_write_json(tmp / "transformer.json", self.transformer.to_dict())
@@ -639,4 +798,9 @@ class TabularSynthesizer:
         synth.model = synth._build_model(choose_device(device))
         synth.model.load_state_tensors(load_file(str(path / "weights.safetensors")))
         synth.model.loss_history = config["loss_history"]
+        synth.derived_columns = config.get("derived_columns") or {}
+        declared = (config.get("declaration") or {}).get("constraints")
+        if declared:
+            synth.constraints = ConstraintSet.parse(declared, synth.schema.names + list(synth.dropped))
+            synth._bind_constraints()
         return synth

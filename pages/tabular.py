@@ -156,9 +156,9 @@ if denied:
 if mode == "Sample from a saved model":
     saved_model_sampling()
     st.stop()
-st.caption("Synthetic EHR tables with CTGAN or TVAE (Xu et al. 2019). Identifier columns are removed or "
-           "transformed (HIPAA Safe Harbor) before training. Optional differential privacy: the ε covers "
-           "every use of the real rows (preprocessing statistics and training).")
+st.caption("Synthetic EHR tables with ARGN, TVAE, CTGAN, MST or AIM (one line each below). Identifier "
+           "columns are removed or transformed (HIPAA Safe Harbor) before training. Optional differential "
+           "privacy: the ε covers every use of the real rows (preprocessing statistics and training).")
 
 # 1. data ------------------------------------------------------------------------------------------
 source_kind = st.radio("Data", ["Bundled dataset", "Upload a file"], horizontal=True)
@@ -258,6 +258,16 @@ overrides = {"columns": {new["column"]: {"kind": new["kind"]} for new, old in pa
                          if new["kind"] != old["kind"]}}
 phi_actions = {new["column"]: new["PHI action"] for new, old in pairs
                if new["PHI action"] != old["PHI action"] or new["column"] in phi}
+rules_text = st.text_area(
+    "Clinical rules, one per line (every synthetic row keeps them; docs/tabular.md)", key=f"rules-{source}",
+    placeholder="admission <= discharge\ndiastolic < systolic\npregnancies = 0 if sex = M\n"
+                "pregnant = yes only if sex = F\nderive bmi = weight / (height / 100) ** 2",
+    help="Inequalities between columns, a value or range under a condition ('if'), fixed combinations "
+         "'(sex, pregnant) in {(F, yes), (F, no), (M, no)}', derived columns ('derive col = formula', "
+         "computed, not modelled). Rules are public declarations: they cost no privacy budget.")
+rules = [line.strip() for line in rules_text.splitlines() if line.strip()]
+if rules:
+    overrides["constraints"] = rules
 
 # 5. holdout ---------------------------------------------------------------------------------------
 st.subheader("Train")
@@ -284,7 +294,7 @@ if use_holdout:
 # 6. training settings ------------------------------------------------------------------------------
 c1, c2, c3, c4 = st.columns(4)
 model = c1.selectbox("Model", ["auto"] + list(MODEL_SPECS),
-                     help="auto: MST with differential privacy at ε ≤ 3, TVAE otherwise")
+                     help="auto: MST with differential privacy at ε ≤ 3, ARGN otherwise")
 st.caption("  \n".join(spec.summary for spec in MODEL_SPECS.values()))  # one line per model
 chosen = None if model == "auto" else model
 epochs = c2.number_input("Epochs", min_value=1, max_value=5000, value=None, step=10, placeholder="auto",
@@ -293,6 +303,10 @@ batch_size = c3.number_input("Batch size", min_value=2, max_value=10_000, value=
                              placeholder="auto",
                              help="Empty: chosen for you (500 without DP; under DP about 5 % of the rows).")
 seed = c4.number_input("Seed", min_value=0, value=0, step=1)
+time_budget = st.number_input(
+    "Time budget in seconds (0: none)", min_value=0, max_value=86_400, value=0, step=60,
+    help="Without differential privacy, training stops before this many seconds, and also as soon as the "
+         "quality on held-out rows stops improving (early stopping); the epochs above are the most.")
 
 st.markdown("**Differential privacy**")
 PRESET_NAMES = ["off", "strict", "balanced", "exploratory", "custom ε"]
@@ -377,7 +391,7 @@ if st.button("Train", type="primary", disabled=isinstance(plan, str)):
                                                "max_grad_norm": float(clip), "metadata": metadata}
         if preset != "off":  # the reviewed table is the declaration: every column's kind, and the unit
             overrides = {"columns": {r["column"]: {"kind": r["kind"]} for r in edited.to_dict("records")},
-                         "declared_by": user.username}
+                         "declared_by": user.username, **({"constraints": rules} if rules else {})}
             if unit_choice and unit_choice.startswith("Rows with the same"):
                 overrides["patient_key"] = key_like[unit_options.index(unit_choice) - 1]
             else:
@@ -420,7 +434,8 @@ if st.button("Train", type="primary", disabled=isinstance(plan, str)):
                 batch_size=chosen_batch, seed=int(seed), schema=overrides, phi_actions=phi_actions,
                 privacy=private, replace=bool(replace), upload=upload_params.get("upload"),
                 keep_upload=bool(keep_upload),
-                holdout=holdout_spec.to_dict() if holdout_spec is not None else None, cleaning=cleaning)
+                holdout=holdout_spec.to_dict() if holdout_spec is not None else None, cleaning=cleaning,
+                time_budget_s=float(time_budget) if time_budget and preset == "off" else None)
             st.session_state["tabular_job_table"] = data_key
     except (ValueError, FileExistsError, PermissionError) as exc:
         if data_path is not None:  # saved but no job will use it: do not keep real data for nothing
@@ -525,7 +540,8 @@ if job is not None and job["status"] == "finished":
                     st.session_state["tabular_report"] = (result["model_name"], evaluate_tabular(
                         train_rows[shared], rows[shared], target=target,
                         holdout=holdout_rows[shared] if holdout_rows is not None else None,
-                        title=f"Evaluation of {result['model_name']}", context=context))
+                        title=f"Evaluation of {result['model_name']}", context=context,
+                        dp_model=synth.ledger is not None, constraints=synth.overrides.get("constraints")))
                 with Store() as store:
                     store.append_event(user.username, "evaluate", {
                         "kind": "tabular", "model": result["model_name"], "target": target,

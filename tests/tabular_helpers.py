@@ -52,3 +52,47 @@ MISSING_TABLE_SCHEMA = {"columns": {
     "smoker": {"kind": "categorical", "categories": ["never", "former", "current"]},
     "visit": {"kind": "datetime", "min": "2019-01-01", "max": "2022-12-31", "dates_only": True},
     "outcome": {"kind": "categorical", "categories": [0, 1], "nullable": False}}}
+
+
+def clinical_table(n: int = 400, seed: int = 0):
+    """A table with every kind of clinical rule to declare (:data:`CLINICAL_RULES`), and a few real rows
+    that break the rejection rules (data-entry errors), as real tables have."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["F", "M"], n)
+    birth = pd.Timestamp("1940-01-01") + pd.to_timedelta(rng.integers(0, 60 * 365, n), unit="D")
+    visit = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 5 * 365, n), unit="D")
+    admission = visit + pd.to_timedelta(rng.integers(0, 30, n), unit="D")
+    discharge = admission + pd.to_timedelta(rng.integers(0, 20, n), unit="D")
+    systolic = rng.normal(130, 15, n).round()
+    diastolic = (systolic - rng.uniform(25, 55, n)).round()
+    pregnant = np.where(sex == "F", rng.choice(["yes", "no"], n, p=[0.15, 0.85]), "no")
+    pregnancies = np.where(sex == "F", rng.integers(0, 6, n), 0)
+    height = rng.normal(170, 10, n).round()
+    weight = rng.normal(75, 12, n).round(1)
+    df = pd.DataFrame({
+        "sex": sex, "birth_date": birth, "visit_date": visit, "admission": admission, "discharge": discharge,
+        "systolic": systolic, "diastolic": diastolic, "pregnant": pregnant, "pregnancies": pregnancies,
+        "height": height, "weight": weight,
+        "bmi": (weight / (height / 100) ** 2).round(2), "age": 0})
+    years = visit.year - birth.year - ((visit.month < birth.month)
+                                       | ((visit.month == birth.month) & (visit.day < birth.day)))
+    df["age"] = np.asarray(years, dtype=int)
+    df.loc[0, "diastolic"] = df.loc[0, "systolic"] + 5  # a data-entry error in the real table
+    df.loc[1, ["sex", "pregnant"]] = ["M", "yes"]
+    df.loc[2, "discharge"] = df.loc[2, "admission"] - pd.Timedelta(days=3)
+    return df
+
+
+#: One rule of each kind for :func:`clinical_table` (the schema file's ``constraints:`` section).
+CLINICAL_RULES = [
+    "admission <= discharge",                      # inequality between dates
+    "diastolic < systolic",                        # inequality between numbers
+    "pregnancies = 0 if sex = M",                  # a value that holds under a condition
+    "systolic in [90, 200] if sex = F",            # a range under a condition
+    {"columns": ["sex", "pregnant"], "allowed": [["F", "yes"], ["F", "no"], ["M", "no"]]},  # combinations
+    "derive bmi = round(weight / (height / 100) ** 2, 2)",     # derived columns
+    "derive age = years_between(birth_date, visit_date)",
+]

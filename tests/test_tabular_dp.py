@@ -261,6 +261,7 @@ def test_tabular_page_trains_with_a_preset_and_shows_the_ledger():
     preset = next(s for s in at.selectbox if s.label == "Preset")
     preset.set_value("custom ε").run()
     next(s for s in at.slider if s.label == "ε (total)").set_value(0.1).run()
+    next(s for s in at.selectbox if s.label == "Model").set_value("ctgan").run()  # auto: MST, no DP-SGD
     at.number_input[0].set_value(2000).run()
     assert any("cannot be met" in e.value for e in at.error), [e.value for e in at.error]
     assert next(b for b in at.button if b.label == "Train").disabled

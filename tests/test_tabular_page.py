@@ -30,9 +30,9 @@ def test_tabular_page_trains_in_a_job_and_a_clinician_samples_the_saved_model():
         assert run["model_id"] == store.model_id(job["result"]["model_name"]) is not None
     at.run()
     assert not at.exception, at.exception
-    # "auto" without DP is TVAE (best measured utility, docs/tabular.md)
-    assert any("Trained tvae" in s.value and "DP: off" in s.value for s in at.success)
-    at.text_area[0].set_value("sex=1")  # TVAE decodes by argmax: 2 epochs learn the common value well
+    # "auto" without DP is ARGN (best measured utility, docs/tabular.md)
+    assert any("Trained argn" in s.value and "DP: off" in s.value for s in at.success)
+    next(t for t in at.text_area if t.label.startswith("Conditions")).set_value("sex=1")
     _button(at, "Generate").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -69,6 +69,10 @@ def test_dp_with_the_defaults_plans_before_the_job_and_the_epsilon_slider_is_alw
     slider = at.slider(key="tabular_epsilon")
     assert slider.value == 3.0 and not slider.disabled
     assert not at.error, [e.value for e in at.error]
+    # "auto" at ε ≤ 3 is MST: noisy marginals, no DP-SGD steps to plan
+    marginals = next(d for d in at.dataframe if "mechanism" in d.value.columns).value.iloc[0]
+    assert marginals["model"] == "mst" and "zCDP" in marginals["mechanism"]
+    next(s for s in at.selectbox if s.label == "Model").set_value("ctgan").run()  # a DP-SGD network
     plan = next(d for d in at.dataframe if "noise multiplier σ" in d.value.columns).value.iloc[0]
     assert plan["batch size"] == 10 and int(plan["epochs"]) >= 10  # 242 training rows at ε = 3
     at.slider(key="tabular_epsilon").set_value(5.0).run()

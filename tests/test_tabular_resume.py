@@ -96,7 +96,8 @@ def test_killed_tabular_job_resumes_from_its_checkpoint(monkeypatch):
     rita = account("rita", "researcher")
     params = {"data_path": str(ROOT / "data/tabular/heart_cleveland.csv"), "source": "heart",
               "name": "heart-resumed", "model": "ctgan", "epochs": 300, "batch_size": 50, "seed": 0,
-              "schema": None, "phi_actions": None, "privacy": {}, "checkpoint_every_s": 0}
+              "schema": None, "phi_actions": None, "privacy": {}, "checkpoint_every_s": 0,
+              "early_stopping": False}  # all 300 epochs, so that the kill lands mid-training
     with Store() as store:
         job_id = jobs.submit(store, rita, "tabular-fit", params)
         (proc,) = jobs.tick(store)

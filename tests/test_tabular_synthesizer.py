@@ -159,7 +159,7 @@ def test_rare_categories_are_grouped_and_decoded_to_real_values():
     ({"epochs": 0}, "epochs must be a whole number of at least 1"),
     ({"epochs": -3}, "epochs must be a whole number of at least 1"),
     ({"model": "gan"}, "Unknown model"),
-    ({"model": "ctgan", "batch_size": 55}, "multiple of pac"),
+    ({"model": "ctgan", "batch_size": 55}, "multiple of pac"),  # CTGAN is no longer the default
 ])
 def test_bad_parameters_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

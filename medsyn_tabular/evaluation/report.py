@@ -243,6 +243,50 @@ def privacy_section(p: PrivacyResult, figures: bool, warnings: list[str], dp: bo
     return s
 
 
+def constraints_section(rules, train: pd.DataFrame, synthetic: pd.DataFrame, kinds: dict[str, str],
+                        dp_model: bool, warnings: list[str]) -> Section:
+    """The declared rules: the share of synthetic rows breaking each (should be 0) and, without DP, the
+    share of real rows that already break it (data-entry errors, or a rule that is too strict)."""
+    from medsyn_tabular.data.constraints import ConstraintSet
+
+    numeric_codes = {c for c, k in kinds.items() if k == "categorical"
+                     and pd.to_numeric(train[c].dropna(), errors="coerce").notna().all()}
+    as_schema = {c: "continuous" if k == "numeric" else "datetime" if k == "datetime"
+                 else "integer" if c in numeric_codes else "categorical" for c, k in kinds.items()}
+    rules = ConstraintSet.parse(rules, list(kinds)).bind(as_schema)
+    real = rules.breaking_shares(train)
+    syn = rules.breaking_shares(synthetic)
+    rows = [{"rule": r["rule"], "declared as": r["declared as"], "kind": r["kind"],
+             "real rows breaking it": None if dp_model else r["share breaking it"],
+             "synthetic rows breaking it": s["share breaking it"]} for r, s in zip(real, syn, strict=True)]
+    any_broken = float((~_holds_all(rules, synthetic)).mean()) if len(synthetic) else 0.0
+    s = Section("constraints", "Clinical rules: does every synthetic row keep the declared rules?")
+    s.metrics = [Metric("synthetic_breaking", "Synthetic rows breaking a declared rule", any_broken,
+                        "Share of synthetic rows that break at least one rule (derived columns included); "
+                        "MedSyn's generators enforce them, so this should be 0.", unit="(share)",
+                        good=any_broken == 0)]
+    caption = ("Share of rows breaking each rule; a rule on a missing cell is not checkable and counts as "
+               "kept.")
+    if dp_model:
+        s.summary = ("The share of real rows breaking a rule is not reported for a model trained with "
+                     "differential privacy: it is a statistic of the real rows that ε does not cover.")
+    else:
+        worst = max(real, key=lambda r: r["share breaking it"], default=None)
+        s.summary = (f"{_pct(any_broken)} of synthetic rows break a rule. Real rows breaking a rule: up to "
+                     f"{_pct(worst['share breaking it'])} (rule {worst['rule']})." if worst else "No rules.")
+    if any_broken > 0:
+        warnings.append(f"{_pct(any_broken)} of synthetic rows break a declared clinical rule.")
+    s.tables.append(Table("rules", "Declared rules", rows, caption))
+    return s
+
+
+def _holds_all(rules, rows: pd.DataFrame) -> np.ndarray:
+    ok = np.ones(len(rows), dtype=bool)
+    for r in rules.rules:
+        ok &= r.holds(rows)
+    return ok
+
+
 def _fmt(x, pct: bool = False, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
@@ -253,7 +297,8 @@ def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str
                      holdout: pd.DataFrame | None = None, column_types: dict[str, str] | None = None,
                      quasi_identifiers: list[str] | None = None, sensitive: str | None = None,
                      figures: bool = True, seed: int = 0,
-                     title: str = "Synthetic table evaluation", context: dict | None = None) -> Report:
+                     title: str = "Synthetic table evaluation", context: dict | None = None,
+                     constraints=None, dp_model: bool = False) -> Report:
     """Evaluate ``synthetic`` against the ``real`` rows the generator was trained on.
 
     ``holdout``: real rows the generator never saw (needed for the membership and DCR-share comparisons;
@@ -263,17 +308,22 @@ def evaluate_tabular(real: pd.DataFrame, synthetic: pd.DataFrame, *, target: str
     target when None) and enables the fairness section.
     ``context``: the report header (:func:`medsyn_core.report.model_context`: model, data source, ε …);
     a DP model's k-anonymity is then informational (its ε is the guarantee).
+    ``constraints``: declared clinical rules (the schema file's ``constraints:`` list, see
+    :mod:`medsyn_tabular.data.constraints`) for a section on the rows breaking them; ``dp_model``: the
+    synthetic rows come from a differentially private model, so the share of real rows breaking a rule
+    (a statistic of the rows) is left out.
     Raises ``ValueError`` with a plain message for unusable inputs.
     """
     # One thread per library: OpenMP/BLAS thread pools fighting over a busy CPU are many times slower.
     with threadpool_limits(limits=1):
         return _evaluate(real, synthetic, target=target, holdout=holdout, column_types=column_types,
                          quasi_identifiers=quasi_identifiers, sensitive=sensitive, figures=figures,
-                         seed=seed, title=title, context=context)
+                         seed=seed, title=title, context=context, constraints=constraints,
+                         dp_model=dp_model)
 
 
 def _evaluate(real, synthetic, *, target, holdout, column_types, quasi_identifiers, sensitive, figures,
-              seed, title, context=None) -> Report:
+              seed, title, context=None, constraints=None, dp_model=False) -> Report:
     started = time.perf_counter()
     tables = prepare_tables(real, synthetic, target=target, holdout=holdout, column_types=column_types)
     if sensitive is not None and sensitive not in tables.kinds:
@@ -342,6 +392,8 @@ def _evaluate(real, synthetic, *, target, holdout, column_types, quasi_identifie
             warnings.append(f"A subgroup of {sensitive!r} is under-represented: {worst:.2f} of its real "
                             "share.")
     report.add(fair)
+    if constraints:
+        report.add(constraints_section(constraints, train, syn, kinds, dp_model or dp, warnings))
     report.warnings = list(dict.fromkeys(warnings))
     report.inputs["evaluation time (s)"] = round(time.perf_counter() - started, 2)
     return report

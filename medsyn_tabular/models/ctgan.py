@@ -273,7 +273,7 @@ class CTGANModel:
         return (torch.logsumexp(logits, dim=1) - picked).sum() / raw.shape[0]
 
     def fit(self, data: np.ndarray, progress: ProgressCallback | None = None,
-            checkpoint: CheckpointCallback | None = None, resume: dict | None = None) -> None:
+            checkpoint: CheckpointCallback | None = None, resume: dict | None = None, stop=None) -> None:
         """Train on the encoded ``data`` (n_rows, data_dim) for ``params.epochs`` epochs; ``checkpoint``
         (a :class:`~medsyn_core.training.Checkpointer`) is offered the state after each epoch and
         ``resume`` (a state it wrote) continues from there, as if never interrupted."""
@@ -327,6 +327,8 @@ class CTGANModel:
             if checkpoint is not None:
                 checkpoint(epoch + 1, p.epochs, lambda e=epoch + 1: checkpoints.capture(
                     e, fp, nets, opts, rng, {}, self.loss_history))
+            if stop is not None and stop(epoch + 1):  # early stopping / time budget
+                break
 
     def real_loader(self, data: np.ndarray) -> torch.utils.data.DataLoader:
         """Batches of real encoded rows for DP-SGD (Opacus replaces it by its Poisson loader)."""

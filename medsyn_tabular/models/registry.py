@@ -31,6 +31,7 @@ class ModelSpec:
     dp_target: str = ""  # what DP-SGD trains (ledger target)
     steers_conditions: bool = False  # takes an exact (column, slot) condition at generation
     uses_batches: bool = True  # epochs/batch size mean something
+    takes_conditions: bool = False  # generate() takes the parsed conditions and steers by them
 
     def _attr(self, name: str):
         import importlib
@@ -51,9 +52,12 @@ MODELS: dict[str, ModelSpec] = {
     "ctgan": ModelSpec("ctgan", "CTGAN: conditional GAN (Xu et al. 2019); keeps rare categories, slow",
                        "medsyn_tabular.models.ctgan", "CTGANModel", "CTGANParams", "dp-sgd", ("loss_d",),
                        "critic", steers_conditions=True),
-    "tvae": ModelSpec("tvae", "TVAE: variational autoencoder (Xu et al. 2019); best measured utility without "
-                              "DP, fast", "medsyn_tabular.models.tvae", "TVAEModel", "TVAEParams", "dp-sgd",
+    "tvae": ModelSpec("tvae", "TVAE: variational autoencoder (Xu et al. 2019); fast, below ARGN on "
+                              "utility", "medsyn_tabular.models.tvae", "TVAEModel", "TVAEParams", "dp-sgd",
                       ("loss",), "encoder+decoder"),
+    "argn": ModelSpec("argn", "ARGN: auto-regressive network over the columns (TabularARGN, Tiwald et al. "
+                              "2025); best measured utility without DP, fast", "medsyn_tabular.models.argn",
+                      "ARGNModel", "ARGNParams", "dp-sgd", ("loss",), "network", takes_conditions=True),
     "mst": ModelSpec("mst", "MST: marginal-based DP (McKenna et al. 2021); best at ε ≤ 3 on small tables, "
                             "fast", "medsyn_tabular.models.aim", "AIMModel", "MSTParams", "marginals",
                      uses_batches=False),
@@ -63,7 +67,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 #: The model used without DP when the user picks none (best measured TSTR utility, docs/tabular.md).
-DEFAULT_MODEL = "tvae"
+DEFAULT_MODEL = "argn"
 #: At ε ≤ this (and DP on), the marginal-based model is the default.
 MARGINAL_DEFAULT_MAX_EPSILON = 3.0
 

@@ -149,7 +149,7 @@ class TVAEModel:
         return (self.params.loss_factor * rec + kld) / max(1, x.shape[0])
 
     def fit(self, data: np.ndarray, progress: ProgressCallback | None = None,
-            checkpoint: CheckpointCallback | None = None, resume: dict | None = None) -> None:
+            checkpoint: CheckpointCallback | None = None, resume: dict | None = None, stop=None) -> None:
         """Train on the encoded ``data`` (n_rows, data_dim); ``checkpoint``/``resume`` as in
         :meth:`medsyn_tabular.models.ctgan.CTGANModel.fit`."""
         opt = self.make_optimizer()
@@ -181,6 +181,8 @@ class TVAEModel:
             if checkpoint is not None:
                 checkpoint(epoch + 1, self.params.epochs, lambda e=epoch + 1: checkpoints.capture(
                     e, fp, nets, opts, None, {"batches": generator}, self.loss_history))
+            if stop is not None and stop(epoch + 1):  # early stopping / time budget
+                break
 
     def fit_private(self, data: np.ndarray, plan, progress: ProgressCallback | None = None):
         """DP-SGD training of encoder + decoder with the noise of ``plan`` (a calibrated
