@@ -28,8 +28,8 @@ CARD_FORMAT = 2
 CARD_FILE = "model_card.json"
 LEDGER_FILE = "privacy_ledger.json"
 #: The engine each model kind belongs to.
-KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "stylegan2": "imaging", "dcgan": "imaging",
-               "resnet9": "imaging"}
+KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "ehr-ar": "tabular", "stylegan2": "imaging",
+               "dcgan": "imaging", "resnet9": "imaging"}
 
 
 def engine_of(kind: str) -> str:

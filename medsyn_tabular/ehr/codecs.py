@@ -6,7 +6,8 @@ data), and decoded uniformly inside the bin (log-uniformly for times):
 * :class:`TimeCodec`: seconds; 0, [1 s, 60 s), then 4 bins per octave up to about 220 years (signed for
   offsets that may be negative, with a token for "missing" when the time may be absent);
 * :class:`CountCodec`: whole numbers; 0 to 20 exactly, then bins 25 % wide;
-* :class:`ValueCodec`: real numbers; 0, and 8 bins per octave for magnitudes 2^-10 to 2^30 of either sign;
+* :class:`ValueCodec`: real numbers; 0, and 6 bins per octave (12 % wide) for magnitudes 2^-10 to 2^30 of
+  either sign;
 * :class:`YearCodec`: years of birth in a declared (or, without DP, observed) range;
 * :class:`VocabCodec`: labels (codes, classes, categories) with two reserved tokens: ``<other>`` (a value
   outside the vocabulary: learned from, never generated) and ``<missing>``;
@@ -25,7 +26,7 @@ OTHER, MISSING = "<other>", "<missing>"
 YEAR_SECONDS = 365.2425 * 86400
 
 _TIME_EDGES = np.concatenate([[0.0, 1.0], 60.0 * 2.0 ** (np.arange(0, 109) / 4.0)])  # 0 .. ~220 years
-_VALUE_EDGES = 2.0 ** (np.arange(-10 * 8, 30 * 8 + 1) / 8.0)  # magnitudes 2^-10 .. 2^30
+_VALUE_EDGES = 2.0 ** (np.arange(-10 * 6, 30 * 6 + 1) / 6.0)  # magnitudes 2^-10 .. 2^30, 12 % wide
 _COUNT_EDGES = np.unique(np.concatenate([np.arange(0, 21), np.ceil(21 * 1.25 ** np.arange(0, 40))]))
 
 

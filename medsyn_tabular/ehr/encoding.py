@@ -158,12 +158,17 @@ class EHREncoder:
         self.files: dict[str, str] = {}
         self.end_date: str | None = None
         self.birth_years: tuple[int, int] | None = None
+        self.private = False
+        #: most visits per patient and rows per patient of each event table that sampling generates: the
+        #: schema's max_visits/max_rows, or without DP the largest real record (set by :meth:`encode`)
+        self.caps: dict[str, int] = {}
 
     # -- fitting: the one place that reads values to build vocabularies (never under DP) ---------------
     def fit(self, data: EHRDataset, private: bool) -> EHREncoder:
         """Build the codecs. ``private``: from the declared schema only (raises PrivacyError listing every
         undeclared vocabulary); otherwise vocabularies and lookups come from the rows."""
         s = self.schema
+        self.private = private
         undeclared: list[str] = []
         self.files = {n: data.files.get(n, s.tables[n].file) for n in s.tables if s.tables[n].model}
         self.headers = {n: [str(c) for c in data.tables[n].columns] for n in self.files}
@@ -460,6 +465,9 @@ class EHREncoder:
             else:
                 pv[:, j] = var.codec.encode(P[var.name[4:]].to_numpy())
         stats.update(patients=n, visits=int(len(V)))
+        if not self.private:  # sampling never exceeds the longest real record (with DP: the declared caps)
+            self.caps = {"visits": int(max(1, nv.max())), **{name: int(max(1, nr.max()))
+                                                             for name, nr in nr_out.items()}}
         return EncodedEHR(pv, vt, nv.astype(np.int64), rows_out, nr_out, stats)
 
     @staticmethod
@@ -656,7 +664,7 @@ class EHREncoder:
                 "code_codecs": {k: v.to_dict() for k, v in self.code_codecs.items()},
                 "row_vars": {k: [v.to_dict() for v in vs] for k, vs in self.row_vars.items()},
                 "lookups": self.lookups, "headers": self.headers, "files": self.files,
-                "end_date": self.end_date, "birth_years": list(self.birth_years or [])}
+                "end_date": self.end_date, "birth_years": list(self.birth_years or []), "caps": self.caps}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EHREncoder:
@@ -668,11 +676,12 @@ class EHREncoder:
         enc.lookups, enc.headers, enc.files = data["lookups"], data["headers"], data["files"]
         enc.end_date = data["end_date"]
         enc.birth_years = tuple(data["birth_years"]) if data["birth_years"] else None
+        enc.caps = dict(data.get("caps") or {})
         return enc
 
 
 def _rounded(values: np.ndarray) -> np.ndarray:
-    """Numbers to 4 significant digits (the bins are about 9 % wide: more digits would be noise)."""
+    """Numbers to 4 significant digits (the bins are 12 % wide: more digits would be noise)."""
     out = np.asarray(values, dtype=object).copy()
     for i, v in enumerate(out):
         if isinstance(v, (float, np.floating)) and np.isfinite(v) and v != 0:

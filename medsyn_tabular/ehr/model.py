@@ -24,7 +24,10 @@ in three levels:
 
 Training maximises the log-likelihood; the loss of one patient is the mean cross-entropy of each level
 (patient, visits, each event table's codes and rows), summed, so every patient weighs the same whatever
-the length of their record. :meth:`EHRNet.forward` takes a batch of patients (padded token arrays) and
+the length of their record. Each step scores at most ``rows_per_step`` rows of a patient per event table,
+drawn at random (an unbiased estimate of the mean over all rows; the visit summaries still read every
+row), which keeps a step's cost bounded for patients with thousands of observations.
+:meth:`EHRNet.forward` takes a batch of patients (padded token arrays) and
 returns one loss per patient: one DP-SGD sample is one patient with all their rows.
 """
 
@@ -144,9 +147,9 @@ class EHRNet(nn.Module):
     the patient chain, ``count:<table>`` in the visit chain)."""
 
     def __init__(self, patient_sizes: list[int], step_sizes: list[int], step_heads: list[bool],
-                 tables: dict[str, tuple[int, list[int]]], dim: int = 128):
+                 tables: dict[str, tuple[int, list[int]]], dim: int = 128, rows_per_step: int = 256):
         super().__init__()
-        self.dim = dim
+        self.dim, self.rows_per_step = dim, rows_per_step
         self.table_names = list(tables)
         self.patient = Chain(patient_sizes, [True] * len(patient_sizes), dim)
         self.context = nn.Linear(dim, dim)
@@ -206,6 +209,12 @@ class EHRNet(nn.Module):
         u = h + step_emb
         table_losses, table_present = [], []
         for name, (r, valid, t_idx, code_emb) in zip(self.table_names, table_rows, strict=True):
+            if r.shape[1] > self.rows_per_step:  # an unbiased estimate of each patient's mean row loss
+                keys = torch.rand(valid.shape, device=valid.device) + valid
+                pick = torch.topk(keys, self.rows_per_step, dim=1).indices
+                r = r.gather(1, pick[..., None].expand(-1, -1, r.shape[2]))
+                valid, t_idx = valid.gather(1, pick), t_idx.gather(1, pick)
+                code_emb = code_emb.gather(1, pick[..., None].expand(-1, -1, self.dim))
             logp = torch.log_softmax(self.bags[name](u), dim=-1)  # (B, T, V)
             v = logp.shape[-1]
             flat = logp.reshape(b, -1).gather(1, t_idx * v + r[:, :, 1].clamp(min=0))
@@ -292,7 +301,7 @@ class EHRNet(nn.Module):
             for name in self.table_names:
                 count = torch.as_tensor(plan.row_count(step[:, plan.count_index[name]].cpu().numpy()),
                                         device=device) * alive.long()
-                count = torch.minimum(count, (plan.max_rows - used[name]).clamp(min=0))  # per patient cap
+                count = torch.minimum(count, (plan.max_rows[name] - used[name]).clamp(min=0))  # per patient
                 used[name] += count
                 total = int(count.sum())
                 if total == 0:

@@ -380,10 +380,12 @@ def _key_format(values: pd.Series) -> str:
 
 def _contained(child: pd.Series, parent: pd.Series) -> float:
     """Share of the child's non-missing values found among the parent's keys (compared as text)."""
-    values = child.dropna().astype(str)
+    from medsyn_tabular.ehr.codecs import code_key
+
+    values = child.dropna().map(code_key)
     if values.empty:
         return 0.0
-    return float(values.isin(set(parent.dropna().astype(str))).mean())
+    return float(values.isin(set(parent.dropna().map(code_key))).mean())
 
 
 def _fk(df: pd.DataFrame, target_key: pd.Series, names: tuple[str, ...]) -> str | None:
@@ -490,17 +492,24 @@ def infer_schema(tables: dict[str, pd.DataFrame], files: dict[str, str] | None =
             if spec.role == "events":
                 spec.value = next((c for c in df.columns if _VALUE.match(c) and c not in skip), None)
                 known = KNOWN_EVENTS.get(name.lower())
-                if known is None or not spec.visit or not spec.start or not spec.code:
+                if not spec.visit or not spec.start or not spec.code:
                     spec.model = False
-                    reasons[name] = ("not modelled by default (set 'model: true' to add it)" if spec.visit
-                                     and spec.start and spec.code else
-                                     "not modelled: it needs a visit key, a start time and a code column")
-                else:
+                    reasons[name] = "not modelled: it needs a visit key, a start time and a code column"
+                elif known is not None:
                     spec.fhir, spec.system = known
                     reasons[name] = f"event table, exported to FHIR as {known[0]}"
+                elif layout == "generic":
+                    reasons[name] = "event table (not exported to FHIR: set 'fhir' to one of " \
+                                    f"{', '.join(FHIR_RESOURCES)})"
+                else:  # the other tables of a known layout (Synthea allergies, careplans ...)
+                    spec.model = False
+                    reasons[name] = "not modelled by default (set 'model: true' to add it)"
         spec.file = (files or {}).get(name, f"{name}.csv")
         role_cols = set(spec.role_columns)
         spec.times = {c: fmt[c] for c in (spec.birth, spec.death, spec.start, spec.stop) if c and c in fmt}
+        for col in (spec.death, spec.stop):  # an empty column (no one died yet) has no format to read
+            if col and col not in spec.times and df[col].isna().all():
+                spec.times[col] = "date" if col == spec.death else spec.times.get(spec.start, "datetime")
         if spec.key:
             spec.key_format = _key_format(df[spec.key])
         # descriptions of codes: DESCRIPTION -> CODE, REASONDESCRIPTION -> REASONCODE, X_name -> X

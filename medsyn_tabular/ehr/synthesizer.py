@@ -77,7 +77,10 @@ class SamplingPlan:
         self.count_codec = pvars[self.n_visits_index].codec
         self.code_forbidden = {n: c.forbidden() for n, c in encoder.code_codecs.items()}
         self.row_forbidden = {n: [v.codec.forbidden() for v in vs] for n, vs in encoder.row_vars.items()}
-        self.max_visits, self.max_rows = encoder.schema.max_visits, encoder.schema.max_rows
+        schema = encoder.schema
+        self.max_visits = min(schema.max_visits, encoder.caps.get("visits", schema.max_visits))
+        self.max_rows = {n: min(encoder.schema.max_rows, encoder.caps.get(n, encoder.schema.max_rows))
+                         for n in encoder.code_codecs}
 
     def visits(self, pv: np.ndarray) -> np.ndarray:
         return np.minimum(self.count_codec.decode(pv[:, self.n_visits_index], self.rng), self.max_visits)
@@ -89,7 +92,7 @@ class SamplingPlan:
         return self.age_codec.encode(np.asarray(seconds) / YEAR_SECONDS)
 
     def row_count(self, tokens: np.ndarray) -> np.ndarray:
-        return np.minimum(self.count_codec.decode(tokens, self.rng), self.max_rows)
+        return self.count_codec.decode(tokens, self.rng)
 
 
 def _digest(arrays: list[np.ndarray]) -> np.ndarray:
