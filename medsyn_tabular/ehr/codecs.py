@@ -1,7 +1,10 @@
 """Discrete codecs: every variable of the EHR generator is a token from a fixed, public set.
 
 Numbers and times are cut into **public bins** whose edges are constants of MedSyn (never read from the
-data), and decoded uniformly inside the bin (log-uniformly for times):
+data), and decoded uniformly inside the bin (log-uniformly for times), or, for a model trained without
+differential privacy, from the quantiles of the real values that fell in the bin
+(:meth:`NumericCodec.learn`: exact values that recur, such as 15-minute visits, come back exactly; bins
+holding fewer than :data:`MIN_VALUES_PER_BIN` real values keep the uniform draw):
 
 * :class:`TimeCodec`: seconds; 0, [1 s, 60 s), then 4 bins per octave up to about 220 years (signed for
   offsets that may be negative, with a token for "missing" when the time may be absent);
@@ -23,6 +26,10 @@ import numpy as np
 import pandas as pd
 
 OTHER, MISSING = "<other>", "<missing>"
+#: A bin's values are decoded from the real values' quantiles only when the bin holds at least this many
+#: (fewer would hand back nearly exact real values).
+MIN_VALUES_PER_BIN = 10
+QUANTILES = 16
 YEAR_SECONDS = 365.2425 * 86400
 
 _TIME_EDGES = np.concatenate([[0.0, 1.0], 60.0 * 2.0 ** (np.arange(0, 109) / 4.0)])  # 0 .. ~220 years
@@ -63,28 +70,69 @@ class Codec:
     def from_dict(data: dict[str, Any]) -> Codec:
         kind = data["kind"]
         if kind == "time":
-            return TimeCodec(data["signed"], data["nullable"])
+            return TimeCodec(data["signed"], data["nullable"])._load_quantiles(data)
         if kind == "count":
-            return CountCodec()
+            return CountCodec()._load_quantiles(data)
         if kind == "value":
-            return ValueCodec(data["nullable"], data["integer"], data.get("low"), data.get("high"))
+            return ValueCodec(data["nullable"], data["integer"], data.get("low"),
+                              data.get("high"))._load_quantiles(data)
         if kind == "year":
             return YearCodec(data["first"], data["last"])
         if kind == "vocab":
             return VocabCodec(data["values"], data["nullable"])
         if kind == "mixed":
-            return MixedCodec(VocabCodec(data["text"], False), ValueCodec(True, False))
+            return MixedCodec(VocabCodec(data["text"], False),
+                              ValueCodec(True, False)._load_quantiles(data.get("numbers") or {}))
         if kind == "age":
             return AgeCodec()
         raise ValueError(f"unknown codec kind {kind!r}")
 
 
-class TimeCodec(Codec):
+class NumericCodec(Codec):
+    """A codec of numbers in bins, with optional per-bin quantiles of real values (no DP only)."""
+
+    def __init__(self):
+        self.quantiles: dict[int, np.ndarray] = {}
+
+    def learn(self, values, tokens) -> None:
+        """Keep the quantiles of the real ``values`` of every bin that holds at least
+        :data:`MIN_VALUES_PER_BIN` of them (never called under differential privacy)."""
+        x = np.asarray(values, dtype=float)
+        t = np.asarray(tokens, dtype=np.int64)
+        ok = np.isfinite(x) & (t >= 0)
+        self.quantiles = {}
+        for token in np.unique(t[ok]):
+            inside = x[ok & (t == token)]
+            if inside.size >= MIN_VALUES_PER_BIN:
+                self.quantiles[int(token)] = np.quantile(inside, np.linspace(0, 1, QUANTILES + 1))
+
+    def _from_quantiles(self, tokens: np.ndarray, value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.quantiles:
+            return value
+        out = np.array(value, dtype=float, copy=True)
+        u = rng.random(tokens.shape) * QUANTILES
+        for token, q in self.quantiles.items():
+            hit = tokens == token
+            if hit.any():
+                out[hit] = np.interp(u[hit], np.arange(QUANTILES + 1), q)
+        return out
+
+    def _quantile_dict(self) -> dict[str, list[float]]:
+        return {str(k): [float(x) for x in v] for k, v in self.quantiles.items()}
+
+    def _load_quantiles(self, data: dict[str, Any]) -> NumericCodec:
+        saved = data.get("quantiles") or {}
+        self.quantiles = {int(k): np.asarray(v, dtype=float) for k, v in saved.items()}
+        return self
+
+
+class TimeCodec(NumericCodec):
     """Durations or offsets in seconds (see the module docstring)."""
 
     kind = "time"
 
     def __init__(self, signed: bool = False, nullable: bool = False):
+        super().__init__()
         self.signed, self.nullable = bool(signed), bool(nullable)
         self.n_pos = len(_TIME_EDGES)  # token i covers [edge i, edge i+1); the last is open-ended
 
@@ -120,16 +168,18 @@ class TimeCodec(Codec):
                                                             + np.log(np.maximum(hi, 1e-9)) * u))
         value = np.where(idx == 0, 0.0, value)
         value = np.where(negative, -value, value)
+        value = self._from_quantiles(t, value, rng)
         return np.where(missing, np.nan, value)
 
     def forbidden(self) -> list[int]:
         return []
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "signed": self.signed, "nullable": self.nullable}
+        return {"kind": self.kind, "signed": self.signed, "nullable": self.nullable,
+                "quantiles": self._quantile_dict()}
 
 
-class CountCodec(Codec):
+class CountCodec(NumericCodec):
     """Whole numbers >= 0 (rows per visit, visits per patient)."""
 
     kind = "count"
@@ -146,16 +196,21 @@ class CountCodec(Codec):
         t = np.asarray(tokens, dtype=np.int64)
         lo = _COUNT_EDGES[t]
         hi = np.where(t + 1 < self.size, _COUNT_EDGES[np.minimum(t + 1, self.size - 1)], lo + 1)
-        return np.floor(lo + rng.random(t.shape) * (hi - lo)).astype(np.int64)
+        value = self._from_quantiles(t, lo + rng.random(t.shape) * (hi - lo), rng)
+        return np.clip(np.floor(value + (0.5 if self.quantiles else 0.0)), lo, hi - 1).astype(np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "quantiles": self._quantile_dict()}
 
 
-class ValueCodec(Codec):
+class ValueCodec(NumericCodec):
     """Real numbers of any sign; ``integer`` rounds the decoded values; ``nullable`` adds 'missing'."""
 
     kind = "value"
 
     def __init__(self, nullable: bool = True, integer: bool = False, low: float | None = None,
                  high: float | None = None):
+        super().__init__()
         self.nullable, self.integer = bool(nullable), bool(integer)
         self.low, self.high = (None if low is None else float(low)), (None if high is None else float(high))
         self.n_mag = len(_VALUE_EDGES) - 1  # magnitude bins
@@ -184,6 +239,7 @@ class ValueCodec(Codec):
         b = np.clip(np.where(negative, t - 1 - self.n_mag, t - 1), 0, self.n_mag - 1)
         value = _VALUE_EDGES[b] + rng.random(t.shape) * (_VALUE_EDGES[b + 1] - _VALUE_EDGES[b])
         value = np.where(t == 0, 0.0, np.where(negative, -value, value))
+        value = self._from_quantiles(t, value, rng)
         if self.low is not None or self.high is not None:
             value = np.clip(value, self.low, self.high)
         if self.integer:
@@ -203,7 +259,7 @@ class ValueCodec(Codec):
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "nullable": self.nullable, "integer": self.integer, "low": self.low,
-                "high": self.high}
+                "high": self.high, "quantiles": self._quantile_dict()}
 
 
 class YearCodec(Codec):
@@ -312,5 +368,10 @@ class MixedCodec(Codec):
     def forbidden(self) -> list[int]:
         return [self.size - 1]
 
+    def learn(self, values, tokens) -> None:
+        numbers = pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce").to_numpy()
+        t = np.asarray(tokens, dtype=np.int64)
+        self.numbers.learn(numbers, np.where(t < self.numbers.size, t, -1))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "text": list(self.text.values)}
+        return {"kind": self.kind, "text": list(self.text.values), "numbers": self.numbers.to_dict()}

@@ -133,22 +133,24 @@ def read_folder(folder: str | Path, schema=None) -> EHRDataset:
     """Read an EHR folder with a declared ``schema`` (file, dict or :class:`EHRSchema`), or with the
     inferred one (:func:`~medsyn_tabular.ehr.schema.infer_schema`)."""
     tables, files = read_tables(folder)
-    if schema is None:
-        spec = infer_schema(tables, files)
-    else:
-        spec = load_schema(schema)
-        missing = [n for n, t in spec.tables.items() if t.model and n not in tables]
-        if missing:
-            raise SchemaError(f"The schema names table(s) {missing} that the folder does not hold "
-                              f"(tables: {', '.join(tables)}).")
-        for name, t in spec.tables.items():
-            if not t.model:
-                continue
-            needed = set(t.role_columns) | set(t.columns) | set(t.describe) | set(t.by_code)
-            absent = sorted(needed - set(tables[name].columns))
-            if absent:
-                raise SchemaError(f"Table {name!r} has no column(s) {absent} named in the schema.")
+    spec = infer_schema(tables, files) if schema is None else check_tables(tables, load_schema(schema))
     return EHRDataset(tables, spec, Path(folder).name, files)
+
+
+def check_tables(tables: dict[str, pd.DataFrame], schema: EHRSchema) -> EHRSchema:
+    """``schema`` if every modelled table and column it names is in ``tables``; else a SchemaError."""
+    missing = [n for n, t in schema.tables.items() if t.model and n not in tables]
+    if missing:
+        raise SchemaError(f"The schema names table(s) {missing} that the folder does not hold "
+                          f"(tables: {', '.join(tables)}).")
+    for name, t in schema.tables.items():
+        if not t.model:
+            continue
+        needed = set(t.role_columns) | set(t.columns) | set(t.describe) | set(t.by_code)
+        absent = sorted(needed - set(tables[name].columns))
+        if absent:
+            raise SchemaError(f"Table {name!r} has no column(s) {absent} named in the schema.")
+    return schema
 
 
 def read_zip(path: str | Path, schema=None, label: str | None = None) -> EHRDataset:

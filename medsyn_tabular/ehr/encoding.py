@@ -405,15 +405,15 @@ class EHREncoder:
             vstart = start_s[self._visit_row(V, E["_p"].to_numpy(), E["_t"].to_numpy())]
             for var in self.row_vars[name]:
                 if var.name == "offset":
-                    cols.append(var.codec.encode(e_start - vstart))
+                    cols.append(self._tokens(var, e_start - vstart))
                 elif var.name == "duration":
                     stop = data.times(name, spec.stop).reindex(E.index)
-                    cols.append(var.codec.encode(np.where(stop.notna(), stop.astype("int64").to_numpy() / NS
+                    cols.append(self._tokens(var, np.where(stop.notna(), stop.astype("int64").to_numpy() / NS
                                                           - e_start, np.nan)))
                 elif var.name == "value":
-                    cols.append(var.codec.encode(E[spec.value].to_numpy()))
+                    cols.append(self._tokens(var, E[spec.value].to_numpy()))
                 else:
-                    cols.append(var.codec.encode(E[var.name[4:]].to_numpy()))
+                    cols.append(self._tokens(var, E[var.name[4:]].to_numpy()))
             nr = np.bincount(E["_p"].to_numpy(), minlength=n)
             R = max(1, int(nr.max()) if len(E) else 1)
             arr = np.full((n, R, len(cols)), -1, dtype=np.int64)
@@ -428,7 +428,7 @@ class EHREncoder:
         p_idx, t_idx = V["_p"].to_numpy(), V["_t"].to_numpy()
         for j, var in enumerate(self.step_vars):
             if var.name == "gap":
-                tok = var.codec.encode(gap)
+                tok = self._tokens(var, gap)
             elif var.name == "age":
                 tok = var.codec.encode(age)
             elif var.name == "class":
@@ -437,11 +437,11 @@ class EHREncoder:
                 tok = var.codec.encode(V[vspec.code].to_numpy())
             elif var.name == "duration":
                 stop_s = V["_stop"].astype("int64").to_numpy() / NS
-                tok = var.codec.encode(np.where(V["_stop"].notna(), stop_s - start_s, np.nan))
+                tok = self._tokens(var, np.where(V["_stop"].notna(), stop_s - start_s, np.nan))
             elif var.name.startswith("count:"):
-                tok = var.codec.encode(counts[var.name[6:]][p_idx, t_idx])
+                tok = self._tokens(var, counts[var.name[6:]][p_idx, t_idx])
             else:
-                tok = var.codec.encode(V[var.name[4:]].to_numpy())
+                tok = self._tokens(var, V[var.name[4:]].to_numpy())
             vt[p_idx, t_idx, j] = tok
 
         # patient tokens
@@ -453,7 +453,7 @@ class EHREncoder:
             if var.name == "birth_year":
                 pv[:, j] = var.codec.encode(birth.dt.year.to_numpy())
             elif var.name == "n_visits":
-                pv[:, j] = var.codec.encode(nv)
+                pv[:, j] = self._tokens(var, nv)
             elif var.name == "dead":
                 death = data.times(pname, pspec.death)[keep].reset_index(drop=True)
                 pv[:, j] = np.where(death.notna(), 3, 2)
@@ -461,14 +461,22 @@ class EHREncoder:
                 death = data.times(pname, pspec.death)[keep].reset_index(drop=True)
                 death_s = death.astype("int64").to_numpy() / NS
                 reference = np.where(np.isnan(last_start), birth_s, last_start)
-                pv[:, j] = np.where(death.notna(), var.codec.encode(np.maximum(0, death_s - reference)), -1)
+                gap = np.where(death.notna(), np.maximum(0, death_s - reference), np.nan)
+                pv[:, j] = np.where(death.notna(), self._tokens(var, gap), -1)
             else:
-                pv[:, j] = var.codec.encode(P[var.name[4:]].to_numpy())
+                pv[:, j] = self._tokens(var, P[var.name[4:]].to_numpy())
         stats.update(patients=n, visits=int(len(V)))
         if not self.private:  # sampling never exceeds the longest real record (with DP: the declared caps)
             self.caps = {"visits": int(max(1, nv.max())), **{name: int(max(1, nr.max()))
                                                              for name, nr in nr_out.items()}}
         return EncodedEHR(pv, vt, nv.astype(np.int64), rows_out, nr_out, stats)
+
+    def _tokens(self, var: Var, values) -> np.ndarray:
+        """``var``'s tokens of ``values``; without DP a numeric codec also learns its per-bin quantiles."""
+        tokens = var.codec.encode(values)
+        if not self.private and hasattr(var.codec, "learn"):
+            var.codec.learn(values, tokens)
+        return tokens
 
     @staticmethod
     def _visit_row(V: pd.DataFrame, p: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -501,7 +509,9 @@ class EHREncoder:
         ``rows[table]`` (K, 3 + Q) = patient, visit index, code, row variables; ``gaps`` (M, T): the gaps
         in seconds decoded while sampling (else decoded here). New keys (from ``rng``),
         times from the birth year and the intervals, then the time rules: no event before birth, nothing
-        after death (stops are cut there), nothing after the end date."""
+        after death (stops are cut there), nothing after the end date (a record whose visits run past it is
+        moved earlier as a whole, birth included, down to the first year of birth; visits still beyond it
+        are dropped, stops cut, a death after it is not yet known)."""
         s = self.schema
         pname, pspec = s.patients
         vname, vspec = s.visits
@@ -534,6 +544,15 @@ class EHREncoder:
             gap = self.patient_vars[pvar["death_gap"]].codec.decode(pv[:, pvar["death_gap"]], rng)
             death_s = np.where(pv[:, pvar["dead"]] == 3, last + gap, np.nan)
         end_s = pd.Timestamp(self.end_date).value / NS if self.end_date else np.inf
+        if np.isfinite(end_s) and m and len(p_idx):
+            # a record whose visits run past the end of the export is moved earlier as a whole, birth
+            # included, as far as the first year of birth allows (visits still beyond the end are dropped)
+            latest = np.full(m, -np.inf)
+            np.maximum.at(latest, p_idx, start_s)
+            earliest_birth = pd.Timestamp(f"{self.birth_years[0]:04d}-01-01").value / NS
+            over = np.clip(latest - end_s, 0.0, np.maximum(0.0, birth_s - earliest_birth))
+            birth_s, death_s = birth_s - over, death_s - over
+            start_s, stop_s = start_s - over[p_idx], stop_s - over[p_idx]
         limit = np.fmin(np.where(np.isnan(death_s), np.inf, death_s), end_s)
         visit_ok = start_s <= limit[p_idx] if len(p_idx) else np.zeros(0, bool)
         stop_s = np.where(stop_s > limit[p_idx], np.where(np.isinf(limit[p_idx]), stop_s, limit[p_idx]),
@@ -624,7 +643,9 @@ class EHREncoder:
 
     @staticmethod
     def _times_out(spec: TableSpec, column: str, seconds: np.ndarray) -> pd.Series:
-        values = pd.to_datetime(pd.Series(np.asarray(seconds, dtype=float)) * NS)
+        x = np.asarray(seconds, dtype=float)
+        x = np.where(np.abs(x) < 9.2e9, x, np.nan)  # beyond datetime64[ns] (1678-2261): nothing to write
+        values = pd.to_datetime(pd.Series(x) * NS)
         return format_times(values, spec.times.get(column, "datetime"))
 
     @staticmethod

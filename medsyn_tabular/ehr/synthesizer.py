@@ -180,7 +180,9 @@ class EHRSynthesizer:
             raise PrivacyError("Differential privacy needs a declared EHR schema: write one with `medsyn ehr "
                                "schema FOLDER --out ehr.yaml`, review it, declare the public vocabularies, "
                                "birth_years and end_date, and pass it with --schema (docs/ehr.md).")
-        schema = self.declared or data.schema
+        from medsyn_tabular.ehr.dataset import check_tables
+
+        schema = check_tables(data.tables, self.declared) if self.declared is not None else data.schema
         data = EHRDataset(data.tables, schema, data.source, data.files)
         try:
             return self._fit(data, progress, checkpoint, resume_from, source or data.source, started,
