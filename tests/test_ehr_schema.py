@@ -69,6 +69,10 @@ def test_declared_schemas_are_checked_with_readable_errors(tmp_path):
     missing["tables"]["encounters"]["columns"]["NO_SUCH_COLUMN"] = {"kind": "categorical"}
     with pytest.raises(SchemaError, match="encounters.*NO_SUCH_COLUMN"):
         read_folder(SAMPLE, missing)
+    names = yaml.safe_load(yaml.safe_dump(base))  # a declaration that would model the patients' names
+    names["tables"]["patients"]["columns"]["FIRST"] = {"kind": "categorical"}
+    with pytest.raises(SchemaError, match=r"\['FIRST'\] are named like direct identifiers"):
+        read_folder(SAMPLE, names)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SchemaError, match="no CSV/TSV or Parquet tables"):

@@ -138,7 +138,11 @@ def read_folder(folder: str | Path, schema=None) -> EHRDataset:
 
 
 def check_tables(tables: dict[str, pd.DataFrame], schema: EHRSchema) -> EHRSchema:
-    """``schema`` if every modelled table and column it names is in ``tables``; else a SchemaError."""
+    """``schema`` if every modelled table and column it names is in ``tables``, and no modelled column is
+    named like a direct identifier (a name, SSN, address, record number ...) without an explicit
+    ``phi: {COLUMN: keep}``; else a SchemaError. Only the column names are looked at."""
+    from medsyn_tabular.data.phi import detect_phi
+
     missing = [n for n, t in schema.tables.items() if t.model and n not in tables]
     if missing:
         raise SchemaError(f"The schema names table(s) {missing} that the folder does not hold "
@@ -150,6 +154,12 @@ def check_tables(tables: dict[str, pd.DataFrame], schema: EHRSchema) -> EHRSchem
         absent = sorted(needed - set(tables[name].columns))
         if absent:
             raise SchemaError(f"Table {name!r} has no column(s) {absent} named in the schema.")
+        modelled = [c for c in list(t.columns) + list(t.describe) + list(t.by_code) if t.phi.get(c) != "keep"]
+        flagged = [f.column for f in detect_phi(tables[name][modelled], content=False) if f.action == "drop"]
+        if flagged:
+            raise SchemaError(f"Table {name!r}: column(s) {flagged} are named like direct identifiers (PHI) "
+                              "but the schema models them. Remove them from the schema, or declare "
+                              "'phi: {COLUMN: keep}' if they identify no one.")
     return schema
 
 
