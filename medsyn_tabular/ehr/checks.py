@@ -3,7 +3,7 @@
 * :func:`integrity`: every foreign key resolves (visit -> patient, event -> patient, event -> visit, and
   an event's patient is its visit's patient), keys are unique, and the time rules hold: birth before
   every visit and event, start <= stop, and death after everything (compared by day where a column holds
-  dates only, as a date of death does).
+  dates only, as a date of death does, and by year against a year of birth).
 * :func:`real_identifiers_in`: how many values of the real data's identifiers (keys, references to other
   tables, and every column the PHI rules drop: names, SSN, addresses...) appear as a whole cell or JSON
   string in synthetic output. The result names columns and counts, never the values.
@@ -65,7 +65,9 @@ def integrity(data: EHRDataset) -> IntegrityResult:
     vp = _keys(V[vspec.patient])
     ref(vname, vspec.patient, vp, known_p)
     birth = data.times(pname, pspec.birth)
-    birth_day_only = pspec.times.get(pspec.birth) in ("date", "year")
+    birth_format = pspec.times.get(pspec.birth)
+    birth_day_only = birth_format == "date"
+    birth_year_only = birth_format == "year"  # a year of birth: compared by year
     birth_of = pd.Series(birth.to_numpy(), index=pkeys.to_numpy())
     birth_of = birth_of[~birth_of.index.duplicated()]
     death_of = None
@@ -79,7 +81,9 @@ def integrity(data: EHRDataset) -> IntegrityResult:
     def after_birth(table: str, column: str, times: pd.Series, patients: pd.Series, day_only: bool) -> None:
         b = patients.map(birth_of)
         t = times
-        if day_only or birth_day_only:
+        if birth_year_only:
+            b, t = b.dt.year, t.dt.year
+        elif day_only or birth_day_only:
             b, t = _day(b), _day(t)
         rule(f"{table}.{column} on or after birth", t.isna() | b.isna() | (t >= b))
 
@@ -128,7 +132,8 @@ def integrity(data: EHRDataset) -> IntegrityResult:
             before_death(name, spec.stop, stop, ep)
     if death_of is not None:
         d = data.times(pname, pspec.death)
-        rule(f"{pname}: birth <= death", d.isna() | (_day(birth) <= _day(d)))
+        before = (birth.dt.year <= d.dt.year) if birth_year_only else (_day(birth) <= _day(d))
+        rule(f"{pname}: birth <= death", d.isna() | before)
     total_refs = sum(r["references"] for r in refs)
     share_refs = sum(r["resolved"] for r in refs) / total_refs if total_refs else 1.0
     total_rows = sum(r["rows"] for r in rules)
