@@ -10,7 +10,7 @@ from medsyn_app import session as app_session
 from medsyn_core import __version__
 from medsyn_core.auth import allowed
 from medsyn_imaging.training import training_job  # noqa: F401  (registers the imaging-train job kind)
-from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit job kind)
+from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit and ehr-fit job kinds)
 
 # no page_title: the browser tab shows each page's title (st.Page) instead of the same word everywhere
 st.set_page_config(page_icon="🩺", layout="wide")
@@ -23,6 +23,7 @@ app_session.start_service()
 PAGES = [
     (st.Page("pages/home.py", title="Home", icon=":material/home:", default=True), None),
     (st.Page("pages/tabular.py", title="Tabular", icon=":material/table:"), "sample"),
+    (st.Page("pages/ehr.py", title="EHR", icon=":material/timeline:"), "sample"),
     (st.Page("pages/imaging.py", title="Imaging", icon=":material/radiology:"), "view_images"),
     (st.Page("pages/synthetic_scans.py", title="Synthetic scans", icon=":material/add_photo_alternate:"),
      "view_images"),

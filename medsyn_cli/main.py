@@ -19,6 +19,7 @@ from medsyn_core import __version__
 #: The command-group modules of this package (each has ``register(subparsers)``).
 COMMAND_GROUPS: tuple[str, ...] = (
     "medsyn_cli.tabular",
+    "medsyn_cli.ehr",
     "medsyn_cli.dicom",
     "medsyn_cli.imaging",
     "medsyn_cli.audit",

@@ -37,6 +37,13 @@ BUNDLED: tuple[BundledDataset, ...] = (
         "303 rows x 14 columns, 6 missing cells", "CC BY 4.0",
     ),
     BundledDataset(
+        "synthea_sample", "tabular", "ehr/synthea_sample",
+        "Synthea EHR sample (SYNTHETIC patients): patients, encounters, conditions, medications, "
+        "observations, procedures",
+        "12 patients, 217 encounters, 130 conditions, 63 medications, 2431 observations, 304 procedures",
+        "Apache-2.0",
+    ),
+    BundledDataset(
         "pneumoniamnist", "imaging", "medmnist/pneumoniamnist.npz",
         "PneumoniaMNIST: chest X-rays, normal vs pneumonia",
         "4708/524/624 train/val/test, 1x28x28 uint8, 2 classes", "CC BY 4.0",

@@ -29,7 +29,7 @@ CARD_FILE = "model_card.json"
 LEDGER_FILE = "privacy_ledger.json"
 #: The engine each model kind belongs to.
 KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "mst": "tabular", "aim": "tabular", "argn": "tabular",
-               "stylegan2": "imaging", "dcgan": "imaging", "resnet9": "imaging"}
+               "ehr-ar": "tabular", "stylegan2": "imaging", "dcgan": "imaging", "resnet9": "imaging"}
 
 
 def engine_of(kind: str) -> str:

@@ -38,7 +38,7 @@ from medsyn_core.storage import Store
 UPLOAD_PARAM = "upload"
 KEEP_PARAM = "keep_upload"
 #: File endings an upload keeps (what the readers look at); anything else is stored as ``.bin``.
-SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".zip")  # .zip: an EHR folder of tables
 DIR_MODE, FILE_MODE = 0o700, 0o600
 #: What the pages tell the user about where an upload is kept and for how long.
 NOTICE = ("The uploaded file is kept on this server, readable only by the MedSyn service account, in its "

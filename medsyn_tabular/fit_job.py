@@ -1,4 +1,5 @@
-"""Training a tabular synthesizer as a background job (``medsyn_core.jobs``, kind ``tabular-fit``).
+"""Training a tabular synthesizer as a background job (``medsyn_core.jobs``, kind ``tabular-fit``); the
+engine's other job kind, ``ehr-fit`` (:mod:`medsyn_tabular.ehr.job`), is registered here too.
 
 The job runs in its own process, so training survives page switches and reloads and never blocks the
 app; the page only polls the job table. The real table is read from a file: a bundled dataset's path
@@ -163,3 +164,5 @@ def submit_fit(store: Store, user, *, data_path: str | Path, source: str, n_rows
 
 
 register_job_type("tabular-fit", f"{__name__}:fit_table", "train", needs_gpu=True)
+# the EHR generator (related tables: patients, visits, events) is part of this engine: medsyn_tabular.ehr
+register_job_type("ehr-fit", "medsyn_tabular.ehr.job:fit_ehr", "train", needs_gpu=True)

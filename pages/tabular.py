@@ -129,7 +129,8 @@ def saved_model_sampling() -> None:
     from medsyn_core.model_store import list_models
 
     with Store() as store:
-        entries = [m for m in list_models(store, user) if m.engine == "tabular"]
+        entries = [m for m in list_models(store, user)
+                   if m.engine == "tabular" and m.kind != "ehr-ar"]  # EHR models: the EHR page
     if not entries:
         st.info("No tabular model is saved yet. A researcher trains one here; it then appears in this list.")
         return

@@ -86,6 +86,18 @@ def _content_category(series: pd.Series) -> tuple[str, str] | None:
     return None
 
 
+def value_phi_category(value: object) -> str | None:
+    """The PHI category one text value looks like (SSN, e-mail, phone, URL/IP, street address, UUID), or
+    None. Used on single labels, e.g. the free-text answers an EHR's observations hold."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    for category, pattern, _action in _CONTENT_RULES:
+        if re.fullmatch(pattern, text):
+            return category
+    return None
+
+
 def detect_phi(df: pd.DataFrame, schema=None, content: bool = True) -> list[PhiFinding]:
     """Flag identifier-like columns of ``df`` by name, content and (if given) schema kind.
 
