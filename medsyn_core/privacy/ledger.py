@@ -17,6 +17,10 @@ from typing import Any
 from medsyn_core.files import atomic_write_json
 
 
+#: Entries whose ε is recomputed from (noise multiplier, sample rate, steps) by an accountant.
+GAUSSIAN_MECHANISMS = ("dp-sgd", "dp-fedavg")
+
+
 @dataclass
 class LedgerEntry:
     """One mechanism applied to the real data."""
@@ -26,7 +30,7 @@ class LedgerEntry:
     target: str  # what it was applied to: a column name, 'discriminator', 'vae' …
     epsilon: float
     delta: float = 0.0
-    # DP-SGD only:
+    # DP-SGD and DP-FedAvg only:
     noise_multiplier: float | None = None
     sample_rate: float | None = None
     steps: int | None = None
@@ -35,8 +39,9 @@ class LedgerEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
     def recompute_epsilon(self) -> float:
-        """ε of this entry from its parameters alone (DP-SGD via the accountant)."""
-        if self.mechanism != "dp-sgd":
+        """ε of this entry from its parameters alone (DP-SGD, and DP-FedAvg's Gaussian releases of the
+        averaged site updates at sample rate 1, via the accountant)."""
+        if self.mechanism not in GAUSSIAN_MECHANISMS:
             return float(self.epsilon)
         return dpsgd_epsilon(self.accountant or "rdp", self.noise_multiplier, self.sample_rate,
                              self.steps, self.delta)
