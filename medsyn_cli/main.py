@@ -25,6 +25,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "medsyn_cli.users",
     "medsyn_cli.jobs",
     "medsyn_cli.uploads",
+    "medsyn_cli.federated",
 )
 
 

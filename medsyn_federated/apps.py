@@ -468,7 +468,7 @@ def _run(grid: Grid, settings: dict[str, Any], flog: FederationLog, work_dir: Pa
         row = {"round": rnd, "sites": [flog.site(r.metadata.src_node_id) for r in good], "missing": missing,
                "metrics": {k: float(v) for k, v in (metrics or {}).items()
                            if k not in ("num-examples", "uniform-weight")}}
-        if tabular and not settings.get("privacy"):
+        if tabular and not settings.get("privacy") and settings.get("evaluate", True):
             row["quality"] = _evaluate(grid, flog, settings, arrays, transformer_json, current, timeout)
         history.append(row)
         flog.update(history=history)

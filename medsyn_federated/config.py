@@ -13,6 +13,7 @@ Example (tabular; every path is relative to the file)::
     min_sites: 3                   # training starts when this many sites have joined
     join_timeout_s: 600
     round_timeout_s: 600           # a site that has not answered by then is left out of that round
+    evaluate: true                 # without DP: every site scores the global model's rows each round
     host: 0.0.0.0                  # where the server listens (one port: Flower's HTTP/TLS API)
     port: 9092
     tls: {ca: certs/ca.crt, cert: certs/server.pem, key: certs/server.key}
@@ -78,6 +79,7 @@ class FederationConfig:
     server_lr: float = 0.01  # FedAdam's server learning rate (eta)
     trim_fraction: float = 0.2  # FedTrimmedAvg's beta
     seed: int = 0
+    evaluate: bool = True  # without DP: each site scores the global model's rows every round
     source: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,7 +91,7 @@ class FederationConfig:
                 "preprocessing_epsilon": self.preprocessing_epsilon, "dp_fedavg": self.dp_fedavg,
                 "hyperparameters": self.hyperparameters, "imaging": self.imaging,
                 "server_lr": self.server_lr, "trim_fraction": self.trim_fraction, "seed": self.seed,
-                "sites": sorted(self.sites)}
+                "evaluate": self.evaluate, "sites": sorted(self.sites)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FederationConfig:
@@ -228,4 +230,5 @@ def load_config(path: str | Path) -> FederationConfig:
         dp_fedavg=dp_fedavg, hyperparameters=dict(data.get("hyperparameters") or {}), imaging=imaging,
         server_lr=_number(data, "server_lr", 0.01, float, 1e-6, 10),
         trim_fraction=_number(data, "trim_fraction", 0.2, float, 0.0, 0.49),
-        seed=_number(data, "seed", 0, int, 0, 2**31 - 1), source=path.resolve())
+        seed=_number(data, "seed", 0, int, 0, 2**31 - 1), evaluate=bool(data.get("evaluate", True)),
+        source=path.resolve())

@@ -140,12 +140,30 @@ def _register(public_key: str, work: Path, pseudonym: str, env: dict[str, str], 
         time.sleep(1.0)
 
 
-def run_server(config_path: str | Path, *, replace: bool = False, actor: str = "cli",
+def _authorise(user, action: str) -> str:
+    """Re-load ``user`` and check ``action`` (``medsyn_core.auth.authorise``); the audit actor name."""
+    from medsyn_core.auth import authorise
+    from medsyn_core.storage import Store
+
+    with Store() as store:
+        return authorise(store, user, action).username
+
+
+def _audit(actor: str, action: str, details: dict) -> None:
+    from medsyn_core.storage import Store
+
+    with Store() as store:
+        store.append_event(actor, action, details)
+
+
+def run_server(config_path: str | Path, *, user, replace: bool = False,
                on_line: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None
                ) -> dict:
-    """Run one federation to its end (blocking); returns the final ``status.json`` (state, model path)."""
+    """Run one federation to its end (blocking) for ``user`` (an admin); returns the final
+    ``status.json`` (state, sites, rounds, model path). Audited: start, end (with the model's name)."""
     from medsyn_core import model_store
 
+    actor = _authorise(user, "run_federation")
     cfg = load_config(config_path)
     if cfg.tls is None:
         raise FederationConfigError("A federation needs TLS (Flower authenticates sites only over TLS): add "
@@ -161,6 +179,9 @@ def run_server(config_path: str | Path, *, replace: bool = False, actor: str = "
     shutil.rmtree(app_dir, ignore_errors=True)
     shutil.copytree(APP_TEMPLATE, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
     env = _env(flwr_home)
+    _audit(actor, "federation.server.start", {"name": cfg.name, "engine": cfg.engine, "model": cfg.model,
+                                               "sites": sorted(cfg.sites), "rounds": cfg.rounds,
+                                               "port": cfg.port})
     link = None
     try:
         link = _start([_bin("flower-superlink"), "--ssl-ca-certfile", str(cfg.tls["ca"]),
@@ -192,6 +213,8 @@ def run_server(config_path: str | Path, *, replace: bool = False, actor: str = "
         stop_process(link)
     status_file = work / "status.json"
     status = json.loads(status_file.read_text(encoding="utf-8")) if status_file.exists() else {}
+    _audit(actor, "federation.server.end", {"name": cfg.name, "state": status.get("state", "stopped"),
+                                            "rounds_done": status.get("round", 0)})
     if status.get("state") != "finished":
         reason = status.get("error") or "the run ended before the model was saved"
         raise FederationError(f"The federation did not finish: {reason}. See {work / 'federation.log'} and "
@@ -210,10 +233,12 @@ def _config_value(value: str, what: str) -> str:
     return value
 
 
-def start_client(server: str, data: str | Path, site: str, token: str, ca: str | Path, *,
+def start_client(server: str, data: str | Path, site: str, token: str, ca: str | Path, *, user,
                  epsilon: float | None = None, public_rows: bool = False) -> tuple[subprocess.Popen, Path]:
-    """Start this site's Flower SuperNode (returns at once): (process, work folder). The site's table or
-    images stay here; only what the ServerApp asks for and the site's ClientApp answers leaves."""
+    """Start this site's Flower SuperNode for ``user`` (returns at once): (process, work folder). The
+    site's table or images stay here; only what the ServerApp asks for and the site's ClientApp answers
+    leaves. Audited (site, server address, data file's name, ε)."""
+    actor = _authorise(user, "join_federation")
     check_token(token)
     site = check_name(site, what="site")
     data, ca = Path(data).resolve(), Path(ca).resolve()
@@ -236,6 +261,8 @@ def start_client(server: str, data: str | Path, site: str, token: str, ca: str |
     cmd = [_bin("flower-supernode"), "--superlink", server, "--root-certificates", str(ca),
            "--auth-supernode-private-key", str(key), "--node-config", node_config,
            "--host", "127.0.0.1", "--port", str(free_port())]
+    _audit(actor, "federation.site.join", {"site": site, "server": server, "data": data.name,
+                                           "epsilon": epsilon, "public_rows": public_rows})
     return _start(cmd, work / "supernode.log", _env(flwr_home)), work
 
 
@@ -247,11 +274,12 @@ def explain_exit(code: int, work: Path) -> str:
     return f"The site's Flower SuperNode stopped (exit code {code}); see {work / 'supernode.log'}."
 
 
-def run_client(server: str, data: str | Path, site: str, token: str, ca: str | Path, *,
+def run_client(server: str, data: str | Path, site: str, token: str, ca: str | Path, *, user,
                epsilon: float | None = None, public_rows: bool = False,
                on_line: Callable[[str], None] | None = None) -> None:
     """Join a federation and serve it until stopped (Ctrl-C) or refused (raises FederationError)."""
-    proc, work = start_client(server, data, site, token, ca, epsilon=epsilon, public_rows=public_rows)
+    proc, work = start_client(server, data, site, token, ca, user=user, epsilon=epsilon,
+                              public_rows=public_rows)
     _say(on_line, f"Site {site} is joining {server}; log: {work / 'supernode.log'}. Stop with Ctrl-C.")
     try:
         code = proc.wait()

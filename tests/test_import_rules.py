@@ -4,7 +4,9 @@
   code, no CLI and not Streamlit.
 * The engines (``medsyn_tabular``, ``medsyn_imaging``) import the core and themselves only: never each
   other, the app, the CLI or Streamlit.
-* ``medsyn_cli`` may import the core and the engines, never the app or Streamlit.
+* ``medsyn_federated`` (federated synthesis on Flower) may import the core and both engines, never the
+  app, the CLI or Streamlit.
+* ``medsyn_cli`` may import the core, the engines and ``medsyn_federated``, never the app or Streamlit.
 * ``medsyn_app`` (and ``app.py``, ``pages/``) may import everything.
 * No import cycle between modules of the packages.
 """
@@ -15,12 +17,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_app")
+PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated", "medsyn_cli", "medsyn_app")
 ALLOWED = {
     "medsyn_core": {"medsyn_core"},
     "medsyn_tabular": {"medsyn_core", "medsyn_tabular"},
     "medsyn_imaging": {"medsyn_core", "medsyn_imaging"},
-    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli"},
+    "medsyn_federated": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated"},
+    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated", "medsyn_cli"},
     "medsyn_app": set(PACKAGES),
 }
 
