@@ -311,6 +311,14 @@ class FederationLog:
         atomic_write_json(self.work_dir / "status.json", self.status)
 
 
+def _origins(messages: list[Message], replies: list[Message]) -> dict[int, int]:
+    """node id of each reply (by position): the node the original message went to. Flower's SuperLink
+    answers for a node that went offline (its heartbeat stopped), so the sender is not always the site."""
+    sent = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages}
+    return {i: sent.get(r.metadata.reply_to_message_id, int(r.metadata.src_node_id))
+            for i, r in enumerate(replies)}
+
+
 def _wait_for_sites(grid: Grid, flog: FederationLog, min_sites: int, timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     seen: list[int] = []
@@ -337,15 +345,16 @@ def _ask(grid: Grid, flog: FederationLog, nodes: list[int], message_type: str, c
         content = RecordDict({"config": config} if arrays is None else {"arrays": arrays, "config": config})
         messages.append(Message(content=content, message_type=message_type, dst_node_id=node))
     replies = list(grid.send_and_receive(messages, timeout=timeout))
+    origin = _origins(messages, replies)
     good = {}
-    for reply in replies:
-        node = int(reply.metadata.src_node_id)
+    for i, reply in enumerate(replies):
+        node = origin[i]
         if reply.has_error():
             flog.say("site %s could not %s: %s", flog.site(node), what, reply.error.reason,
                      level=logging.WARNING)
         else:
             good[node] = reply
-    answered = {int(r.metadata.src_node_id) for r in replies}
+    answered = set(origin.values())
     for node in nodes:
         if node not in answered:
             flog.say("site %s did not answer (%s) within %g s: it is left out", flog.site(node), what,
@@ -433,18 +442,21 @@ def _run(grid: Grid, settings: dict[str, Any], flog: FederationLog, work_dir: Pa
         flog.say("round %d/%d: training at %d site(s): %s", rnd, rounds, len(asked),
                  ", ".join(flog.site(n) for n in asked))
         replies = list(grid.send_and_receive(messages, timeout=timeout))
+        origin = _origins(messages, replies)
         good = [r for r in replies if not r.has_error()]
-        for r in replies:
+        good_sites = [flog.site(origin[i]) for i, r in enumerate(replies) if not r.has_error()]
+        failed = [origin[i] for i, r in enumerate(replies) if r.has_error()]
+        for i, r in enumerate(replies):
             if r.has_error():
-                flog.say("round %d: site %s failed and is left out of this round: %s", rnd,
-                         flog.site(r.metadata.src_node_id), r.error.reason, level=logging.WARNING)
-        answered = {int(r.metadata.src_node_id) for r in replies}
-        missing = [flog.site(n) for n in asked if n not in answered]
+                flog.say("round %d: site %s failed and is left out of this round (%s); the round completes "
+                         "with the other sites", rnd, flog.site(origin[i]), r.error.reason,
+                         level=logging.WARNING)
+        missing = [flog.site(n) for n in asked if n not in set(origin.values())]
         for name in missing:
             flog.say("round %d: site %s did not answer within %g s (disconnected or stopped); the round "
                      "completes with the other sites", rnd, name, timeout, level=logging.WARNING)
-        for r in good:
-            site = flog.site(r.metadata.src_node_id)
+        missing += [flog.site(n) for n in failed]
+        for r, site in zip(good, good_sites, strict=True):
             participation[site] = participation.get(site, 0) + 1
             info = _read_json_config(r.content["site"]) if "site" in r.content else {}
             if info.get("ledger"):
@@ -465,7 +477,7 @@ def _run(grid: Grid, settings: dict[str, Any], flog: FederationLog, work_dir: Pa
         if new_arrays is not None:
             arrays = new_arrays
             released += 1
-        row = {"round": rnd, "sites": [flog.site(r.metadata.src_node_id) for r in good], "missing": missing,
+        row = {"round": rnd, "sites": good_sites, "missing": missing,
                "metrics": {k: float(v) for k, v in (metrics or {}).items()
                            if k not in ("num-examples", "uniform-weight")}}
         if tabular and not settings.get("privacy") and settings.get("evaluate", True):

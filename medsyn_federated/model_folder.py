@@ -84,7 +84,7 @@ def privacy_section(settings: dict[str, Any], result: dict[str, Any]) -> dict[st
 
 def _card(settings: dict[str, Any], result: dict[str, Any], kind: str, extra: dict[str, Any]
           ) -> dict[str, Any]:
-    sites = list(result.get("sites") or [])
+    sites = sorted(result.get("sites") or [])
     last = result["history"][-1]["metrics"] if result.get("history") else {}
     quality = [r["quality"] for r in result.get("history") or [] if r.get("quality") is not None]
     card = {

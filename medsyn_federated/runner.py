@@ -41,7 +41,7 @@ from medsyn_federated.tokens import check_token, write_private_key
 
 APP_TEMPLATE = Path(__file__).resolve().parent / "flower_app"
 CONNECTION = "medsyn"  # the name of the SuperLink connection in the server's private Flower home
-SUPERNODE_REFUSED = 305  # flower-supernode's exit code when the SuperLink does not activate the node
+SUPERNODE_REFUSED = 305  # Flower's exit code (in the SuperNode's log) when the SuperLink refuses the node
 STARTUP_TIMEOUT_S = 120.0
 
 
@@ -266,9 +266,17 @@ def start_client(server: str, data: str | Path, site: str, token: str, ca: str |
     return _start(cmd, work / "supernode.log", _env(flwr_home)), work
 
 
+def was_refused(work: Path) -> bool:
+    """Whether this site's SuperNode stopped because the SuperLink did not activate it (Flower's exit
+    code 305 in its log: an unregistered key, i.e. a wrong or revoked token)."""
+    log = work / "supernode.log"
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    return f"Exit Code: {SUPERNODE_REFUSED}" in text or "Failed to activate SuperNode" in text
+
+
 def explain_exit(code: int, work: Path) -> str:
     """A readable reason for a SuperNode that stopped by itself."""
-    if code == SUPERNODE_REFUSED:
+    if code == SUPERNODE_REFUSED or was_refused(work):
         return ("The server refused this site: its token is not registered in this federation (wrong or "
                 "revoked token), or the server is not accepting sites. Check the token with the admin.")
     return f"The site's Flower SuperNode stopped (exit code {code}); see {work / 'supernode.log'}."
