@@ -108,8 +108,9 @@ def test_an_image_gan_trains_on_two_sites_pneumoniamnist_halves(tmp_path):
     assert status["state"] == "finished"
     assert all(sorted(r["sites"]) == ["site-a", "site-b"] for r in status["history"])
     generator = load_generator(status["model_path"])
-    sample = generator.sample(4, label="pneumonia", seed=0)
-    assert sample.shape[0] == 4 and np.isfinite(sample).all()
+    images, labels = generator.sample(4, label="pneumonia", seed=0)
+    assert images.shape == (4, 1, 28, 28) and np.isfinite(images).all()  # padding to 32 px undone
+    assert (labels == 1).all()
     assert generator.card["federation"]["rounds"] == 2
 
 
