@@ -21,6 +21,24 @@ from pathlib import Path
 TOKEN_ENV = "MEDSYN_FEDERATION_TOKEN"
 
 
+def _user_errors(func):
+    """Readable one-line errors for a federation that cannot start or run (FederationError)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        from medsyn_cli.main import UserError
+        from medsyn_federated.runner import FederationError
+
+        try:
+            return func(args)
+        except FederationError as exc:
+            raise UserError(str(exc)) from exc
+
+    return wrapper
+
+
+@_user_errors
 def cmd_certs(args: argparse.Namespace) -> int:
     from medsyn_core.files import atomic_write_text
     from medsyn_federated import certs, runner, tokens
@@ -49,6 +67,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+@_user_errors
 def cmd_server(args: argparse.Namespace) -> int:
     from medsyn_cli.audit import CLI_USER
     from medsyn_federated import runner
@@ -71,20 +90,18 @@ def _token(args: argparse.Namespace) -> str:
     raise UserError(f"Give this site's token: --token-file FILE (safest), ${TOKEN_ENV}, or --token.")
 
 
+@_user_errors
 def cmd_client(args: argparse.Namespace) -> int:
     from medsyn_cli.audit import CLI_USER
-    from medsyn_cli.main import UserError
     from medsyn_federated import runner
 
-    try:
-        runner.run_client(args.server, args.data, args.site, _token(args), args.ca, user=CLI_USER,
-                          epsilon=args.epsilon, public_rows=args.public_rows,
-                          on_line=lambda line: print(line, flush=True))
-    except runner.FederationError as exc:
-        raise UserError(str(exc)) from exc
+    runner.run_client(args.server, args.data, args.site, _token(args), args.ca, user=CLI_USER,
+                      epsilon=args.epsilon, public_rows=args.public_rows,
+                      on_line=lambda line: print(line, flush=True))
     return 0
 
 
+@_user_errors
 def cmd_simulate(args: argparse.Namespace) -> int:
     from medsyn_cli.audit import CLI_USER
     from medsyn_federated import simulate

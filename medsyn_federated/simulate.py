@@ -40,7 +40,8 @@ def split_table(df: pd.DataFrame, sites: int, split: str = "iid", seed: int = 0)
             raise ValueError(f"--split by-column: the table has no column {column!r}.")
         shuffled = df.iloc[rng.permutation(len(df))]
         ordered = shuffled.sort_values(column, kind="stable", na_position="last")
-        return [part.reset_index(drop=True) for part in np.array_split(ordered, sites)]
+        cuts = np.linspace(0, len(ordered), sites + 1).round().astype(int)
+        return [ordered.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     raise ValueError(f"--split must be 'iid' or 'by-column=COLUMN' (got {split!r}).")
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from federated_helpers import HEART_SCHEMA, TINY_CTGAN, Federation, wait_for
+
 from medsyn_federated import runner, tokens
 from medsyn_federated.simulate import split_table
 
