@@ -489,9 +489,9 @@ def _run(grid: Grid, settings: dict[str, Any], flog: FederationLog, work_dir: Pa
     flog.update(state="saving the model")
     from medsyn_federated import model_folder
 
-    result = {"arrays": from_record(arrays), "transformer": transformer_json, "participation": participation,
-              "ledgers": ledgers, "released_rounds": released, "history": history,
-              "sites": [flog.site(n) for n in nodes], **extra}
+    result = {**extra, "arrays": from_record(arrays), "transformer": transformer_json,
+              "participation": participation, "ledgers": ledgers, "released_rounds": released,
+              "history": history, "sites": [flog.site(n) for n in nodes]}
     path = model_folder.save_global_model(settings, result, work_dir)
     flog.update(state="finished", model_path=str(path))
     flog.say("the global model is saved as %s", path.name)

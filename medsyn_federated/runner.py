@@ -233,14 +233,25 @@ def _config_value(value: str, what: str) -> str:
     return value
 
 
-def start_client(server: str, data: str | Path, site: str, token: str, ca: str | Path, *, user,
+def prepare_site_key(site: str, token: str) -> Path:
+    """Derive the site's Flower node key from its token and keep it (0600) in the site's work folder,
+    so that the token itself is never stored (a background job then needs only the site's name)."""
+    check_token(token)
+    return write_private_key(token, site_work_dir(site) / "node.key")
+
+
+def start_client(server: str, data: str | Path, site: str, token: str | None, ca: str | Path, *, user,
                  epsilon: float | None = None, public_rows: bool = False) -> tuple[subprocess.Popen, Path]:
     """Start this site's Flower SuperNode for ``user`` (returns at once): (process, work folder). The
     site's table or images stay here; only what the ServerApp asks for and the site's ClientApp answers
-    leaves. Audited (site, server address, data file's name, ε)."""
+    leaves. ``token`` None: use the key :func:`prepare_site_key` kept. Audited (site, server address,
+    data file's name, ε)."""
     actor = _authorise(user, "join_federation")
-    check_token(token)
     site = check_name(site, what="site")
+    if token is not None:
+        prepare_site_key(site, token)
+    elif not (site_work_dir(site) / "node.key").is_file():
+        raise FederationError(f"Site {site} has no key yet: give its token.")
     data, ca = Path(data).resolve(), Path(ca).resolve()
     if not data.exists():
         raise FileNotFoundError(f"No data at {data}: give this site's table (CSV/Parquet) or image file.")
@@ -251,7 +262,7 @@ def start_client(server: str, data: str | Path, site: str, token: str, ca: str |
     if epsilon is not None and not 0 < float(epsilon) <= 100:
         raise FederationError("--epsilon must be a positive number (this site's total ε).")
     work = site_work_dir(site)
-    key = write_private_key(token, work / "node.key")
+    key = work / "node.key"
     flwr_home = private_mkdir(work / "flwr")
     node_config = " ".join([
         f'data-path="{_config_value(str(data), "data path")}"', f'site="{site}"',
