@@ -101,8 +101,8 @@ def score(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict[str, Any],
         r = evaluate_utility(_comparable(real[cols], kinds), _comparable(test[cols], kinds),
                              _comparable(synthetic[cols], kinds), kinds, target, seed)
         row = next(x for x in r.rows if x["model"] == "gradient boosting")
-        metric = next(k for k in row if k.startswith("synthetic "))
-        out["tstr " + metric.split(" ", 1)[1]] = float(row[metric])
+        metric = "AUC" if "synthetic AUC" in row else "R2"
+        out[f"tstr {metric.lower()}"] = float(row[f"synthetic {metric}"])
     return out
 
 
