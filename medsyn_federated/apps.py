@@ -227,6 +227,11 @@ def _train_imaging(settings, node, arrays, server_round, run_id):
     eps = None
     if privacy.get("epsilon") is not None:
         eps = min(float(privacy["epsilon"]), node["epsilon"] or float(privacy["epsilon"]))
+    elif node["epsilon"] is not None:
+        from medsyn_core.privacy import PrivacyError
+
+        raise PrivacyError("This site asks for differential privacy (--epsilon) but the federation trains "
+                           "without it; ask the admin to set privacy.epsilon, or join without --epsilon.")
     ledger = None
     path = tabular_site.ledger_path(node["work_dir"], run_id)
 
@@ -234,8 +239,11 @@ def _train_imaging(settings, node, arrays, server_round, run_id):
         nonlocal ledger
         from medsyn_imaging.training.training_data import deduplicate
 
+        import dataclasses
+
         n = len(deduplicate(data).images)
-        budget = PrivacyBudget.create(n, eps, privacy.get("delta"))
+        budget = dataclasses.replace(PrivacyBudget.create(n, eps, privacy.get("delta")),
+                                     preprocessing_share=0.0)  # images: nothing but DP-SGD reads them
         ledger = PrivacyLedger.load(path) if path.exists() else PrivacyLedger(n, budget.to_dict())
         tabular_site.spend_training(ledger, plan, steps, "discriminator")
         ledger.save(path)
