@@ -237,9 +237,9 @@ def _train_imaging(settings, node, arrays, server_round, run_id):
 
     def spend(plan, steps: int) -> None:
         nonlocal ledger
-        from medsyn_imaging.training.training_data import deduplicate
-
         import dataclasses
+
+        from medsyn_imaging.training.training_data import deduplicate
 
         n = len(deduplicate(data).images)
         budget = dataclasses.replace(PrivacyBudget.create(n, eps, privacy.get("delta")),
