@@ -187,7 +187,7 @@ def run_server(config_path: str | Path, *, user, replace: bool = False,
         link = _start([_bin("flower-superlink"), "--ssl-ca-certfile", str(cfg.tls["ca"]),
                        "--ssl-certfile", str(cfg.tls["cert"]), "--ssl-keyfile", str(cfg.tls["key"]),
                        "--enable-supernode-auth", "--host", cfg.host, "--port", str(cfg.port),
-                       "--disable-runtime-dependency-installation", "--database", str(work / "superlink.db")],
+                       "--disable-runtime-dependency-installation"],  # state in memory: one run per start
                       work / "superlink.log", env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         nodes = {}
