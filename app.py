@@ -9,6 +9,7 @@ import streamlit as st
 from medsyn_app import session as app_session
 from medsyn_core import __version__
 from medsyn_core.auth import allowed
+from medsyn_federated import federation_job  # noqa: F401  (registers the federation job kinds)
 from medsyn_imaging.training import training_job  # noqa: F401  (registers the imaging-train job kind)
 from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit and ehr-fit job kinds)
 
@@ -28,6 +29,7 @@ PAGES = [
     (st.Page("pages/synthetic_scans.py", title="Synthetic scans", icon=":material/add_photo_alternate:"),
      "view_images"),
     (st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"), "evaluate"),
+    (st.Page("pages/federation.py", title="Federation", icon=":material/hub:"), "join_federation"),
     (st.Page("pages/model_store.py", title="Model store", icon=":material/inventory_2:"), "view_models"),
     (st.Page("pages/jobs.py", title="Jobs", icon=":material/hourglass_top:"), "run_example_job"),
     (st.Page("pages/users.py", title="Users", icon=":material/group:"), "manage_users"),

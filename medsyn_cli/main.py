@@ -27,6 +27,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "medsyn_cli.jobs",
     "medsyn_cli.uploads",
     "medsyn_cli.api",
+    "medsyn_cli.federated",
 )
 
 

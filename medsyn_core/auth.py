@@ -51,6 +51,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "delete_model": frozenset({"admin"}),
     "manage_uploads": frozenset({"admin"}),
     "approve_models": frozenset({"admin"}),  # let clinicians use a model below the quality bar
+    "run_federation": frozenset({"admin"}),  # start a federation server (SuperLink) and save its model
+    "join_federation": frozenset({"admin", "researcher"}),  # join one as a site with the site's real data
 }
 
 #: Readable names of actions for refusal messages.
@@ -62,6 +64,7 @@ ACTION_TEXT: dict[str, str] = {
     "manage_jobs": "act on other users' jobs",
     "view_audit": "view the audit log", "delete_model": "delete models",
     "manage_uploads": "manage uploaded real data", "approve_models": "approve models for clinicians",
+    "run_federation": "run a federation server", "join_federation": "join a federation as a site",
 }
 
 ADMIN_PASSWORD_ENV = "MEDSYN_ADMIN_PASSWORD"

@@ -4,7 +4,10 @@
   code, no CLI and not Streamlit.
 * The engines (``medsyn_tabular``, ``medsyn_imaging``) import the core and themselves only: never each
   other, the app, the CLI or Streamlit.
-* ``medsyn_cli`` may import the core and the engines, never the app or Streamlit.
+* ``medsyn_federated`` (federated synthesis on Flower) may import the core and both engines, never the
+  app, the CLI, the API or Streamlit.
+* ``medsyn_cli`` may import the core, the engines, ``medsyn_federated`` and the client, never the app or
+  Streamlit.
 * ``medsyn_app`` (and ``app.py``, ``pages/``) may import everything but the API and its client.
 * ``medsyn_api`` (the REST API) may import the core and the engines, never the app, the CLI or Streamlit.
 * ``medsyn_client`` (the HTTP client) imports none of the server side.
@@ -17,13 +20,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_app", "medsyn_api",
-            "medsyn_client")
+PACKAGES = ("medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated", "medsyn_cli", "medsyn_app",
+            "medsyn_api", "medsyn_client")
 ALLOWED = {
     "medsyn_core": {"medsyn_core"},
     "medsyn_tabular": {"medsyn_core", "medsyn_tabular"},
     "medsyn_imaging": {"medsyn_core", "medsyn_imaging"},
-    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_cli", "medsyn_client"},
+    "medsyn_federated": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated"},
+    "medsyn_cli": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_federated", "medsyn_cli",
+                   "medsyn_client"},
     "medsyn_app": set(PACKAGES) - {"medsyn_api", "medsyn_client"},
     # the REST API: the core and the engines, never the app or Streamlit
     "medsyn_api": {"medsyn_core", "medsyn_tabular", "medsyn_imaging", "medsyn_api"},

@@ -16,6 +16,9 @@ from typing import Any
 
 from medsyn_core.files import atomic_write_json
 
+#: Entries whose ε is recomputed from (noise multiplier, sample rate, steps) by an accountant.
+GAUSSIAN_MECHANISMS = ("dp-sgd", "dp-fedavg")
+
 
 @dataclass
 class LedgerEntry:
@@ -26,7 +29,7 @@ class LedgerEntry:
     target: str  # what it was applied to: a column name, 'discriminator', 'vae' …
     epsilon: float
     delta: float = 0.0
-    # DP-SGD only:
+    # DP-SGD and DP-FedAvg only:
     noise_multiplier: float | None = None
     sample_rate: float | None = None
     steps: int | None = None
@@ -35,11 +38,12 @@ class LedgerEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
     def recompute_epsilon(self) -> float:
-        """ε of this entry from its parameters alone (DP-SGD via the accountant; a zCDP mechanism such as
-        AIM from every measurement's σ and every selection's scale, through OpenDP's privacy maps)."""
+        """ε of this entry from its parameters alone (DP-SGD, and DP-FedAvg's Gaussian releases of the
+        averaged site updates at sample rate 1, via the accountant; a zCDP mechanism such as AIM from every
+        measurement's σ and every selection's scale, through OpenDP's privacy maps)."""
         if self.mechanism in ZCDP_MECHANISMS:
             return zcdp_entry_epsilon(self.details, self.delta)
-        if self.mechanism != "dp-sgd":
+        if self.mechanism not in GAUSSIAN_MECHANISMS:
             return float(self.epsilon)
         return dpsgd_epsilon(self.accountant or "rdp", self.noise_multiplier, self.sample_rate,
                              self.steps, self.delta)

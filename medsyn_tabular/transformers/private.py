@@ -25,6 +25,7 @@ public statistics are listed in ``ledger.public_statistics``; ``transformer.prov
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -112,48 +113,112 @@ def _points_from_histogram(edges: np.ndarray, counts: np.ndarray, unit_bins: boo
     return rng.uniform(edges[b], edges[b + 1])
 
 
-def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSchema,
-                metadata: dict[str, Any] | None, budget: PrivacyBudget, ledger: PrivacyLedger,
-                unit_rows: int = 1) -> TableTransformer:
-    """Fill ``transformer`` with DP statistics of ``df`` (see the module docstring); returns it.
+@dataclass
+class ColumnRelease:
+    """The DP statistics of one column, as released by one site (or summed over several sites).
 
-    ``schema`` and ``metadata`` are the declared ones (kinds, bounds, categories, nullability: never read
-    from ``df``); ``unit_rows`` is the most rows one privacy unit (a patient) holds, the L1 sensitivity of
-    every count. Each column's decoded dtype comes from its declared kind and the declared or DP-released
-    categories, never from ``df``'s dtypes (which flip when one row with a missing value is added)."""
+    Numeric columns: ``bounds`` (lower, upper) used for the histogram, ``edges`` (bins+1,), noisy ``counts``
+    (bins,) and the noisy ``missing`` count. Categorical columns: ``categories`` (labels as declared, or as
+    released by :func:`stable_categories`), their noisy ``counts`` and the noisy ``missing`` count;
+    ``released_total`` is the sum of the released counts of undeclared categories (for the suppressed-mass
+    estimate from the public n). Every number is the output of a DP mechanism or public, so a release may
+    leave its site and releases of disjoint tables may be added (:func:`combine_releases`).
+    """
+
+    name: str
+    kind: str
+    counts: list[float]
+    missing: float
+    bounds: tuple[float, float] | None = None
+    edges: list[float] | None = None
+    unit_bins: bool = False
+    categories: list[Any] | None = None
+    declared_categories: bool = False
+    released_total: float | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+    sites: int = 1  # how many sites' independent noise the counts hold (sets the noise floor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bounds": list(self.bounds) if self.bounds is not None else None,
+                "categories": None if self.categories is None else [_json_value(c) for c in self.categories]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnRelease:
+        data = dict(data)
+        if data.get("bounds") is not None:
+            data["bounds"] = (float(data["bounds"][0]), float(data["bounds"][1]))
+        return cls(**data)
+
+
+def plan_epsilon(schema: TableSchema, metadata: dict[str, Any] | None, epsilon_preprocessing: float,
+                 delta_preprocessing: float) -> tuple[float, float, int]:
+    """(ε per mechanism call, δ per stable-categories call, number of calls) of the preprocessing: the
+    share is split equally over the calls, from the declared schema and metadata alone (so every site of a
+    federation computes the same plan)."""
     calls, n_stable = _plan_calls(schema, metadata)
-    eps_call = budget.epsilon_preprocessing / max(1, len(calls))
-    delta_call = budget.delta_preprocessing / n_stable if n_stable else 0.0
-    post_rng = np.random.default_rng(transformer.seed)  # post-processing only; noise has its own RNG
-    transformer.columns, transformer.provenance = [], {}
+    return (epsilon_preprocessing / max(1, len(calls)),
+            delta_preprocessing / n_stable if n_stable else 0.0, len(calls))
 
-    def record(column: str, mechanism: str, statistic: str, delta: float = 0.0, **details) -> None:
-        ledger.add(LedgerEntry("preprocessing", mechanism, f"{column}: {statistic}", epsilon=eps_call,
-                               delta=delta, details={"sensitivity": unit_rows, "noise": "discrete laplace",
-                                                     "laplace_scale": unit_rows / eps_call, **details}))
 
+def undeclared_bounds(schema: TableSchema, metadata: dict[str, Any] | None) -> list[str]:
+    """Numeric columns whose range is not declared (their bounds must be released under DP)."""
+    return [c.name for c in schema.modelled if c.kind in ("continuous", "integer", "datetime")
+            and (_declared(metadata, c).get("min") is None or _declared(metadata, c).get("max") is None)]
+
+
+def release_bounds(df: pd.DataFrame, schema: TableSchema, metadata: dict[str, Any] | None, eps_call: float,
+                   ledger: PrivacyLedger, unit_rows: int = 1) -> dict[str, tuple[float, float]]:
+    """ε-DP (lower, upper) of every numeric column without declared bounds (:func:`approx_bounds`, one
+    ledger entry each); a federation takes the union of its sites' ranges (post-processing)."""
+    out = {}
+    for col in schema.modelled:
+        if col.name not in undeclared_bounds(schema, metadata):
+            continue
+        try:
+            out[col.name] = approx_bounds(_numeric_values(df[col.name], col.kind), eps_call, unit_rows)
+        except PrivacyError as exc:
+            raise PrivacyError(
+                f"Column {col.name!r}: not enough rows to estimate its range privately with "
+                f"ε = {eps_call:.3g} per statistic. Declare its bounds (min and max) as public "
+                "metadata in a schema file (--metadata), or raise ε.") from exc
+        _record(ledger, eps_call, unit_rows, col.name, "approx-bounds", "bounds", bins="public powers of two")
+    return out
+
+
+def _record(ledger: PrivacyLedger, eps_call: float, unit_rows: int, column: str, mechanism: str,
+            statistic: str, delta: float = 0.0, **details) -> None:
+    ledger.add(LedgerEntry("preprocessing", mechanism, f"{column}: {statistic}", epsilon=eps_call,
+                           delta=delta, details={"sensitivity": unit_rows, "noise": "discrete laplace",
+                                                 "laplace_scale": unit_rows / eps_call, **details}))
+
+
+def release_statistics(df: pd.DataFrame, schema: TableSchema, metadata: dict[str, Any] | None,
+                       eps_call: float, delta_call: float, ledger: PrivacyLedger, unit_rows: int = 1,
+                       bounds: dict[str, tuple[float, float]] | None = None) -> list[ColumnRelease]:
+    """Every DP statistic of ``df`` the encoding needs, one :class:`ColumnRelease` per modelled column.
+
+    Numeric ranges come from the metadata, else from ``bounds`` (e.g. the union of the sites' released
+    ranges in a federation; already paid for), else from :func:`approx_bounds` here. Each mechanism call
+    spends ``eps_call`` (and ``delta_call`` for undeclared categories) and adds a ledger entry."""
+    out = []
     for col in schema.modelled:
         meta = _declared(metadata, col)
         s = df[col.name]
         nullable = meta.get("nullable", True) is not False
-        enc = ColumnEncoding(name=col.name, kind=col.kind, dtype=declared_dtype(col.kind, nullable))
         prov: dict[str, str] = {}
         if not nullable and s.isna().any():
             raise SchemaError(f"Column {col.name!r} is declared 'nullable: false' but has missing values. "
                               "Remove that setting from the metadata file or fill the missing cells.")
-        if enc.is_numeric:
+        if col.kind in ("continuous", "integer", "datetime"):
             x = _numeric_values(s, col.kind)
             lo = None if meta.get("min") is None else _to_number(meta["min"], col.kind)
             hi = None if meta.get("max") is None else _to_number(meta["max"], col.kind)
             if lo is None or hi is None:
-                try:
-                    dp_lo, dp_hi = approx_bounds(x, eps_call, unit_rows)
-                except PrivacyError as exc:
-                    raise PrivacyError(
-                        f"Column {col.name!r}: not enough rows to estimate its range privately with "
-                        f"ε = {eps_call:.3g} per statistic. Declare its bounds (min and max) as public "
-                        "metadata in a schema file (--metadata), or raise ε.") from exc
-                record(col.name, "approx-bounds", "bounds", bins="public powers of two")
+                if bounds is not None and col.name in bounds:
+                    dp_lo, dp_hi = bounds[col.name]
+                else:
+                    dp_lo, dp_hi = release_bounds(df, TableSchema([col]), metadata, eps_call, ledger,
+                                                  unit_rows)[col.name]
                 lo, hi = (dp_lo if lo is None else lo), (dp_hi if hi is None else hi)
                 prov["bounds"] = "dp" if "min" not in meta and "max" not in meta else "metadata+dp"
             else:
@@ -174,23 +239,15 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
             else:
                 edges, counts, missing_count = numeric_histogram(x, lo, hi, HISTOGRAM_BINS, eps_call,
                                                                  unit_rows)
-            record(col.name, "numeric-histogram", "histogram and missing rate", bins=len(counts) + 1)
-            enc.low, enc.high = float(lo), float(hi)
-            # missingness is estimated inside the column's own histogram (one more bin)
-            enc.missing_rate = missing_rate_of_n(missing_count, len(df), unit_rows / eps_call) \
-                if nullable else 0.0
-            # the network learns missingness from the real rows (under DP-SGD); the slot exists unless the
-            # metadata says the column is never missing (whether it is must not be read from the data)
-            enc.has_missing_slot = nullable
-            prov["missing_rate"] = "dp" if nullable else "metadata"
-            enc.datetime_dates_only = bool(meta.get("dates_only", False)) if col.kind == "datetime" else False
-            transformer._fit_modes(enc, _points_from_histogram(edges, counts, unit_bins, post_rng))
-            prov["modes"] = "dp"
+            _record(ledger, eps_call, unit_rows, col.name, "numeric-histogram", "histogram and missing rate",
+                    bins=len(counts) + 1)
+            release = ColumnRelease(col.name, col.kind, counts.tolist(), float(missing_count),
+                                    bounds=(float(lo), float(hi)), edges=edges.tolist(), unit_bins=unit_bins,
+                                    provenance=prov)
         else:
             missing = s.isna().to_numpy()
             if meta.get("categories") is not None:
                 declared_cats = list(meta["categories"])
-                enc.dtype = declared_dtype(col.kind, nullable, declared_cats)
                 keys = s.dropna().map(_category_key)
                 position = {_category_key(c): i for i, c in enumerate(declared_cats)}
                 unknown = sorted(set(keys) - set(position))
@@ -201,37 +258,120 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                 counts = np.bincount(keys.map(position).to_numpy(dtype=int), minlength=len(declared_cats))
                 noisy = np.clip(laplace_histogram(np.append(counts, missing.sum()), eps_call, unit_rows),
                                 0, None).astype(float)
-                record(col.name, "laplace-histogram", "category counts and missing rate",
-                       bins=len(declared_cats) + 1)
-                cats = [_typed(c, enc.dtype) for c in declared_cats]
+                _record(ledger, eps_call, unit_rows, col.name, "laplace-histogram",
+                        "category counts and missing rate", bins=len(declared_cats) + 1)
                 ledger.public_statistics.append(f"{col.name}: categories")
                 prov["categories"] = "metadata"
-                cat_noisy, suppressed = noisy[:-1], None
-                missing_noisy = float(noisy[-1]) if nullable else 0.0
+                release = ColumnRelease(col.name, col.kind, noisy[:-1].tolist(),
+                                        float(noisy[-1]) if nullable else 0.0, categories=declared_cats,
+                                        declared_categories=True, provenance=prov)
             else:
                 tokens = np.asarray([MISSING if m else _token(v) for v, m in
                                      zip(s.astype(object).to_numpy(), missing, strict=True)], dtype=object)
                 released = stable_categories(tokens, eps_call, delta_call, unit_rows)
-                record(col.name, "stable-categories", "category set, counts and missing rate",
-                       delta=delta_call, threshold=released.threshold)
-                counts_of = dict(zip(released.categories, released.noisy_counts, strict=True))
+                _record(ledger, eps_call, unit_rows, col.name, "stable-categories",
+                        "category set, counts and missing rate", delta=delta_call,
+                        threshold=released.threshold)
+                counts_of = dict(zip(released.categories, released.noisy_counts.tolist(), strict=True))
                 missing_noisy = float(counts_of.pop(MISSING, 0.0)) if nullable else 0.0
-                if not counts_of:
+                prov["categories"] = "dp"
+                release = ColumnRelease(col.name, col.kind, list(counts_of.values()), missing_noisy,
+                                        categories=list(counts_of), declared_categories=False,
+                                        released_total=float(released.noisy_counts.sum()), provenance=prov)
+        if not nullable:
+            ledger.public_statistics.append(f"{col.name}: never missing")
+        out.append(release)
+    return out
+
+
+def combine_releases(releases_by_site: list[list[ColumnRelease]]) -> list[ColumnRelease]:
+    """The sum of several sites' releases of the same columns (post-processing of DP outputs).
+
+    Counts over the same bins or declared categories add up; released undeclared categories are the
+    union (a category a site did not release counts 0 there); numeric bounds must be equal (the sites
+    used shared bounds)."""
+    if not releases_by_site:
+        raise ValueError("No site released any statistic.")
+    first = releases_by_site[0]
+    out = []
+    for i, base in enumerate(first):
+        parts = [site[i] for site in releases_by_site]
+        if any(p.name != base.name for p in parts):
+            raise ValueError("The sites released statistics of different columns; use one metadata file.")
+        total = ColumnRelease.from_dict(base.to_dict())
+        total.sites = sum(p.sites for p in parts)
+        total.missing = float(sum(p.missing for p in parts))
+        if base.categories is None or base.declared_categories:
+            if any(len(p.counts) != len(base.counts) or p.bounds != base.bounds for p in parts):
+                raise ValueError(f"Column {base.name!r}: the sites used different bins; use shared bounds.")
+            total.counts = np.sum([np.asarray(p.counts, float) for p in parts], axis=0).tolist()
+        else:
+            merged: dict[str, float] = {}
+            labels: dict[str, Any] = {}
+            for p in parts:
+                for label, count in zip(p.categories or [], p.counts, strict=True):
+                    merged[str(label)] = merged.get(str(label), 0.0) + float(count)
+                    labels.setdefault(str(label), label)
+            total.categories = [labels[k] for k in merged]
+            total.counts = list(merged.values())
+            total.released_total = float(sum(p.released_total or 0.0 for p in parts))
+        out.append(total)
+    return out
+
+
+def encode_releases(transformer: TableTransformer, schema: TableSchema, metadata: dict[str, Any] | None,
+                    releases: list[ColumnRelease], eps_call: float, n_public: int, unit_rows: int = 1
+                    ) -> TableTransformer:
+    """Fill ``transformer`` from DP releases alone (post-processing: no row is read).
+
+    ``n_public`` is the public number of privacy units (summed over the sites of a federation); the
+    noise floor added to every released category count is one noise standard deviation of the sum of
+    ``release.sites`` independent discrete Laplace draws (√(2·sites)·k/ε)."""
+    post_rng = np.random.default_rng(transformer.seed)  # post-processing only; noise has its own RNG
+    transformer.columns, transformer.provenance = [], {}
+    by_name = {r.name: r for r in releases}
+    for col in schema.modelled:
+        meta = _declared(metadata, col)
+        rel = by_name[col.name]
+        nullable = meta.get("nullable", True) is not False
+        enc = ColumnEncoding(name=col.name, kind=col.kind, dtype=declared_dtype(col.kind, nullable))
+        prov = dict(rel.provenance)
+        # the Laplace scale whose std (√2 · scale) is that of the sum of ``rel.sites`` independent draws
+        noise_scale = np.sqrt(rel.sites) * unit_rows / eps_call
+        if enc.is_numeric:
+            counts, edges = np.asarray(rel.counts, float), np.asarray(rel.edges, float)
+            enc.low, enc.high = rel.bounds
+            # missingness is estimated inside the column's own histogram (one more bin)
+            # (the rate from the missing bin and the public n: the noisy total of the histogram sums every
+            # bin's zero-clipped noise, which made rates about 40 % too small)
+            enc.missing_rate = missing_rate_of_n(rel.missing, n_public, noise_scale) if nullable else 0.0
+            # the network learns missingness from the real rows (under DP-SGD); the slot exists unless the
+            # metadata says the column is never missing (whether it is must not be read from the data)
+            enc.has_missing_slot = nullable
+            prov["missing_rate"] = "dp" if nullable else "metadata"
+            enc.datetime_dates_only = bool(meta.get("dates_only", False)) if col.kind == "datetime" else False
+            transformer._fit_modes(enc, _points_from_histogram(edges, counts, rel.unit_bins, post_rng))
+            prov["modes"] = "dp"
+        else:
+            cat_noisy = np.asarray(rel.counts, dtype=float)
+            missing_noisy = float(rel.missing) if nullable else 0.0
+            if rel.declared_categories:
+                enc.dtype = declared_dtype(col.kind, nullable, list(rel.categories))
+                suppressed = None
+            else:
+                if not len(cat_noisy):
                     raise PrivacyError(
                         f"Column {col.name!r}: no category is frequent enough to be released at ε = "
-                        f"{eps_call:.3g} per statistic (noisy threshold {released.threshold:.0f} rows). "
-                        "Declare its categories as public metadata in a schema file (--metadata), or "
-                        "raise ε.")
-                # the labels' type is read from the released labels (post-processing), not from df
-                enc.dtype = declared_dtype(col.kind, nullable, list(counts_of))
-                cats = [_typed(c, enc.dtype) for c in counts_of]
-                cat_noisy = np.asarray(list(counts_of.values()), dtype=float)
-                suppressed = released.suppressed(len(df))  # n is public
-                prov["categories"] = "dp"
-            # post-processing: one noise standard deviation (√2·k/ε) added to every released count shrinks
-            # the frequencies towards uniform when the noise dominates (small n or ε), instead of letting
-            # a clipped-to-zero count remove a category from the conditional vector
-            cat_noisy = cat_noisy + np.sqrt(2.0) * unit_rows / eps_call
+                        f"{eps_call:.3g} per statistic. Declare its categories as public metadata in a "
+                        "schema file (--metadata), or raise ε.")
+                # the labels' type is read from the released labels (post-processing), not from the rows
+                enc.dtype = declared_dtype(col.kind, nullable, list(rel.categories))
+                suppressed = max(0.0, float(n_public) - float(rel.released_total or 0.0))  # n is public
+            cats = [_typed(c, enc.dtype) for c in rel.categories]
+            # post-processing: one noise standard deviation (√2·k/ε per site) added to every released
+            # count shrinks the frequencies towards uniform when the noise dominates (small n or ε),
+            # instead of letting a clipped-to-zero count remove a category from the conditional vector
+            cat_noisy = cat_noisy + np.sqrt(2.0 * rel.sites) * unit_rows / eps_call
             total = cat_noisy.sum() + missing_noisy + (suppressed or 0.0)
             freq = cat_noisy / total
             rare = freq < transformer.rare_fraction
@@ -250,19 +390,33 @@ def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSc
                 enc.slot_freq.append(other_freq)
             # the rate from the missing bin and the public n (never shrunk towards uniform: a complete
             # column stays complete unless its noisy missing count stands above the noise)
-            enc.missing_rate = missing_rate_of_n(missing_noisy, len(df), unit_rows / eps_call) \
-                if nullable else 0.0
+            enc.missing_rate = missing_rate_of_n(missing_noisy, n_public, noise_scale) if nullable else 0.0
             if nullable:
                 enc.has_missing_slot = True
                 enc.slots.append(MISSING)
                 enc.slot_freq.append(enc.missing_rate)
             prov["missing_rate"] = "dp" if nullable else "metadata"
             prov["frequencies"] = "dp"
-        if not nullable:
-            ledger.public_statistics.append(f"{col.name}: never missing")
         transformer.columns.append(enc)
         transformer.provenance[col.name] = prov
     return transformer._finish_fit()
+
+
+def fit_private(transformer: TableTransformer, df: pd.DataFrame, schema: TableSchema,
+                metadata: dict[str, Any] | None, budget: PrivacyBudget, ledger: PrivacyLedger,
+                unit_rows: int = 1) -> TableTransformer:
+    """Fill ``transformer`` with DP statistics of ``df`` (see the module docstring); returns it.
+
+    ``schema`` and ``metadata`` are the declared ones (kinds, bounds, categories, nullability: never read
+    from ``df``); ``unit_rows`` is the most rows one privacy unit (a patient) holds, the L1 sensitivity of
+    every count. Each column's decoded dtype comes from its declared kind and the declared or DP-released
+    categories, never from ``df``'s dtypes (which flip when one row with a missing value is added).
+    The same two steps, :func:`release_statistics` at each site and :func:`encode_releases` of their
+    :func:`combine_releases`, give a federation its shared encoding."""
+    eps_call, delta_call, _ = plan_epsilon(schema, metadata, budget.epsilon_preprocessing,
+                                           budget.delta_preprocessing)
+    releases = release_statistics(df, schema, metadata, eps_call, delta_call, ledger, unit_rows)
+    return encode_releases(transformer, schema, metadata, releases, eps_call, len(df), unit_rows)
 
 
 def _token(value: Any) -> str:

@@ -1,0 +1,1 @@
+"""The Flower App bundle's package: see medsyn_federated.apps."""
