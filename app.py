@@ -9,7 +9,7 @@ import streamlit as st
 from medsyn_app import session as app_session
 from medsyn_core import __version__
 from medsyn_core.auth import allowed
-from medsyn_imaging.training import training_job  # noqa: F401  (registers the imaging-train job kind)
+from medsyn_imaging.training import ldm_job, training_job  # noqa: F401  (register imaging-train, -3d)
 from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit job kind)
 
 st.set_page_config(page_title="MedSyn", page_icon="🩺", layout="wide")

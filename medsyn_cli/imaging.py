@@ -26,9 +26,11 @@ def register(subparsers) -> None:
     imaging = subparsers.add_parser("imaging",
                                     help="imaging: train and sample generators, classifier and evaluation")
     sub = imaging.add_subparsers(dest="imaging_command", metavar="COMMAND", required=True)
+    from medsyn_cli.imaging_3d import add_commands as add_3d_commands
     from medsyn_cli.imaging_evaluate import add_commands
 
     add_commands(sub)  # classifier, evaluate
+    add_3d_commands(sub)  # train-3d, sample-3d, evaluate-3d
 
     train = sub.add_parser(
         "train", help="train a StyleGAN2 (or DCGAN baseline) image generator",
