@@ -25,8 +25,13 @@ def volume_token(volume: Volume) -> str:
     digest = hashlib.sha1()
     flat = volume.pixels.reshape(-1)
     step = max(1, flat.size // 1_000_000)
-    for part in (volume.source, str(volume.pixels.shape), str(volume.pixels.dtype), volume.units,
-                 volume.modality):
+    for part in (
+        volume.source,
+        str(volume.pixels.shape),
+        str(volume.pixels.dtype),
+        volume.units,
+        volume.modality,
+    ):
         digest.update(part.encode("utf-8", "replace") + b"\0")
     digest.update(np.ascontiguousarray(volume.affine).tobytes())
     digest.update(np.ascontiguousarray(flat[::step]).tobytes())
@@ -47,9 +52,13 @@ def _window_choice(volume: Volume, key: str):
     ordered = [n for n in names if n not in FIRST_PRESETS]
     presets = [n for n in FIRST_PRESETS if n in names]
     options = ordered[:2] + presets + ordered[2:] + [CUSTOM]  # auto, from file, clinical presets, others
-    choice = st.selectbox("Viewer window", options, key=f"{key}-window",
-                          help="auto = 1st to 99th percentile; presets in Hounsfield units (CT); custom: "
-                               "any level (centre) and width")
+    choice = st.selectbox(
+        "Viewer window",
+        options,
+        key=f"{key}-window",
+        help="auto = 1st to 99th percentile; presets in Hounsfield units (CT); custom: "
+        "any level (centre) and width",
+    )
     if choice != CUSTOM:
         return choice
     from medsyn_imaging.io.windowing import auto_window
@@ -73,8 +82,10 @@ def volume_viewer(volumes: list[tuple[str, Volume]] | Volume, key: str, time: in
     st.subheader("Slice viewer: axial, coronal, sagittal")
     window = _window_choice(volumes[0][1], key)
     try:
-        rendered = [(title, _rendered(volume_token(v), window, min(time, v.n_timepoints - 1), v))
-                    for title, v in volumes]
+        rendered = [
+            (title, _rendered(volume_token(v), window, min(time, v.n_timepoints - 1), v))
+            for title, v in volumes
+        ]
     except ValueError as exc:  # e.g. a HU preset on a series without HU
         st.error(str(exc))
         return
@@ -87,8 +98,10 @@ def volume_viewer(volumes: list[tuple[str, Volume]] | Volume, key: str, time: in
         fraction[plane] = index / max(1, n - 1)
     for title, planes_of in rendered:
         first = planes_of.stacks[planes[0]]
-        geometry = (f"orientation {planes_of.orientation} (where the voxel columns, rows and slices point); "
-                    f"window level {planes_of.window[0]:g}, width {planes_of.window[1]:g}")
+        geometry = (
+            f"orientation {planes_of.orientation} (where the voxel columns, rows and slices point); "
+            f"window level {planes_of.window[0]:g}, width {planes_of.window[1]:g}"
+        )
         st.markdown(f"**{title}** · {geometry}" if title else geometry)
         for note in planes_of.notes:
             st.caption(note)

@@ -54,8 +54,9 @@ def _marker_quadrant(image: np.ndarray) -> tuple[str, str]:
 
 def test_every_acquisition_layout_shows_the_same_radiological_planes():
     a = canonical_phantom()
-    rendered = [render_planes(v, window=(500.0, 1000.0)) for v in (as_lps_axial(a), as_flipped(a),
-                                                                    as_sagittal(a))]
+    rendered = [
+        render_planes(v, window=(500.0, 1000.0)) for v in (as_lps_axial(a), as_flipped(a), as_sagittal(a))
+    ]
     assert [r.orientation for r in rendered] == ["LPS", "RPI", "PIL"]
     reference = rendered[0]
     for other in rendered[1:]:

@@ -27,10 +27,17 @@ from medsyn_imaging.io.windowing import apply_window, auto_window, resolve_windo
 
 PLANES = ("axial", "coronal", "sagittal")
 #: Letters at the (top, bottom, left, right) edges of each plane's image.
-EDGE_LETTERS = {"axial": ("A", "P", "R", "L"), "coronal": ("S", "I", "R", "L"), "sagittal": ("S", "I", "A", "P")}
+EDGE_LETTERS = {
+    "axial": ("A", "P", "R", "L"),
+    "coronal": ("S", "I", "R", "L"),
+    "sagittal": ("S", "I", "A", "P"),
+}
 #: What the slider of each plane moves through, first slice to last.
-SLICE_DIRECTION = {"axial": "inferior to superior", "coronal": "anterior to posterior",
-                   "sagittal": "right to left"}
+SLICE_DIRECTION = {
+    "axial": "inferior to superior",
+    "coronal": "anterior to posterior",
+    "sagittal": "right to left",
+}
 _LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
 
 
@@ -41,7 +48,9 @@ def orientation_codes(affine: np.ndarray) -> str:
     return "".join(nib.aff2axcodes(affine, labels=_LPS_LABELS))
 
 
-def canonical_lps(pixels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float], bool]:
+def canonical_lps(
+    pixels: np.ndarray, affine: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float, float], bool]:
     """(Z, Y, X) pixels with their LPS affine -> (array [L, P, S], spacing (L, P, S) mm, oblique?).
 
     ``oblique`` is True when a voxel axis is more than 1 degree off the patient axis it was mapped to."""
@@ -65,7 +74,9 @@ class RenderedPlanes:
     """Pre-rendered slices of one volume: ``stacks[plane]`` is (n, H, W) uint8 in display orientation."""
 
     stacks: dict[str, np.ndarray]
-    pixel_mm: dict[str, tuple[float, float]]  # mm per voxel along (rows, columns) of each plane, before resizing
+    pixel_mm: dict[
+        str, tuple[float, float]
+    ]  # mm per voxel along (rows, columns) of each plane, before resizing
     slice_mm: dict[str, float]  # mm between slices of each plane
     orientation: str  # voxel axes of the source, e.g. 'LPS'
     window: tuple[float, float]
@@ -91,12 +102,15 @@ class RenderedPlanes:
         n = self.n_slices(plane)
         top, _, left, _ = EDGE_LETTERS[plane]
         rows, cols = self.pixel_mm[plane]
-        return (f"{plane.capitalize()} {int(np.clip(index, 0, n - 1)) + 1}/{n} · {self.slice_mm[plane]:g} mm "
-                f"slices · {rows:g} x {cols:g} mm pixels · top {top}, left {left}")
+        return (
+            f"{plane.capitalize()} {int(np.clip(index, 0, n - 1)) + 1}/{n} · {self.slice_mm[plane]:g} mm "
+            f"slices · {rows:g} x {cols:g} mm pixels · top {top}, left {left}"
+        )
 
 
-def _resize_stack(stack: np.ndarray, row_mm: float, col_mm: float, max_side: int,
-                  min_side: int = 0) -> np.ndarray:
+def _resize_stack(
+    stack: np.ndarray, row_mm: float, col_mm: float, max_side: int, min_side: int = 0
+) -> np.ndarray:
     """(n, H, W) uint8 -> square-mm pixels, longest side between ``min_side`` and ``max_side`` (bilinear)."""
     import torch
     import torch.nn.functional as F
@@ -125,14 +139,23 @@ def _letters(image: np.ndarray, plane: str) -> np.ndarray:
     h, w = image.shape
     top, bottom, left, right = EDGE_LETTERS[plane]
     colour = (255, 214, 0)
-    for text, (x, y) in ((top, (w // 2 - 3, 2)), (bottom, (w // 2 - 3, h - 12)), (left, (3, h // 2 - 5)),
-                         (right, (w - 9, h // 2 - 5))):
+    for text, (x, y) in (
+        (top, (w // 2 - 3, 2)),
+        (bottom, (w // 2 - 3, h - 12)),
+        (left, (3, h // 2 - 5)),
+        (right, (w - 9, h // 2 - 5)),
+    ):
         draw.text((x, y), text, fill=colour)
     return np.asarray(rgb)
 
 
-def render_planes(volume: Volume, window: str | tuple[float, float] = "auto", time: int = 0,
-                  max_side: int = 384, min_side: int = 192) -> RenderedPlanes:
+def render_planes(
+    volume: Volume,
+    window: str | tuple[float, float] = "auto",
+    time: int = 0,
+    max_side: int = 384,
+    min_side: int = 192,
+) -> RenderedPlanes:
     """Pre-render every slice of the three planes of a grey ``volume`` (see the module docstring).
 
     ``window``: a name (``auto``, ``from file``, a CT preset) or ``(center, width)``; ``time``: the time
@@ -143,7 +166,7 @@ def render_planes(volume: Volume, window: str | tuple[float, float] = "auto", ti
         raise ValueError("The slice viewer shows grey volumes; colour images are shown as they are.")
     pixels = volume.pixels[time] if volume.is_4d else volume.pixels
     if isinstance(window, str):
-        center, width = (auto_window(pixels) if window == "auto" else resolve_window(volume, window))
+        center, width = auto_window(pixels) if window == "auto" else resolve_window(volume, window)
     else:
         center, width = float(window[0]), float(window[1])
         if width <= 0:
@@ -151,7 +174,11 @@ def render_planes(volume: Volume, window: str | tuple[float, float] = "auto", ti
     array, (s_l, s_p, s_s), oblique = canonical_lps(pixels, volume.affine)
     grey = apply_window(array, center, width)  # [L, P, S] uint8
     cuts = {
-        "axial": (np.transpose(grey, (2, 1, 0)), (s_p, s_l), s_s),  # slices k: rows j (A top), cols i (R left)
+        "axial": (
+            np.transpose(grey, (2, 1, 0)),
+            (s_p, s_l),
+            s_s,
+        ),  # slices k: rows j (A top), cols i (R left)
         "coronal": (np.transpose(grey[:, :, ::-1], (1, 2, 0)), (s_s, s_l), s_p),  # slices j: rows S top
         "sagittal": (np.transpose(grey[:, :, ::-1], (0, 2, 1)), (s_s, s_p), s_l),  # slices i: cols A left
     }
@@ -163,7 +190,10 @@ def render_planes(volume: Volume, window: str | tuple[float, float] = "auto", ti
         stacks[plane], pixel_mm[plane], slice_mm[plane] = stack, (row_mm, col_mm), between
     notes = []
     if oblique:
-        notes.append("The scan is oblique: each plane shows the slices of the voxel axis closest to it, not "
-                     "resampled onto the patient axes.")
-    return RenderedPlanes(stacks, pixel_mm, slice_mm, orientation_codes(volume.affine), (center, width), oblique,
-                          notes)
+        notes.append(
+            "The scan is oblique: each plane shows the slices of the voxel axis closest to it, not "
+            "resampled onto the patient axes."
+        )
+    return RenderedPlanes(
+        stacks, pixel_mm, slice_mm, orientation_codes(volume.affine), (center, width), oblique, notes
+    )
