@@ -13,7 +13,8 @@
    screen's left, anterior at the top), coronal from the front (right on the left, superior at the top),
    sagittal from the patient's right (anterior on the left, superior at the top).
 4. Slices are resized so that a screen pixel is square in millimetres (the finer of the two spacings),
-   with the longest side between ``min_side`` and ``max_side`` pixels; :meth:`RenderedPlanes.image` draws the edge letters (A/P, R/L, S/I).
+   with the longest side between ``min_side`` and ``max_side`` pixels; :meth:`RenderedPlanes.image` draws
+   the edge letters (A/P, R/L, S/I).
 """
 
 from __future__ import annotations
