@@ -73,10 +73,13 @@ def _window_choice(volume: Volume, key: str):
 def volume_viewer(volumes: list[tuple[str, Volume]] | Volume, key: str, time: int = 0) -> None:
     """Axial, coronal and sagittal slices of each ``(title, volume)``, with shared window and sliders.
 
-    Colour images and single 2D images are left to the caller's simple viewer (nothing is shown)."""
+    Colour images, single 2D images and stacks of separate 2D images are left to the caller's simple viewer
+    (nothing is shown)."""
+    from medsyn_imaging.io.slice_viewer import is_volume
+
     if isinstance(volumes, Volume):
         volumes = [("", volumes)]
-    volumes = [(title, v) for title, v in volumes if not v.rgb and v.n_slices > 1]
+    volumes = [(title, v) for title, v in volumes if is_volume(v)]
     if not volumes:
         return
     st.subheader("Slice viewer: axial, coronal, sagittal")

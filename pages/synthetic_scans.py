@@ -45,7 +45,7 @@ def _generators():
 
 
 entries = _generators()
-preview_tab, train_tab = st.tabs(["Preview and export", "Train a new generator"])
+preview_tab, volumes_tab, train_tab = st.tabs(["Preview and export", "3D volumes", "Train a new generator"])
 
 # -- preview and export --------------------------------------------------------------------------------------
 with preview_tab:
@@ -115,6 +115,12 @@ with preview_tab:
                 st.success(f"{n} synthetic images ({fmt.upper()}) ready, with their provenance file.")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+# -- 3D volumes (before the training tab, whose refusal stops the script for clinicians) -------------------
+with volumes_tab:
+    from medsyn_app.volume_panel import volume_generators_panel
+
+    volume_generators_panel(user)
 
 # -- training ------------------------------------------------------------------------------------------------
 with train_tab:

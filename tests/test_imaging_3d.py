@@ -402,3 +402,27 @@ def test_background_job_trains_saves_and_registers_a_3d_generator(phantoms):
         (model,) = store.list_models()
     assert model.name == "job-ldm" and model.kind == "ldm3d" and model.engine == "imaging"
     assert _generator(model.path).sample_arrays(1, seed=0)[0].shape == (1, 1, 16, 16, 16)
+
+
+# -- the Synthetic scans page ---------------------------------------------------------------------------------
+def test_synthetic_scans_page_says_how_to_train_then_shows_a_sampled_volume_in_three_planes(trained):
+    from app_helpers import logged_in
+
+    from medsyn_core.storage import Store
+
+    at = logged_in("pages/synthetic_scans.py", "clinician")
+    at.run()
+    assert not at.exception
+    assert any("No 3D generator is available yet" in str(i.value) for i in at.info)
+
+    with Store() as store:  # the tiny model, registered in this test's home
+        card = json.loads((trained / "model_card.json").read_text())
+        store.register_model("tiny-ldm", "ldm3d", trained, card)
+    at = logged_in("pages/synthetic_scans.py", "researcher")
+    at.run()
+    at.button(key="vol-generate").click().run()
+    assert not at.exception
+    captions = " ".join(str(c.value) for c in at.caption)
+    for plane in ("Axial 16/32", "Coronal 16/32", "Sagittal 16/32"):
+        assert plane in captions, captions
+    assert any(b.label == "Export this volume" for b in at.button)

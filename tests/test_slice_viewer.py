@@ -126,3 +126,12 @@ def test_imaging_page_shows_the_three_planes_of_a_bundled_series():
     assert "custom window/level" in window.options
     window.select("custom window/level").run()
     assert not at.exception and any(n.label == "Level (centre)" for n in at.number_input)
+
+
+def test_stacks_of_separate_2d_images_are_not_volumes():
+    from medsyn_imaging.io.image_io import read_medmnist
+    from medsyn_imaging.io.slice_viewer import is_volume
+
+    assert not is_volume(read_medmnist("pneumoniamnist", limit=8))  # 8 chest X-rays, not slices of a body
+    assert is_volume(as_lps_axial(canonical_phantom()))
+    assert not is_volume(Volume(np.zeros((1, 8, 8), np.float32)))

@@ -42,6 +42,14 @@ SLICE_DIRECTION = {
 _LPS_LABELS = (("R", "L"), ("A", "P"), ("I", "S"))
 
 
+def is_volume(volume: Volume) -> bool:
+    """True for a grey volume with more than one slice; False for colour images and for stacks of separate
+    2D images (PNG folders, MedMNIST, 2D DICOM exports: modality OT without patient geometry)."""
+    if volume.rgb or volume.n_slices < 2:
+        return False
+    return not (volume.modality == "OT" and np.allclose(volume.affine, np.eye(4)))
+
+
 def orientation_codes(affine: np.ndarray) -> str:
     """Where the voxel axes (column, row, slice) point in the patient, e.g. ``'LPS'`` (DICOM axial)."""
     import nibabel as nib
