@@ -1,4 +1,4 @@
-"""Streamlit glue of the 3D generators on the Synthetic scans page (one call: :func:`volume_generators_panel`).
+"""Streamlit glue of the 3D generators on the Synthetic scans page (one call: volume_generators_panel).
 
 Sampling, export and training are library calls (:mod:`medsyn_imaging.training.volume_generator_store`,
 :mod:`medsyn_imaging.training.ldm_job`), the same the CLI (``medsyn imaging sample-3d`` / ``train-3d``) and
@@ -34,8 +34,9 @@ def _load(path: str, mtime: float):
     return load_volume_generator(path)
 
 
-@st.cache_resource(show_spinner="Generating a synthetic volume (DDIM in latent space, then decoding)…",
-                   max_entries=4)
+@st.cache_resource(
+    show_spinner="Generating a synthetic volume (DDIM in latent space, then decoding)…", max_entries=4
+)
 def _sample(path: str, mtime: float, label: str | None, seed: int, steps: int):
     return _load(path, mtime).sample(1, label=label, seed=seed, ddim_steps=steps)[0]
 
@@ -62,10 +63,16 @@ def _export(user, generator, volume, seed: int, steps: int) -> None:
     from medsyn_imaging.training.volume_generator_store import export_samples
 
     left, right = st.columns([2, 1])
-    fmt = left.selectbox("Export format", ["dicom", "dicom-enhanced", "nifti"],
-                         format_func={"dicom": "DICOM series (one file per slice)",
-                                      "dicom-enhanced": "Enhanced multi-frame DICOM (one file)",
-                                      "nifti": "NIfTI (.nii.gz)"}.get, key="vol-export-format")
+    fmt = left.selectbox(
+        "Export format",
+        ["dicom", "dicom-enhanced", "nifti"],
+        format_func={
+            "dicom": "DICOM series (one file per slice)",
+            "dicom-enhanced": "Enhanced multi-frame DICOM (one file)",
+            "nifti": "NIfTI (.nii.gz)",
+        }.get,
+        key="vol-export-format",
+    )
     if not right.button("Export this volume", key="vol-export"):
         return
     if (denied := refusal(user, "export")) is not None:
@@ -79,8 +86,12 @@ def _export(user, generator, volume, seed: int, steps: int) -> None:
             for f in sorted(out.rglob("*")):
                 if f.is_file():
                     zf.write(f, f.relative_to(tmp))
-        st.download_button("Download the synthetic volume (.zip)", buf.getvalue(),
-                           file_name=f"synthetic-volume-{fmt}.zip", mime="application/zip")
+        st.download_button(
+            "Download the synthetic volume (.zip)",
+            buf.getvalue(),
+            file_name=f"synthetic-volume-{fmt}.zip",
+            mime="application/zip",
+        )
     except ValueError as exc:
         st.error(str(exc))
     finally:
@@ -93,8 +104,9 @@ def _train_form(user) -> None:
 
     with st.expander("Train a 3D generator (background job)"):
         with st.form("train3d"):
-            folder = st.text_input("Folder of volumes on this machine (NIfTI files or DICOM series; one "
-                                   "sub-folder per class)")
+            folder = st.text_input(
+                "Folder of volumes on this machine (NIfTI files or DICOM series; one sub-folder per class)"
+            )
             c1, c2, c3 = st.columns(3)
             side = c1.selectbox("Grid (voxels per side)", [32, 64, 96, 128], index=0)
             spacing = c2.number_input("Voxel size (mm)", min_value=0.3, max_value=10.0, value=2.0)
@@ -102,8 +114,9 @@ def _train_form(user) -> None:
             c4, c5, c6 = st.columns(3)
             ae_steps = int(c4.number_input("Autoencoder steps", min_value=1, value=500))
             diffusion_steps = int(c5.number_input("Diffusion steps", min_value=1, value=1000))
-            window = c6.selectbox("Intensity", ["auto", "percentile", "ct", "soft tissue", "lung", "bone",
-                                                "brain"])
+            window = c6.selectbox(
+                "Intensity", ["auto", "percentile", "ct", "soft tissue", "lung", "bone", "brain"]
+            )
             name = st.text_input("Model name", "my-3d-generator")
             submitted = st.form_submit_button("Start 3D training")
         if submitted:
@@ -115,8 +128,14 @@ def _train_form(user) -> None:
                     raise ValueError("Enter the folder that holds the volumes.")
                 check_model_name(name.strip())
                 config = LDMConfig(preset=size, ae_steps=ae_steps, diffusion_steps=diffusion_steps)
-                params = {"data": folder.strip(), "name": name.strip(), "shape": [int(side)] * 3,
-                          "spacing": [float(spacing)] * 3, "window": window, "config": config.to_dict()}
+                params = {
+                    "data": folder.strip(),
+                    "name": name.strip(),
+                    "shape": [int(side)] * 3,
+                    "spacing": [float(spacing)] * 3,
+                    "window": window,
+                    "config": config.to_dict(),
+                }
                 with Store() as store:
                     job_id = jobs.submit(store, user, "imaging-train-3d", params)
                 st.success(f"Training job #{job_id} queued; follow it on the Jobs page.")
@@ -142,14 +161,23 @@ def volume_generators_panel(user) -> None:
     mtime = (entry.path / "unet.safetensors").stat().st_mtime
     generator = _load(str(entry.path), mtime)
     data = generator.config["data"]
-    st.caption(f"Trained on {data.get('source', '?')}: grid {'x'.join(map(str, data['shape']))} voxels of "
-               f"{'x'.join(f'{s:g}' for s in data['spacing'])} mm, classes {', '.join(generator.class_names)} "
-               f"· {generator.card.get('dp_label', 'DP: off')}")
+    st.caption(
+        f"Trained on {data.get('source', '?')}: grid {'x'.join(map(str, data['shape']))} voxels of "
+        f"{'x'.join(f'{s:g}' for s in data['spacing'])} mm, classes {', '.join(generator.class_names)} "
+        f"· {generator.card.get('dp_label', 'DP: off')}"
+    )
     c1, c2, c3 = st.columns(3)
     label = c1.selectbox("Class", generator.class_names, key="vol-class")
     seed = int(c2.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="vol-seed"))
-    steps = int(c3.number_input("DDIM steps", min_value=1, max_value=1000,
-                                value=int(generator.config["training"]["ddim_steps"]), key="vol-steps"))
+    steps = int(
+        c3.number_input(
+            "DDIM steps",
+            min_value=1,
+            max_value=1000,
+            value=int(generator.config["training"]["ddim_steps"]),
+            key="vol-steps",
+        )
+    )
     if st.button("Generate a volume", key="vol-generate"):
         st.session_state["vol-shown"] = (str(entry.path), mtime, label, seed, steps)
     shown = st.session_state.get("vol-shown")
@@ -158,9 +186,13 @@ def volume_generators_panel(user) -> None:
     volume = _sample(*shown)
     rows = [(f"Synthetic ({shown[2]}, seed {shown[3]})", volume)]
     if refusal(user, "upload_real_data") is None:  # researchers compare with a real volume of their own
-        uploads = st.file_uploader("A real volume to show beside it (NIfTI, or a zip of a DICOM series); it "
-                                   "is resampled onto the model's grid and not stored",
-                                   type=["nii", "gz", "zip", "dcm"], accept_multiple_files=True, key="vol-real")
+        uploads = st.file_uploader(
+            "A real volume to show beside it (NIfTI, or a zip of a DICOM series); it "
+            "is resampled onto the model's grid and not stored",
+            type=["nii", "gz", "zip", "dcm"],
+            accept_multiple_files=True,
+            key="vol-real",
+        )
         if uploads:
             audit_upload(user, "imaging-3d", uploads)
             try:

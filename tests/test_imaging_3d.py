@@ -404,7 +404,7 @@ def test_background_job_trains_saves_and_registers_a_3d_generator(phantoms):
     assert _generator(model.path).sample_arrays(1, seed=0)[0].shape == (1, 1, 16, 16, 16)
 
 
-# -- the Synthetic scans page ---------------------------------------------------------------------------------
+# -- the Synthetic scans page -------------------------------------------------------------------------------
 def test_synthetic_scans_page_says_how_to_train_then_shows_a_sampled_volume_in_three_planes(trained):
     from app_helpers import logged_in
 
