@@ -300,6 +300,30 @@ def step_clinician_opens_imaging_viewer(j: Journey) -> None:
     j.logout()
 
 
+def step_clinician_scrolls_three_planes_of_a_series(j: Journey) -> None:
+    """Issue 18: the slice viewer renders the axial, coronal and sagittal planes of the bundled MR series
+    (pre-rendered, cached), with their geometry, and a slider scrolls one plane."""
+    j.login("cleo", USERS["cleo"][1])
+    j.nav("Imaging")
+    j.choose("Dataset", "ge_mr_fmri", exact=False)
+    j.see("Slice viewer: axial, coronal, sagittal")
+    for caption in ("Axial 8/15 · 5 mm slices · 3.75 x 3.75 mm pixels · top A, left R",
+                    "Coronal 32/64 · 3.75 mm slices · 5 x 3.75 mm pixels · top S, left R",
+                    "Sagittal 32/64 · 3.75 mm slices · 5 x 3.75 mm pixels · top S, left A"):
+        j.see(caption)
+    j.see("orientation LPS", exact=False)
+    images = j.page.locator('[data-testid="stImage"] img')
+    images.nth(3).wait_for(state="visible")
+    sizes = images.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert len(sizes) >= 4 and all(w > 100 and h > 50 for w, h in sizes[-3:]), sizes  # the three planes
+    slider = j.page.get_by_role("slider").nth(2)  # time point, slice, then the axial slider
+    slider.focus()
+    j.page.keyboard.press("ArrowRight")
+    j.see("Axial 9/15", exact=False)
+    j.shot("slice_viewer_three_planes")
+    j.logout()
+
+
 def step_clinician_exports_dicom_zip_from_demo_model(j: Journey) -> None:
     import pydicom
 
@@ -394,6 +418,7 @@ STEPS = [
     step_researcher_trains_tabular_model_samples_and_downloads_csv,
     step_clinician_cannot_reach_training,
     step_clinician_opens_imaging_viewer,
+    step_clinician_scrolls_three_planes_of_a_series,
     step_clinician_exports_dicom_zip_from_demo_model,
     step_model_store_shows_the_privacy_of_every_kind_of_model,
     step_admin_verifies_audit_log,
