@@ -172,7 +172,8 @@ class LDMTrainer:
         self.device = choose_device(str(device)) if device is not None else choose_device()
         self.arch: LDMArch = make_arch(
             config.preset,
-            **{**config.arch, "spatial_dims": len(data.shape), "in_channels": 1, "n_classes": data.n_classes},
+            **{**config.arch, "spatial_dims": len(data.shape), "in_channels": int(data.volumes.shape[1]),
+               "n_classes": data.n_classes},
         )
         self.arch.check_shape(data.shape)
         seed_everything(config.seed)

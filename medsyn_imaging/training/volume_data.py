@@ -316,3 +316,17 @@ def load_training_volumes(
         modality,
         notes,
     )
+
+
+def images_as_training_set(images: np.ndarray, labels: np.ndarray, class_names: list[str],
+                           source: str) -> VolumeTrainingSet:
+    """2D training images (N, C, H, W) uint8 (e.g. :func:`~medsyn_imaging.training.training_data.load_training_images`
+    at 64-256 px) as a training set of the latent diffusion model: the same trainer then builds the 2D
+    networks (``spatial_dims`` follows the data). Pixels are in [0, 1] = grey level / 255; spacing 1 "mm"
+    (image pixels have none)."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"Give uint8 images (N, C, H, W); got {images.dtype} {images.shape}.")
+    return VolumeTrainingSet((images.astype(np.float32) / 255.0), np.asarray(labels, dtype=np.int64),
+                             list(class_names), (1.0, 1.0), source,
+                             IntensityMapping("window", 0.0, 255.0, "", "grey levels"))
