@@ -353,7 +353,13 @@ def test_fid_on_three_planes_frd_and_memorisation_sit_beside_their_floors(phanto
     noise = rng.uniform(0, 1, (2, 1, *SHAPE)).astype(np.float32)  # a generator that learned nothing
     copy = real.volumes[reference_index[:1]]  # and one that copied a training volume
     report = evaluate_volumes(
-        real, np.concatenate([noise, copy]), seed=0, feature_epochs=2, frd_image_types=["Original"]
+        real,
+        np.concatenate([noise, copy]),
+        seed=0,
+        feature_epochs=2,
+        frd_image_types=["Original"],
+        slice_size=32,
+        per_volume=8,
     )
     fidelity = report.section("fidelity_3d")
     for plane in ("axial", "coronal", "sagittal"):

@@ -87,6 +87,7 @@ def train_slice_features(
     size: int = 64,
     seed: int = 0,
     epochs: int | None = None,
+    per_volume: int = 16,
     log: Callable[[str], None] | None = None,
 ):
     """A ResNet9 trained on the reference volumes' slices (pretext task above) and its feature module."""
@@ -94,7 +95,7 @@ def train_slice_features(
     from medsyn_imaging.evaluation.features import ClassifierFeatures
     from medsyn_imaging.evaluation.labelled_images import LabelledImages
 
-    images, labels = pretext_slices(reference, size)
+    images, labels = pretext_slices(reference, size, per_volume)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
     n_val = max(len(PRETEXT_CLASSES), len(images) // 5)
@@ -124,25 +125,51 @@ class PlaneFID:
     floor: float
 
 
-def fid_three_planes(
-    extractor, reference: np.ndarray, held_out: np.ndarray, synthetic: np.ndarray, size: int = 64
-) -> list[PlaneFID]:
-    """FID of synthetic and held-out slices against the reference slices, per plane."""
-    from medsyn_imaging.evaluation.image_metrics import fid_kid
+def slice_features(
+    extractor, volumes: np.ndarray, size: int = 64, per_volume: int = 16
+) -> dict[str, np.ndarray]:
+    """Features of every plane's slices: plane -> (N, per_volume', F) float64 (one pass of the extractor)."""
+    from medsyn_imaging.evaluation.features import extract_features
 
-    out = []
+    out = {}
     for plane in PLANES:
-        ref, _ = plane_slices(reference, plane, size)
-        held, _ = plane_slices(held_out, plane, size)
-        syn, _ = plane_slices(synthetic, plane, size)
-        out.append(
-            PlaneFID(
-                plane,
-                fid_kid(extractor, ref, syn, kid_subsets=10)[0],
-                fid_kid(extractor, ref, held, kid_subsets=10)[0],
-            )
-        )
+        images, _ = plane_slices(volumes, plane, size, per_volume)
+        features = extract_features(extractor, images)
+        out[plane] = features.reshape(len(volumes), -1, features.shape[1])
     return out
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance of two feature sets (n, F) and (m, F): the FID formula, through the implementation
+    ``frd-score`` ships (pytorch-fid's, numerically stabilised), applied to precomputed features."""
+    from frd_score.frd import calculate_frechet_distance
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if min(len(a), len(b)) < 2:
+        raise ValueError(
+            f"The Fréchet distance needs at least two feature vectors per set ({len(a)}, {len(b)})."
+        )
+    value = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    return float(max(value, 0.0))
+
+
+def fid_three_planes(
+    reference: dict[str, np.ndarray], held_out: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]
+) -> list[PlaneFID]:
+    """Per plane, FID of the synthetic and of the held-out slices against the reference slices, from the
+    slice features of :func:`slice_features`."""
+    flat = {
+        name: {p: f.reshape(-1, f.shape[-1]) for p, f in feats.items()}
+        for name, feats in (("ref", reference), ("held", held_out), ("syn", synthetic))
+    }
+    return [
+        PlaneFID(
+            p,
+            frechet_distance(flat["ref"][p], flat["syn"][p]),
+            frechet_distance(flat["ref"][p], flat["held"][p]),
+        )
+        for p in PLANES
+    ]
 
 
 def _write_niftis(volumes: np.ndarray, folder: Path, spacing: Sequence[float]) -> list[str]:
@@ -193,16 +220,10 @@ def frd(
     return value
 
 
-def volume_features(extractor, volumes: np.ndarray, size: int = 64) -> np.ndarray:
-    """One feature vector per volume: the mean slice feature of each plane, concatenated (N, 3 F)."""
-    from medsyn_imaging.evaluation.features import extract_features
-
-    parts = []
-    for plane in PLANES:
-        images, _ = plane_slices(volumes, plane, size)
-        f = extract_features(extractor, images)
-        parts.append(f.reshape(len(volumes), -1, f.shape[1]).mean(axis=1))
-    return np.concatenate(parts, axis=1)
+def volume_features(features: dict[str, np.ndarray]) -> np.ndarray:
+    """One vector per volume from :func:`slice_features`: each plane's mean slice feature, concatenated
+    (N, 3 F)."""
+    return np.concatenate([features[p].mean(axis=1) for p in PLANES], axis=1)
 
 
 def to_uint8(volumes: np.ndarray) -> np.ndarray:
@@ -225,11 +246,16 @@ def evaluate_volumes(
     feature_epochs: int | None = None,
     frd_image_types: Sequence[str] | None = None,
     ssim_threshold: float = 0.95,
+    slice_size: int = 64,
+    per_volume: int = 16,
     synthetic_label: str = "synthetic volumes",
     log: Callable[[str], None] | None = None,
 ):
     """The 3D fidelity/privacy report of ``synthetic`` (N, 1, X, Y, Z) in [0, 1] against ``real`` (a
-    :class:`~medsyn_imaging.training.volume_data.VolumeTrainingSet` on the same grid)."""
+    :class:`~medsyn_imaging.training.volume_data.VolumeTrainingSet` on the same grid).
+
+    ``slice_size``: side the slices are resized to for the 2D feature network; ``per_volume``: slices per
+    volume and plane; ``feature_epochs``: training epochs of that network (None: from the data size)."""
     from medsyn_core.report import Metric, Report, Section, Table
     from medsyn_imaging.evaluation.memorisation import memorisation_check
 
@@ -243,27 +269,34 @@ def evaluate_volumes(
     ref_idx, held_idx = split_real(len(real.volumes), seed)
     reference, held_out = real.volumes[ref_idx], real.volumes[held_idx]
     rng = np.random.default_rng(seed)
-    compared = synthetic
-    if len(synthetic) > len(held_out):
-        compared = synthetic[np.sort(rng.choice(len(synthetic), len(held_out), replace=False))]
+    compared_index = np.arange(len(synthetic))
+    if len(synthetic) > len(held_out):  # the same size as the floor's set: the same small-sample bias
+        compared_index = np.sort(rng.choice(len(synthetic), len(held_out), replace=False))
+    compared = synthetic[compared_index]
     if len(compared) < 2:
         raise ValueError("Give at least two synthetic volumes.")
     say(f"training the slice feature network on {len(reference)} reference volumes")
-    _, extractor = train_slice_features(reference, seed=seed, epochs=feature_epochs, log=log)
+    _, extractor = train_slice_features(
+        reference, size=slice_size, seed=seed, epochs=feature_epochs, per_volume=per_volume, log=log
+    )
     say("FID on the axial, coronal and sagittal planes")
-    planes = fid_three_planes(extractor, reference, held_out, compared)
+    feats = {
+        name: slice_features(extractor, volumes, slice_size, per_volume)
+        for name, volumes in (("reference", reference), ("held_out", held_out), ("synthetic", synthetic))
+    }
+    compared_feats = {p: f[compared_index] for p, f in feats["synthetic"].items()}
+    planes = fid_three_planes(feats["reference"], feats["held_out"], compared_feats)
     say("FRD (frd-score, PyRadiomics features)")
     frd_syn = frd(reference, compared, real.spacing, frd_image_types)
     frd_floor = frd(reference, held_out, real.spacing, frd_image_types)
     say("3D memorisation check")
-    ref_f = volume_features(extractor, reference)
     mem = memorisation_check(
         to_uint8(synthetic),
-        volume_features(extractor, synthetic),
+        volume_features(feats["synthetic"]),
         to_uint8(reference),
-        ref_f,
+        volume_features(feats["reference"]),
         to_uint8(held_out),
-        volume_features(extractor, held_out),
+        volume_features(feats["held_out"]),
         ssim_threshold=ssim_threshold,
         k=min(3, len(reference)),
     )
