@@ -103,3 +103,41 @@ def test_latent_diffusion_trains_and_samples_2d_images_at_64_px(tmp_path):
     samples = trainer.sample(2, labels=[0, 1], seed=3)
     assert samples.shape == (2, 1, 64, 64) and np.isfinite(samples).all()
     assert np.array_equal(samples, trainer.sample(2, labels=[0, 1], seed=3))
+
+
+def test_dicom_class_folders_train_at_64_px_ct_windowed_by_preset_mr_by_percentiles(tmp_path):
+    """CT slices (HU) through a named window, MR through its percentiles; every frame one image."""
+    from medsyn_imaging.io.dicom_write import write_dicom_series
+    from medsyn_imaging.io.volume import Volume
+    from medsyn_imaging.training.training_data import load_training_images
+
+    rng = np.random.default_rng(0)
+    ct = np.full((4, 80, 80), -1000.0)  # air, with a soft-tissue disc (40 HU) and a bone spot (1000 HU)
+    yy, xx = np.mgrid[:80, :80]
+    ct[:, (yy - 40) ** 2 + (xx - 40) ** 2 < 30**2] = 40.0
+    ct[:, (yy - 40) ** 2 + (xx - 50) ** 2 < 5**2] = 1000.0
+    for cls in ("a", "b"):
+        volume = Volume(ct + rng.normal(0, 1, ct.shape), units="HU", modality="CT")
+        write_dicom_series(volume, tmp_path / "ct" / cls / "series", geometry=False)
+        for f in (tmp_path / "ct" / cls / "series").glob("*.dcm"):
+            f.rename(tmp_path / "ct" / cls / f.name)
+        (tmp_path / "ct" / cls / "series").rmdir()
+    soft = load_training_images(tmp_path / "ct", 64)  # default CT window: soft tissue 40 / 400
+    bone = load_training_images(tmp_path / "ct", 64, window="bone")
+    assert soft.images.shape == (8, 1, 64, 64) and soft.source == "DICOM folder ct"
+    centre = (slice(None), 0, 30, 25)  # inside the disc, away from the bone spot
+    assert np.all(np.abs(soft.images[centre].astype(int) - 128) <= 3)  # 40 HU = the soft tissue level
+    assert np.all(np.abs(bone.images[centre].astype(int) - 77) <= 3)  # (40 + 500) / 1800 in the bone window
+    with pytest.raises(ValueError, match="Unknown window"):
+        load_training_images(tmp_path / "ct", 64, window="sunset")
+
+    mr = rng.uniform(100, 900, (3, 64, 64))  # MR: arbitrary units, a multi-frame file of three images
+    for cls in ("x", "y"):
+        (tmp_path / "mr" / cls).mkdir(parents=True)
+        write_dicom_series(Volume(mr, modality="MR"), tmp_path / "mr" / cls / "mf", multiframe=True, bits=16)
+        (tmp_path / "mr" / cls / "mf" / "IMG00001.dcm").rename(tmp_path / "mr" / cls / "frames.dcm")
+    by_percentile = load_training_images(tmp_path / "mr", 64)
+    assert by_percentile.images.shape == (6, 1, 64, 64)  # every frame one image
+    assert by_percentile.images.min() <= 5 and by_percentile.images.max() >= 250  # spread over 0-255
+    with pytest.raises(ValueError, match="Hounsfield"):
+        load_training_images(tmp_path / "mr", 64, window="lung")
