@@ -141,3 +141,22 @@ def test_dicom_class_folders_train_at_64_px_ct_windowed_by_preset_mr_by_percenti
     assert by_percentile.images.min() <= 5 and by_percentile.images.max() >= 250  # spread over 0-255
     with pytest.raises(ValueError, match="Hounsfield"):
         load_training_images(tmp_path / "mr", 64, window="lung")
+
+
+def test_dp_training_on_dicom_images_is_refused(tmp_path):
+    """Several slices of one patient would be separate DP records: refused until grouped by patient."""
+    from medsyn_imaging.io.dicom_write import write_dicom_series
+    from medsyn_imaging.io.volume import Volume
+    from medsyn_imaging.training.gan_training import GANTrainer, TrainConfig
+    from medsyn_imaging.training.training_data import load_training_images
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "ct" / cls).mkdir(parents=True)
+        write_dicom_series(Volume(rng.uniform(-1000, 400, (3, 32, 32)), units="HU", modality="CT"),
+                           tmp_path / "ct" / cls / "mf", multiframe=True, bits=16)
+        (tmp_path / "ct" / cls / "mf" / "IMG00001.dcm").rename(tmp_path / "ct" / cls / "slices.dcm")
+    data = load_training_images(tmp_path / "ct", 32)
+    assert data.from_dicom
+    with pytest.raises(ValueError, match="slices and frames of one patient"):
+        GANTrainer(data, TrainConfig(kimg=0.01, batch_size=4, dp_epsilon=5.0), device="cpu")

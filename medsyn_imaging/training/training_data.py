@@ -46,6 +46,7 @@ class ImageTrainingSet:
     pad: int = 0  # pixels added on each side when fit == 'pad'
     class_counts: list[int] = field(default_factory=list)
     duplicates_removed: int | None = None  # set by :func:`deduplicate` (None: not de-duplicated)
+    from_dicom: bool = False  # some images are DICOM slices/frames (several may come from one patient)
 
     @property
     def resolution(self) -> int:
@@ -211,7 +212,8 @@ def _from_png_folder(root: Path, resolution: int, channels: int | None, window: 
                 images.append(img)
                 labels.append(k)
     kind = "DICOM" if n_dicom == sum(len(fs) for fs in files.values()) else "PNG" if not n_dicom else "image"
-    return np.stack(images), np.asarray(labels, dtype=np.int64), list(files), f"{kind} folder {root.name}"
+    return (np.stack(images), np.asarray(labels, dtype=np.int64), list(files), f"{kind} folder {root.name}",
+            n_dicom)
 
 
 def load_training_images(source: str | Path, resolution: int, split: str = "train",
@@ -231,7 +233,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
         raise ValueError(f"channels must be 1 or 3, not {channels}.")
     path = Path(source)
     if path.is_dir():
-        images, labels, names, desc = _from_png_folder(path, resolution, channels, window)
+        images, labels, names, desc, n_dicom = _from_png_folder(path, resolution, channels, window)
         native, fit, pad = int(images.shape[-1]), "resize", 0
         fitted = images
     else:
@@ -240,6 +242,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
                 f"{path} is neither a folder of class sub-folders with PNGs nor a MedMNIST .npz file."
             )
         images, labels, names, desc = _from_medmnist(source, split)
+        n_dicom = 0
         native = int(images.shape[-1])
         fitted, fit, pad = _fit_to_resolution(images, resolution)
     if len(images) < 2:
@@ -247,7 +250,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
     if int(labels.min()) < 0 or int(labels.max()) >= len(names):
         raise ValueError(f"{desc} has labels outside 0..{len(names) - 1}.")
     counts = np.bincount(labels, minlength=len(names)).tolist()
-    return ImageTrainingSet(fitted, labels, names, desc, native, fit, pad, counts)
+    return ImageTrainingSet(fitted, labels, names, desc, native, fit, pad, counts, from_dicom=n_dicom > 0)
 
 
 def crop_to_native(images: np.ndarray, pad: int) -> np.ndarray:
