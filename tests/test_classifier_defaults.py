@@ -12,15 +12,16 @@ from medsyn_imaging.evaluation.labelled_images import LabelledImages
 
 
 def test_settings_follow_the_data_size_and_the_classes():
-    breast = default_config(546, 2)  # BreastMNIST: small, so more passes, smaller batches
+    breast = default_config(546, 2)  # BreastMNIST: small, so more passes
     pneumonia = default_config(4708, 2)
     many = default_config(30_000, 11)
-    assert (breast.batch_size, breast.epochs, breast.width) == (64, 74, 16)
+    tiny = default_config(100, 2)
+    assert (breast.batch_size, breast.epochs, breast.width) == (128, 40, 16)
     assert (pneumonia.batch_size, pneumonia.epochs, pneumonia.width) == (128, 10, 16)
     assert (many.batch_size, many.epochs, many.width) == (128, 10, 64)
-    assert breast.lr_max == pytest.approx(0.05) and pneumonia.lr_max == pytest.approx(0.1)
-    assert breast.patience == 18 and pneumonia.patience == 5
-    assert default_config(100, 2).epochs == 80  # at most 80 passes
+    assert (tiny.batch_size, tiny.epochs, tiny.lr_max) == (32, 60, pytest.approx(0.025))  # at most 60 passes
+    assert breast.lr_max == pytest.approx(0.1) and pneumonia.lr_max == pytest.approx(0.1)
+    assert breast.patience == 13 and pneumonia.patience == 8
     assert default_config(546, 2, epochs=5, width=8).epochs == 5  # explicit options win
     with pytest.raises(ValueError, match="Unknown classifier setting"):
         default_config(546, 2, colour="blue")
@@ -48,4 +49,4 @@ def test_cli_without_options_uses_the_data_driven_settings(tmp_path, capsys):
     assert main(["imaging", "classifier", "train", "breastmnist", "--epochs", "1", "--out",
                  str(tmp_path / "clf")]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "classifier: 1 epochs at most (early stop after 18), width 16, batch 64, lr 0.05" in printed
+    assert "classifier: 1 epochs at most (early stop after 13), width 16, batch 128, lr 0.1" in printed
