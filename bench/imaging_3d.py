@@ -115,6 +115,9 @@ def measure(size: int, preset: str, batch: int, device: str, steps: int, threads
         ddim5 = timed(lambda: DiffusionInferer(scheduler).sample(latent, model, scheduler, verbose=False), 1)
         decode = timed(lambda: decode_latents(trainer.autoencoder, latent), 2)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import os
+
+    load = os.getloadavg()[0]  # a shared machine: the 1-minute load average says how contended this was
     out = {
         "size": size,
         "preset": preset,
@@ -127,6 +130,7 @@ def measure(size: int, preset: str, batch: int, device: str, steps: int, threads
         "decode_s": decode,
         "sample_50_s": ddim5 / 5 * 50 + decode,
         "peak_rss_mib": rss,
+        "load_average": load,
         "params_m": {
             "autoencoder": sum(p.numel() for p in trainer.autoencoder.parameters()) / 1e6,
             "unet": sum(p.numel() for p in trainer.unet.parameters()) / 1e6,
@@ -205,7 +209,8 @@ def main() -> None:
                 f"{row['peer_steps_per_s']:.3f}) | DDIM step {row['ddim_step_s']:.3f} s, decode "
                 f"{row['decode_s']:.2f} s, 50-step sample {row['sample_50_s']:.1f} s | peak RSS "
                 f"{row['peak_rss_mib']:.0f} MiB{gpu} | params AE {row['params_m']['autoencoder']:.2f} M, "
-                f"UNet {row['params_m']['unet']:.2f} M; batch {args.batch}",
+                f"UNet {row['params_m']['unet']:.2f} M; batch {args.batch}; load average "
+                f"{row.get('load_average', float('nan')):.1f}",
                 flush=True,
             )
     if args.json:
