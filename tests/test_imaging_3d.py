@@ -432,3 +432,27 @@ def test_synthetic_scans_page_says_how_to_train_then_shows_a_sampled_volume_in_t
     for plane in ("Axial 16/32", "Coronal 16/32", "Sagittal 16/32"):
         assert plane in captions, captions
     assert any(b.label == "Export this volume" for b in at.button)
+
+
+def test_openly_licensed_volumes_that_ship_load_onto_a_training_grid(tmp_path):
+    """The bundled GE MR series (a DICOM series folder, 4D) and nibabel's test NIfTIs, as a user would."""
+    import nibabel
+
+    from medsyn_imaging.io.datasets import bundled_dicom_series_dir
+    from medsyn_imaging.training.volume_data import load_training_volumes
+
+    ge = tmp_path / "ge"
+    ge.mkdir()
+    (ge / "series").symlink_to(bundled_dicom_series_dir(), target_is_directory=True)
+    series = load_training_volumes(ge, (32, 32, 16), (4.0, 4.0, 4.0), timepoints="all")
+    assert series.volumes.shape == (10, 1, 32, 32, 16) and series.modality == "MR"
+    assert series.intensity.kind == "percentile" and series.class_names == ["all"]
+
+    nii = tmp_path / "nii"
+    nii.mkdir()
+    tests_data = Path(nibabel.__file__).parent / "tests" / "data"
+    for name in ("anatomical.nii", "example4d.nii.gz"):
+        (nii / name).symlink_to(tests_data / name)
+    niftis = load_training_volumes(nii, (32, 32, 32), (3.0, 3.0, 3.0))
+    assert niftis.volumes.shape == (2, 1, 32, 32, 32) and any("4D" in note for note in niftis.notes)
+    assert np.isfinite(niftis.volumes).all() and niftis.volumes.max() == pytest.approx(1.0)
