@@ -456,3 +456,19 @@ def test_openly_licensed_volumes_that_ship_load_onto_a_training_grid(tmp_path):
     niftis = load_training_volumes(nii, (32, 32, 32), (3.0, 3.0, 3.0))
     assert niftis.volumes.shape == (2, 1, 32, 32, 32) and any("4D" in note for note in niftis.notes)
     assert np.isfinite(niftis.volumes).all() and niftis.volumes.max() == pytest.approx(1.0)
+
+
+def test_model_store_page_shows_the_3d_generator_card(trained):
+    from app_helpers import logged_in
+
+    from medsyn_core.storage import Store
+
+    with Store() as store:
+        store.register_model("tiny-ldm", "ldm3d", trained, json.loads((trained / "model_card.json").read_text()))
+    at = logged_in("pages/model_store.py", "researcher")
+    at.run()
+    box = next(s for s in at.selectbox if s.label == "Model")
+    box.set_value(0).run()  # registered models come first, the bundled demo after
+    assert not at.exception
+    text = " ".join(str(m.value) for m in at.markdown)
+    assert "imaging (ldm3d)" in text and "DP: off" in text
