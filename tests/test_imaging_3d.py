@@ -464,7 +464,9 @@ def test_model_store_page_shows_the_3d_generator_card(trained):
     from medsyn_core.storage import Store
 
     with Store() as store:
-        store.register_model("tiny-ldm", "ldm3d", trained, json.loads((trained / "model_card.json").read_text()))
+        store.register_model(
+            "tiny-ldm", "ldm3d", trained, json.loads((trained / "model_card.json").read_text())
+        )
     at = logged_in("pages/model_store.py", "researcher")
     at.run()
     box = next(s for s in at.selectbox if s.label == "Model")
