@@ -117,7 +117,7 @@ def _train_form(user) -> None:
             window = c6.selectbox(
                 "Intensity", ["auto", "percentile", "ct", "soft tissue", "lung", "bone", "brain"]
             )
-            name = st.text_input("Model name", "my-3d-generator")
+            name = st.text_input("3D model name", "my-3d-generator", key="vol-train-name")
             submitted = st.form_submit_button("Start 3D training")
         if submitted:
             from medsyn_imaging.training.ldm_training import LDMConfig
