@@ -15,7 +15,10 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall torch.
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# pyradiomics (for frd-score) compiles a C extension: a compiler only for the install, removed afterwards
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install -r requirements.txt \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY --chown=medsyn:medsyn . .
 RUN pip install --no-deps -e . && mkdir -p "$MEDSYN_HOME" && chown medsyn:medsyn "$MEDSYN_HOME" \

@@ -10,7 +10,7 @@ from medsyn_app import session as app_session
 from medsyn_core import __version__
 from medsyn_core.auth import allowed
 from medsyn_federated import federation_job  # noqa: F401  (registers the federation job kinds)
-from medsyn_imaging.training import training_job  # noqa: F401  (registers the imaging-train job kind)
+from medsyn_imaging.training import ldm_job, training_job  # noqa: F401  (register imaging-train, -3d)
 from medsyn_tabular import fit_job  # noqa: F401  (registers the tabular-fit and ehr-fit job kinds)
 
 # no page_title: the browser tab shows each page's title (st.Page) instead of the same word everywhere

@@ -26,15 +26,17 @@ def register(subparsers) -> None:
     imaging = subparsers.add_parser("imaging",
                                     help="imaging: train and sample generators, classifier and evaluation")
     sub = imaging.add_subparsers(dest="imaging_command", metavar="COMMAND", required=True)
+    from medsyn_cli.imaging_3d import add_commands as add_3d_commands
     from medsyn_cli.imaging_evaluate import add_commands
 
     add_commands(sub)  # classifier, evaluate
+    add_3d_commands(sub)  # train-3d, sample-3d, evaluate-3d
 
     train = sub.add_parser(
         "train", help="train a StyleGAN2 (or DCGAN baseline) image generator",
         description="Train a class-conditional image generator. DATA is a bundled MedMNIST name "
                     "(pneumoniamnist, breastmnist), a MedMNIST-style .npz, or a folder with one "
-                    "sub-folder of PNG images per class. 28x28 images are edge-padded to 32x32.",
+                    "sub-folder of PNG or DICOM images per class. 28x28 images are edge-padded to 32x32.",
     )
     train.add_argument("data", metavar="DATA")
     train.add_argument("--model", choices=("stylegan2", "dcgan"), default="stylegan2")
@@ -62,6 +64,9 @@ def register(subparsers) -> None:
     train.add_argument("--split", default="train", help="MedMNIST split to train on (default train)")
     train.add_argument("--channels", type=int, choices=(1, 3), default=None,
                        help="PNG folders: 1 (grayscale) or 3 (RGB); default from the images")
+    train.add_argument("--window", default=None,
+                       help="DICOM folders: CT window preset (default soft tissue) or 'percentile' (X-ray, "
+                            "MR: the default for them)")
     train.add_argument("--checkpoint-kimg", type=float, default=5.0,
                        help="checkpoint every this many kimg (default 5)")
     train.add_argument("--report-kimg", type=float, default=1.0,
@@ -111,7 +116,7 @@ def _canonical_train_command(args: argparse.Namespace) -> str:
              "--out", args.out, "--batch", str(args.batch)]
     for flag, value in (("--lr", args.lr), ("--r1-gamma", args.r1_gamma),
                         ("--channel-base", args.channel_base), ("--channel-max", args.channel_max),
-                        ("--channels", args.channels)):
+                        ("--channels", args.channels), ("--window", getattr(args, "window", None))):
         if value is not None:
             parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     parts += ["--mixing-prob", f"{args.mixing_prob:g}", "--diffaugment", args.diffaugment,
@@ -176,7 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not checkpoint.exists():
         raise UserError(f"--resume: no checkpoint at {checkpoint}; start without --resume.")
 
-    data = load_training_images(args.data, args.resolution, split=args.split, channels=args.channels)
+    data = load_training_images(args.data, args.resolution, split=args.split, channels=args.channels,
+                                window=args.window)
     if args.resume:
         trainer = GANTrainer.from_checkpoint(checkpoint, data, kimg=args.kimg)
         print(f"Resuming {name} at {trainer.images_seen / 1000:.1f} kimg from {checkpoint}")

@@ -11,10 +11,16 @@ from pathlib import Path
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="most training epochs (default: from the data size, 10-80, with early stopping)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--width", type=int, default=16, help="ResNet9 width (default 16; DAWNBench: 64)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--width", type=int, default=None,
+                   help="ResNet9 width (default: 16, or 32/64 for many images or classes; DAWNBench: 64)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32/64/128 by data size")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 x batch / 128)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a better validation AUC (default: a quarter "
+                        "of the epochs, at least 5; 0 = never)")
 
 
 def add_commands(imaging: argparse._SubParsersAction) -> None:
@@ -58,12 +64,20 @@ def add_commands(imaging: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
-def _config(args):
-    from medsyn_imaging.evaluation.classifier import TrainConfig
+def _config(args, n_train: int, n_classes: int):
+    """The classifier settings: chosen from the data (:func:`default_config`), explicit options win."""
+    from medsyn_imaging.evaluation.classifier import default_config
 
-    if args.epochs < 1 or args.width < 1 or args.batch_size < 1:
-        raise ValueError("--epochs, --width and --batch-size must be at least 1.")
-    return TrainConfig(epochs=args.epochs, width=args.width, batch_size=args.batch_size, seed=args.seed)
+    for flag, value in (("--epochs", args.epochs), ("--width", args.width),
+                        ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1.")
+    if args.lr is not None and args.lr <= 0:
+        raise ValueError("--lr must be positive.")
+    if args.patience is not None and args.patience < 0:
+        raise ValueError("--patience must be 0 (off) or more.")
+    return default_config(n_train, n_classes, seed=args.seed, epochs=args.epochs, width=args.width,
+                          batch_size=args.batch_size, lr_max=args.lr, patience=args.patience)
 
 
 def cmd_classifier_train(args) -> int:
@@ -77,10 +91,14 @@ def cmd_classifier_train(args) -> int:
     mode = args.mode or ("tstr" if args.synthetic else "trtr")
     if mode != "trtr" and not args.synthetic:
         raise UserError(f"--mode {mode} needs --synthetic PATH (synthetic .npz or PNG folder by class).")
-    config = _config(args)
     data = load_image_dataset(args.data)
     synthetic = (load_synthetic_images(args.synthetic, data.class_names, real=data, seed=args.seed)
                  if args.synthetic else None)
+    from medsyn_imaging.evaluation.classifier import training_set
+
+    config = _config(args, len(training_set(mode, data.splits["train"], synthetic)), data.n_classes)
+    print(f"classifier: {config.epochs} epochs at most (early stop after {config.patience}), width "
+          f"{config.width}, batch {config.batch_size}, lr {config.lr_max:g}")
     print(f"{data.describe()}; mode {mode}" + (f", {len(synthetic)} synthetic images" if synthetic else ""))
     clf, summary = run_training(data, mode, synthetic=synthetic, config=config, log=print)
     summary["synthetic_source"] = Path(args.synthetic).name if args.synthetic else None
@@ -109,8 +127,8 @@ def cmd_evaluate(args) -> int:
 
     from medsyn_core.report import model_context
 
-    config = _config(args)
     data = load_image_dataset(args.data)
+    config = _config(args, len(data.splits["train"]), data.n_classes)
     synthetic = load_synthetic_images(args.source, data.class_names, real=data, seed=args.seed)
     card_path = Path(args.source) / "model_card.json"
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None

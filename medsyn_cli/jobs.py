@@ -17,7 +17,7 @@ from medsyn_cli.audit import CLI_USER
 
 def _register_engine_jobs() -> None:
     """The engines register their job kinds when their job modules are imported."""
-    from medsyn_imaging.training import training_job  # noqa: F401
+    from medsyn_imaging.training import ldm_job, training_job  # noqa: F401
     from medsyn_tabular import fit_job  # noqa: F401
 
 

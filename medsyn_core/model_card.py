@@ -4,7 +4,7 @@ Every model folder MedSyn writes (tabular synthesizer, image generator, image cl
 come) holds ``model_card.json`` with these common keys (``card_format`` 2):
 
 * ``name``, ``engine`` (``tabular`` or ``imaging``), ``kind`` (``ctgan``, ``tvae``, ``stylegan2``, ``dcgan``,
-  ``resnet9``, …), ``created``;
+  ``resnet9``, ``ldm3d``, …), ``created``;
 * ``data_source``: where the training data came from (a label, never a real identifier);
 * ``parameters``: the hyperparameters that define the model; ``metrics``: measured figures (losses allowed
   to leave the fit, evaluation results);
@@ -29,7 +29,8 @@ CARD_FILE = "model_card.json"
 LEDGER_FILE = "privacy_ledger.json"
 #: The engine each model kind belongs to.
 KIND_ENGINE = {"ctgan": "tabular", "tvae": "tabular", "mst": "tabular", "aim": "tabular", "argn": "tabular",
-               "ehr-ar": "tabular", "stylegan2": "imaging", "dcgan": "imaging", "resnet9": "imaging"}
+               "ehr-ar": "tabular", "stylegan2": "imaging", "dcgan": "imaging", "resnet9": "imaging",
+               "ldm3d": "imaging"}
 
 
 def engine_of(kind: str) -> str:

@@ -130,6 +130,10 @@ with right:
     else:
         st.caption("This source has no header.")
 
+from medsyn_app.slice_viewer import volume_viewer  # noqa: E402
+
+volume_viewer([("", volume)], key=f"imaging-{choice}", time=time)  # axial/coronal/sagittal, cached
+
 
 def deidentified_download(deid_input, key: tuple) -> None:
     """De-identify the current DICOM input for sharing, with the PS3.15 options (same as the CLI)."""

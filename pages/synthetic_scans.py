@@ -146,13 +146,27 @@ def preview_and_export() -> None:
         st.success(f"{count} synthetic images ({prepared_fmt.upper()}) ready, with their provenance file.")
 
 
-# Tabs only for what the role may use: clinicians get the preview and export alone.
+def volumes() -> None:
+    """The 3D generators: sample a volume, scroll it, export it (training them: for researchers)."""
+    from medsyn_app.volume_panel import volume_generators_panel
+
+    volume_generators_panel(user)
+
+
+# Tabs only for what the role may use: clinicians get the preview and export, and the 3D volumes.
 if may_train:
-    preview_tab, train_tab = st.tabs(["Preview and export", "Train a new generator"])
+    preview_tab, volumes_tab, train_tab = st.tabs(["Preview and export", "3D volumes",
+                                                   "Train a new generator"])
     with preview_tab:
         preview_and_export()
+    with volumes_tab:
+        volumes()
 else:
-    preview_and_export()
+    preview_tab, volumes_tab = st.tabs(["Preview and export", "3D volumes"])
+    with preview_tab:
+        preview_and_export()
+    with volumes_tab:
+        volumes()
     st.stop()
 
 # -- training (only built for roles allowed to train: checked on the server above) --------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # the engines register their background-job kinds when their job modules are imported (as app.py does)
-from medsyn_imaging.training import training_job  # noqa: F401
+from medsyn_imaging.training import ldm_job, training_job  # noqa: F401
 from medsyn_tabular import fit_job  # noqa: F401
 
 #: The larger reference corpora beside the checkout (CI has them); MEDSYN_TEST_SHARED_DATA overrides the

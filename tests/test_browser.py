@@ -415,6 +415,30 @@ def step_clinician_opens_imaging_viewer(j: Journey) -> None:
     j.shot("imaging_viewer")
 
 
+def step_clinician_scrolls_three_planes_of_a_series(j: Journey) -> None:
+    """Issue 18: the slice viewer renders the axial, coronal and sagittal planes of the bundled MR series
+    (pre-rendered, cached), with their geometry, and a slider scrolls one plane."""
+    j.login("cleo", USERS["cleo"][1])
+    j.nav("Imaging")
+    j.choose("Dataset", "ge_mr_fmri", exact=False)
+    j.see("Slice viewer: axial, coronal, sagittal")
+    for caption in ("Axial 8/15 · 5 mm slices · 3.75 x 3.75 mm pixels · top A, left R",
+                    "Coronal 32/64 · 3.75 mm slices · 5 x 3.75 mm pixels · top S, left R",
+                    "Sagittal 32/64 · 3.75 mm slices · 5 x 3.75 mm pixels · top S, left A"):
+        j.see(caption)
+    j.see("orientation LPS", exact=False)
+    images = j.page.locator('[data-testid="stImage"] img')
+    images.nth(3).wait_for(state="visible")
+    sizes = images.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert len(sizes) >= 4 and all(w > 100 and h > 50 for w, h in sizes[-3:]), sizes  # the three planes
+    slider = j.page.get_by_role("slider").nth(2)  # time point, slice, then the axial slider
+    slider.focus()
+    j.page.keyboard.press("ArrowRight")
+    j.see("Axial 9/15", exact=False)
+    j.shot("slice_viewer_three_planes")
+    j.logout()
+
+
 def preview_tiles(j: Journey, n_rows: int, per_row: int, side: int = 28):
     """The previewed images as the browser received them: the preview PNG cut into its tiles and
     reduced back by the nearest-neighbour scale it was shown at."""
@@ -570,6 +594,7 @@ STEPS = [
     step_jobs_table_then_a_researcher_disabled_meanwhile_is_logged_out,
     step_clinician_cannot_reach_training,
     step_clinician_opens_imaging_viewer,
+    step_clinician_scrolls_three_planes_of_a_series,
     step_clinician_exports_exactly_the_previewed_images_as_dicom,
     step_model_store_shows_the_privacy_of_every_kind_of_model,
     step_admin_approves_a_generator_for_clinicians,

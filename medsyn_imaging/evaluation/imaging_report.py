@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medsyn_core.report import Figure, Metric, Report, Section, Table
-from medsyn_imaging.evaluation.classifier import TrainConfig, TrainedClassifier, run_training
+from medsyn_imaging.evaluation.classifier import TrainConfig, TrainedClassifier, default_config, run_training
 from medsyn_imaging.evaluation.image_metrics import DistributionScores
 from medsyn_imaging.evaluation.labelled_images import ImageDataset, LabelledImages
 from medsyn_imaging.evaluation.memorisation import DEFAULT_SSIM_THRESHOLD, MemorisationResult
@@ -224,7 +224,7 @@ def evaluate_synthetic_images(
     from medsyn_imaging.evaluation.memorisation import closest_pairs_figure, memorisation_check
 
     say = log or (lambda _msg: None)
-    config = config or TrainConfig()
+    config = config or default_config(len(data.splits["train"]), data.n_classes)  # chosen from the data
     train, test = data.splits["train"], data.splits["test"]
     if synthetic.shape != train.shape:
         raise ValueError(f"Synthetic images are {synthetic.shape} (C, H, W) but the real images are "

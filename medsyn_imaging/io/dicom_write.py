@@ -232,10 +232,6 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
     study = study or SyntheticStudy()
     study.series_count += 1
     series_uid = generate_uid()
-    frame_of_reference = generate_uid()
-    rows_dir = volume.affine[:3, 0] / (np.linalg.norm(volume.affine[:3, 0]) or 1.0)
-    cols_dir = volume.affine[:3, 1] / (np.linalg.norm(volume.affine[:3, 1]) or 1.0)
-    z_spacing, row_spacing, column_spacing = volume.spacing
     if modality is not None and not (isinstance(modality, str) and modality.isalnum() and modality.isupper()
                                      and len(modality) <= 16):
         raise ValueError(f"Modality {modality!r} is not a DICOM defined term (e.g. DX, CR, MR, US, OT).")
@@ -245,40 +241,117 @@ def write_dicom_series(volume: Volume, out: str | Path, *, description: str = ""
                 study, series_uid, study.series_count, description or "images",
                 {**(provenance or {}), **_compact_per_image(per_image)}))
             (tmp / "IMG00001.dcm").write_bytes(_file_bytes(ds))
-        for index in range(0 if multiframe else pixels.shape[0]):
-            image_provenance = {**(provenance or {}), **(per_image[index] if per_image else {})}
-            ds = _base_dataset(study, series_uid, study.series_count, description or "images",
-                               image_provenance)
-            ds.SOPInstanceUID = generate_uid()
-            ds.InstanceNumber = index + 1
-            _pixel_module(ds, q.stored[index], volume.rgb)
-            if not volume.rgb and (q.slope != 1.0 or q.intercept != 0.0 or bits == 16):
-                ds.RescaleIntercept = q.intercept_text
-                ds.RescaleSlope = q.slope_text
-                ds.RescaleType = volume.units if volume.units in ("HU",) else "US"
-            if modality:
-                ds.Modality = modality
-            if window is not None and not volume.rgb:
-                ds.WindowCenter = _ds_str(window[0])
-                ds.WindowWidth = _ds_str(window[1])
-                ds.VOILUTFunction = "LINEAR"
-            if pixel_spacing is not None and not geometry:
-                ds.PixelSpacing = [_ds_str(pixel_spacing[0]), _ds_str(pixel_spacing[1])]
-            if geometry:
-                position = volume.affine @ np.array([0.0, 0.0, float(index), 1.0])
-                ds.FrameOfReferenceUID = frame_of_reference
-                ds.PositionReferenceIndicator = ""
-                ds.ImagePositionPatient = [_ds_str(v) for v in position[:3]]
-                ds.ImageOrientationPatient = [_ds_str(v) for v in (*rows_dir, *cols_dir)]
-                ds.PixelSpacing = [_ds_str(row_spacing), _ds_str(column_spacing)]
-                ds.SliceThickness = _ds_str(z_spacing)
-                ds.SpacingBetweenSlices = _ds_str(z_spacing)
-                ds.SliceLocation = _ds_str(float(np.dot(position[:3], np.cross(rows_dir, cols_dir))))
-            (tmp / f"IMG{index + 1:05d}.dcm").write_bytes(_file_bytes(ds))
+        else:
+            for index, ds in enumerate(_slice_datasets(volume, q, bits, study, series_uid, description,
+                                                       provenance, geometry, per_image, modality=modality,
+                                                       pixel_spacing=pixel_spacing, window=window)):
+                (tmp / f"IMG{index + 1:05d}.dcm").write_bytes(_file_bytes(ds))
         if sidecar is not None:
             (tmp / "provenance.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str)
                                                  + "\n", encoding="utf-8")
     return Path(out)
+
+
+def _slice_datasets(volume: Volume, q: Quantized, bits: int, study: SyntheticStudy, series_uid: str,
+                    description: str, provenance: dict[str, Any] | None, geometry: bool,
+                    per_image: Sequence[dict[str, Any]] | None, modality: str | None = None,
+                    pixel_spacing: tuple[float, float] | None = None,
+                    window: tuple[float, float] | None = None):
+    """One single-frame synthetic Secondary Capture dataset per slice of ``volume`` (``q``: its pixels
+    quantised), with per-slice geometry when ``geometry``; ``modality``, ``pixel_spacing`` and ``window``
+    as in :func:`write_dicom_series`."""
+    frame_of_reference = generate_uid()
+    rows_dir = volume.affine[:3, 0] / (np.linalg.norm(volume.affine[:3, 0]) or 1.0)
+    cols_dir = volume.affine[:3, 1] / (np.linalg.norm(volume.affine[:3, 1]) or 1.0)
+    z_spacing, row_spacing, column_spacing = volume.spacing
+    for index in range(volume.pixels.shape[0]):
+        image_provenance = {**(provenance or {}), **(per_image[index] if per_image else {})}
+        ds = _base_dataset(study, series_uid, study.series_count, description or "images", image_provenance)
+        ds.SOPInstanceUID = generate_uid()
+        ds.InstanceNumber = index + 1
+        _pixel_module(ds, q.stored[index], volume.rgb)
+        if not volume.rgb and (q.slope != 1.0 or q.intercept != 0.0 or bits == 16):
+            ds.RescaleIntercept = q.intercept_text
+            ds.RescaleSlope = q.slope_text
+            ds.RescaleType = volume.units if volume.units in ("HU",) else "US"
+        if modality:
+            ds.Modality = modality
+        if window is not None and not volume.rgb:
+            ds.WindowCenter = _ds_str(window[0])
+            ds.WindowWidth = _ds_str(window[1])
+            ds.VOILUTFunction = "LINEAR"
+        if pixel_spacing is not None and not geometry:
+            ds.PixelSpacing = [_ds_str(pixel_spacing[0]), _ds_str(pixel_spacing[1])]
+        if geometry:
+            position = volume.affine @ np.array([0.0, 0.0, float(index), 1.0])
+            ds.FrameOfReferenceUID = frame_of_reference
+            ds.PositionReferenceIndicator = ""
+            ds.ImagePositionPatient = [_ds_str(v) for v in position[:3]]
+            ds.ImageOrientationPatient = [_ds_str(v) for v in (*rows_dir, *cols_dir)]
+            ds.PixelSpacing = [_ds_str(row_spacing), _ds_str(column_spacing)]
+            ds.SliceThickness = _ds_str(z_spacing)
+            ds.SpacingBetweenSlices = _ds_str(z_spacing)
+            ds.SliceLocation = _ds_str(float(np.dot(position[:3], np.cross(rows_dir, cols_dir))))
+        yield ds
+
+
+def write_enhanced_dicom(volume: Volume, path: str | Path, *, description: str = "",
+                         provenance: dict[str, Any] | None = None, study: SyntheticStudy | None = None,
+                         overwrite: bool = False) -> Path:
+    """Write a synthetic grey ``volume`` (Z, Y, X) as ONE Enhanced multi-frame DICOM file (``path``).
+
+    The single-frame slices (with their geometry) are converted by ``highdicom`` into a Legacy Converted
+    Enhanced CT Image (values in HU) or MR Image (anything else): per-frame Plane Position, shared Plane
+    Orientation and Pixel Measures, one Frame of Reference. It carries the same synthetic markings as the
+    series (patient ``SYNTHETIC^MEDSYN``, ``SYNTHETIC`` description, provenance in ImageComments,
+    DERIVED\\SECONDARY). 16-bit pixels with rescale slope/intercept.
+    """
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage, LegacyConvertedEnhancedMRImage
+    from pydicom.uid import CTImageStorage, MRImageStorage
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another file name or remove it first.")
+    if volume.is_4d or volume.rgb:
+        raise ValueError("Enhanced multi-frame export takes one grey 3D volume (Z, Y, X).")
+    if volume.pixels.shape[0] < 2:
+        raise ValueError("Enhanced multi-frame export needs a volume of at least two slices; write a single "
+                         "image as a series instead.")
+    ct = volume.units == "HU" or volume.modality == "CT"
+    q = quantize(volume.pixels, 16)
+    study = study or SyntheticStudy()
+    study.series_count += 1
+    series_uid = generate_uid()
+    frames = []
+    for ds in _slice_datasets(volume, q, 16, study, series_uid, description, provenance, True, None):
+        ds.SOPClassUID = CTImageStorage if ct else MRImageStorage
+        ds.Modality = "CT" if ct else "MR"
+        ds.ImageType = ["DERIVED", "PRIMARY", "AXIAL"]  # enhanced IODs allow only PRIMARY as value 2
+        ds.RescaleType = "HU" if ct else "US"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        frames.append(ds)
+    converter = LegacyConvertedEnhancedCTImage if ct else LegacyConvertedEnhancedMRImage
+    enhanced = converter(frames, series_uid, study.series_count, generate_uid(), 1)
+    # the single-frame slices existed only in memory: no reference to them may remain
+    for keyword in ("ReferencedSeriesSequence", "SourceImageSequence", "ReferencedImageEvidenceSequence"):
+        if keyword in enhanced:
+            delattr(enhanced, keyword)
+    enhanced.Laterality = ""  # type 2C, empty = unknown (as in the series)
+    enhanced.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "NONE"]
+    enhanced.BurnedInAnnotation = "NO"
+    enhanced.PatientIdentityRemoved = "YES"
+    enhanced.DeidentificationMethod = frames[0].DeidentificationMethod
+    enhanced.ImageComments = frames[0].ImageComments
+    enhanced.SeriesDescription = frames[0].SeriesDescription
+    enhanced.Manufacturer = MANUFACTURER
+    import io
+
+    buf = io.BytesIO()
+    enhanced.save_as(buf, enforce_file_format=True)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _compact_per_image(per_image: Sequence[dict[str, Any]] | None) -> dict[str, Any]:

@@ -28,9 +28,12 @@ from medsyn_imaging.io.nifti_io import write_nifti
 from medsyn_imaging.io.volume import Volume
 
 FORMATS = ("png", "dicom", "nifti")
+#: Formats of 3D volumes: a DICOM series per volume (per-slice geometry), one Enhanced multi-frame DICOM
+#: file per volume (highdicom), or one NIfTI per volume.
+VOLUME_FORMATS = ("dicom", "dicom-enhanced", "nifti")
 SIDECAR = "provenance.json"
 
-__all__ = ["FORMATS", "export_images", "images_to_uint8", "zip_folder"]
+__all__ = ["FORMATS", "VOLUME_FORMATS", "export_images", "export_volumes", "images_to_uint8", "zip_folder"]
 
 
 def images_to_uint8(images: np.ndarray) -> np.ndarray:
@@ -141,4 +144,62 @@ def export_images(images: np.ndarray, out: str | Path, fmt: str, *, labels: Sequ
             writer.writerow(safe_row([name, records[i].get("label", ""), records[i].get("label_name", "")]))
         (tmp / "labels.csv").write_text(table.getvalue(), encoding="utf-8")
         atomic_write_json(tmp / SIDECAR, sidecar)
+    return out
+
+
+def export_volumes(volumes: Sequence[Volume], out: str | Path, fmt: str, *,
+                   provenance: dict | None = None) -> Path:
+    """Write synthetic 3D ``volumes`` (each (Z, Y, X) with its LPS affine) into the new folder ``out``.
+
+    ``fmt``: ``'dicom'`` -> ``volume-001/IMG00001.dcm`` … one synthetic series per volume with per-slice
+    geometry (ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceLocation, one Frame of
+    Reference); ``'dicom-enhanced'`` -> ``volume-001.dcm`` … one Enhanced multi-frame file per volume
+    (:func:`~medsyn_imaging.io.dicom_write.write_enhanced_dicom`); ``'nifti'`` -> ``volume-001.nii.gz`` …
+    with the volume's affine (sform/qform code ``aligned``). All volumes share one synthetic study; the
+    folder also holds ``provenance.json`` (generator, seed, each volume's label and geometry). Atomic:
+    nothing is left behind on error.
+    """
+    from medsyn_imaging.io.dicom_write import SyntheticStudy, write_enhanced_dicom
+
+    fmt = fmt.lower().strip()
+    if fmt not in VOLUME_FORMATS:
+        raise ValueError(f"Unknown volume export format {fmt!r}; use one of: {', '.join(VOLUME_FORMATS)}.")
+    volumes = list(volumes)
+    if not volumes:
+        raise ValueError("No volumes to export; generate at least one first.")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose another output folder or remove it first.")
+    model = str((provenance or {}).get("model", "")).strip()
+    study = SyntheticStudy()
+    entries = []
+    with atomic_directory(out) as tmp:
+        for i, volume in enumerate(volumes, start=1):
+            if volume.is_4d or volume.rgb:
+                raise ValueError(f"Volume {i} is not one grey 3D volume (Z, Y, X); it cannot be exported "
+                                 "here.")
+            label = volume.metadata.get("label")
+            item = {k: v for k, v in (provenance or {}).items()}
+            item.update(volume=i, **({"label": label} if label is not None else {}))
+            description = f"{model} volume {i}" + (f" {label}" if label is not None else "")
+            if fmt == "dicom":
+                name = f"volume-{i:03d}"
+                write_dicom_series(volume, tmp / name, description=description, provenance=item, bits=16,
+                                   study=study, geometry=True)
+            elif fmt == "dicom-enhanced":
+                name = f"volume-{i:03d}.dcm"
+                write_enhanced_dicom(volume, tmp / name, description=description, provenance=item,
+                                     study=study)
+            else:
+                name = f"volume-{i:03d}.nii.gz"
+                write_nifti(volume, tmp / name, synthetic=True,
+                            description=f"SYNTHETIC MedSyn {model}".strip())
+            z, y, x = volume.spacing
+            entries.append({"file": name, "index": i, "label": label, "shape_zyx": list(volume.pixels.shape),
+                            "spacing_zyx_mm": [z, y, x], "units": volume.units,
+                            "affine_lps": [[round(float(v), 6) for v in row] for row in volume.affine]})
+        atomic_write_json(tmp / SIDECAR, {"synthetic": True, "generator": "MedSyn",
+                                          "medsyn_version": __version__,
+                                          "format": fmt, "provenance": dict(provenance or {}),
+                                          "n_volumes": len(volumes), "volumes": entries})
     return out

@@ -13,6 +13,7 @@ from medsyn_imaging.io.volume import Volume
 #: Standard CT windows (center, width) in HU.
 PRESETS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
+    "soft tissue": (40.0, 400.0),
     "mediastinum": (50.0, 350.0),
     "abdomen": (40.0, 400.0),
     "liver": (60.0, 160.0),

@@ -46,6 +46,10 @@ from medsyn_imaging.networks.gan_models import build_discriminator, build_genera
 from medsyn_imaging.training.training_data import ImageTrainingSet
 
 CHECKPOINT_FORMAT = 1
+DICOM_DP_REFUSAL = (
+    "Differentially private training on DICOM images is not available yet: the slices and frames of one "
+    "patient would be protected as separate records, so the guarantee would not hold for a patient. Train on "
+    "DICOM without DP, or with DP on a folder that holds one image per patient.")
 
 
 @dataclass
@@ -175,6 +179,8 @@ class GANTrainer:
 
     def __init__(self, data: ImageTrainingSet, config: TrainConfig, device: str | torch.device | None = None):
         self.config = config
+        if config.private and data.from_dicom:
+            raise ValueError(DICOM_DP_REFUSAL)
         if config.private and data.duplicates_removed is None:
             from medsyn_imaging.training.training_data import deduplicate
 

@@ -1,7 +1,11 @@
 """Training images for the generators, fitted to the generator's square resolution.
 
 Sources: a bundled MedMNIST name (``pneumoniamnist``), any MedMNIST-style ``.npz``, or a folder with one
-sub-folder of PNG/JPEG images per class (``root/normal/*.png``, ``root/pneumonia/*.png``).
+sub-folder of images per class (``root/normal/*.png``, ``root/pneumonia/*.dcm``): PNG/JPEG, or DICOM
+(de-identified while read; every frame of a multi-frame file is one image). DICOM values become grey levels
+by a window: CT (values in HU) by a named preset (``window``, default ``soft tissue``; see
+:data:`medsyn_imaging.io.windowing.PRESETS`), X-ray, MR and others by their own 0.5th-99.5th percentiles
+(``window="percentile"``, the default for them).
 
 Fitting to the resolution ``R`` (32..256):
 
@@ -24,6 +28,9 @@ MEDMNIST_CLASS_NAMES = {
     "breastmnist": ("malignant", "normal or benign"),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+#: CT window of DICOM training images when none is named.
+DEFAULT_CT_WINDOW = "soft tissue"
 
 
 @dataclass
@@ -39,6 +46,7 @@ class ImageTrainingSet:
     pad: int = 0  # pixels added on each side when fit == 'pad'
     class_counts: list[int] = field(default_factory=list)
     duplicates_removed: int | None = None  # set by :func:`deduplicate` (None: not de-duplicated)
+    from_dicom: bool = False  # some images are DICOM slices/frames (several may come from one patient)
 
     @property
     def resolution(self) -> int:
@@ -129,13 +137,46 @@ def _read_image(path: Path, mode: str, label: str) -> np.ndarray:
     return arr
 
 
-def _from_png_folder(root: Path, resolution: int, channels: int | None):
-    """Images of ``root/<class>/*.png``; an unreadable image is an error naming ``<class>/<file>`` (the
-    generator must not silently train on fewer images than the user gave it)."""
+def dicom_to_grey(volume, window: str | None = None) -> np.ndarray:
+    """A DICOM :class:`~medsyn_imaging.io.volume.Volume` -> (Z, H, W) uint8 grey levels: CT (HU) through a
+    window preset, anything else (X-ray, MR …) through its own 0.5th-99.5th percentiles."""
+    from medsyn_imaging.io.windowing import PRESETS, apply_window
+
+    pixels = np.asarray(volume.pixels[0] if volume.is_4d else volume.pixels, dtype=np.float32)
+    if volume.rgb:
+        raise ValueError(f"{volume.source} is a colour image; train colour images from PNG files.")
+    is_ct = volume.units == "HU" or volume.modality == "CT"
+    if window in (None, "", "auto"):
+        window = DEFAULT_CT_WINDOW if is_ct else "percentile"
+    if window == "percentile":
+        lo, hi = np.percentile(pixels, [0.5, 99.5])
+        return apply_window(pixels, float((lo + hi) / 2), float(max(hi - lo, 1e-6)))
+    if window not in PRESETS:
+        raise ValueError(f"Unknown window {window!r}; use auto, percentile or one of {', '.join(PRESETS)}.")
+    if not is_ct:
+        raise ValueError(f"The window {window!r} is in Hounsfield units but {volume.source} is "
+                         f"{volume.modality or 'not CT'}; use 'percentile' for X-ray and MR.")
+    return apply_window(pixels, *PRESETS[window])
+
+
+def _read_dicom_images(path: Path, label: str, window: str | None) -> list[np.ndarray]:
+    """Every frame of one DICOM file as (1, H, W) uint8 (see :func:`dicom_to_grey`)."""
+    from medsyn_imaging.io.dicom_read import read_dicom_file
+
+    try:
+        volume = read_dicom_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+    return [frame[None] for frame in dicom_to_grey(volume, window)]
+
+
+def _from_png_folder(root: Path, resolution: int, channels: int | None, window: str | None = None):
+    """Images of ``root/<class>/*.png`` (or ``*.dcm``); an unreadable image is an error naming
+    ``<class>/<file>`` (the generator must not silently train on fewer images than the user gave it)."""
     from medsyn_imaging.io.image_io import open_image
 
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES)
              for d in class_dirs}
     files = {name: fs for name, fs in files.items() if fs}
     if not files:
@@ -148,30 +189,43 @@ def _from_png_folder(root: Path, resolution: int, channels: int | None):
         channels = 1
         for name, fs in files.items():
             for f in fs:
+                if f.suffix.lower() in DICOM_SUFFIXES:
+                    continue  # DICOM is trained grey (windowed)
                 with open_image(f, f"{name}/{f.name}", decode=False) as img:  # header only
                     if img.mode not in gray_modes:
                         channels = 3
                         break
     mode = "L" if channels == 1 else "RGB"
     images, labels = [], []
+    n_dicom = 0
     for k, (name, fs) in enumerate(files.items()):
         for f in fs:
-            img = _read_image(f, mode, f"{name}/{f.name}")
-            if img.shape[1:] != (resolution, resolution):
-                img = _resize(img, resolution)
-            images.append(img)
-            labels.append(k)
-    return np.stack(images), np.asarray(labels, dtype=np.int64), list(files), f"PNG folder {root.name}"
+            if f.suffix.lower() in DICOM_SUFFIXES:
+                read = _read_dicom_images(f, f"{name}/{f.name}", window)
+                read = [np.repeat(g, 3, axis=0) for g in read] if channels == 3 else read
+                n_dicom += 1
+            else:
+                read = [_read_image(f, mode, f"{name}/{f.name}")]
+            for img in read:
+                if img.shape[1:] != (resolution, resolution):
+                    img = _resize(img, resolution)
+                images.append(img)
+                labels.append(k)
+    kind = "DICOM" if n_dicom == sum(len(fs) for fs in files.values()) else "PNG" if not n_dicom else "image"
+    return (np.stack(images), np.asarray(labels, dtype=np.int64), list(files), f"{kind} folder {root.name}",
+            n_dicom)
 
 
 def load_training_images(source: str | Path, resolution: int, split: str = "train",
-                         channels: int | None = None) -> ImageTrainingSet:
-    """Load ``source`` (bundled MedMNIST name, ``.npz`` or class-folder of PNGs) fitted to ``resolution``.
+                         channels: int | None = None, window: str | None = None) -> ImageTrainingSet:
+    """Load ``source`` (bundled MedMNIST name, ``.npz`` or class-folder of PNG/DICOM images) fitted to
+    ``resolution``.
 
     ``channels`` (1 or 3) converts PNG folders (default: 1 if every image is grayscale, else 3);
     MedMNIST files keep their own channels. ``split`` applies to MedMNIST and to a folder with ``train``,
     ``val`` and ``test`` sub-folders (then only ``train`` is trained on by default, and the evaluation's
-    real test images are images the generator never saw: the holdout).
+    real test images are images the generator never saw: the holdout); ``window`` to DICOM only (see the
+    module docstring).
     """
     from medsyn_imaging.networks.stylegan2 import SUPPORTED_RESOLUTIONS
 
@@ -183,7 +237,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
     if path.is_dir() and all((path / s).is_dir() for s in ("train", "val", "test")):
         path = path / split  # the other splits are kept back for the evaluation
     if path.is_dir():
-        images, labels, names, desc = _from_png_folder(path, resolution, channels)
+        images, labels, names, desc, n_dicom = _from_png_folder(path, resolution, channels, window)
         native, fit, pad = int(images.shape[-1]), "resize", 0
         fitted = images
     else:
@@ -192,6 +246,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
                 f"{path} is neither a folder of class sub-folders with PNGs nor a MedMNIST .npz file."
             )
         images, labels, names, desc = _from_medmnist(source, split)
+        n_dicom = 0
         native = int(images.shape[-1])
         fitted, fit, pad = _fit_to_resolution(images, resolution)
     if len(images) < 2:
@@ -199,7 +254,7 @@ def load_training_images(source: str | Path, resolution: int, split: str = "trai
     if int(labels.min()) < 0 or int(labels.max()) >= len(names):
         raise ValueError(f"{desc} has labels outside 0..{len(names) - 1}.")
     counts = np.bincount(labels, minlength=len(names)).tolist()
-    return ImageTrainingSet(fitted, labels, names, desc, native, fit, pad, counts)
+    return ImageTrainingSet(fitted, labels, names, desc, native, fit, pad, counts, from_dicom=n_dicom > 0)
 
 
 def crop_to_native(images: np.ndarray, pad: int) -> np.ndarray:
