@@ -396,7 +396,7 @@ def step_jobs_table_then_a_researcher_disabled_meanwhile_is_logged_out(j: Journe
 def step_clinician_cannot_reach_training(j: Journey) -> None:
     j.login("cleo", USERS["cleo"][1])
     titles = j.nav_titles()
-    assert titles == ["Home", "Tabular", "Imaging", "Synthetic scans", "Model store"], titles
+    assert titles == ["Home", "Tabular", "EHR", "Imaging", "Synthetic scans", "Model store"], titles
     j.nav("Tabular")
     j.see("Not allowed: the clinician role cannot train models")
     j.choose("Saved model", "e2e-heart-dp", exact=False)
@@ -418,8 +418,7 @@ def step_clinician_opens_imaging_viewer(j: Journey) -> None:
 def step_clinician_scrolls_three_planes_of_a_series(j: Journey) -> None:
     """Issue 18: the slice viewer renders the axial, coronal and sagittal planes of the bundled MR series
     (pre-rendered, cached), with their geometry, and a slider scrolls one plane."""
-    j.login("cleo", USERS["cleo"][1])
-    j.nav("Imaging")
+    j.nav("Imaging")  # the clinician of the previous steps, still logged in
     j.choose("Dataset", "ge_mr_fmri", exact=False)
     j.see("Slice viewer: axial, coronal, sagittal")
     for caption in ("Axial 8/15 · 5 mm slices · 3.75 x 3.75 mm pixels · top A, left R",
@@ -436,7 +435,6 @@ def step_clinician_scrolls_three_planes_of_a_series(j: Journey) -> None:
     j.page.keyboard.press("ArrowRight")
     j.see("Axial 9/15", exact=False)
     j.shot("slice_viewer_three_planes")
-    j.logout()
 
 
 def preview_tiles(j: Journey, n_rows: int, per_row: int, side: int = 28):
@@ -472,7 +470,8 @@ def step_clinician_exports_exactly_the_previewed_images_as_dicom(j: Journey) -> 
 
     j.nav("Synthetic scans")
     j.see("FID 46.2 (real-vs-real floor 11.3)", exact=False)  # quality and privacy on the label
-    assert j.page.get_by_role("tab").count() == 0  # no tab this role cannot use
+    tabs = j.page.get_by_role("tab").all_inner_texts()  # no tab this role cannot use
+    assert [t.strip() for t in tabs] == ["Preview and export", "3D volumes"], tabs
     assert j.page.get_by_text("e2e-dp-gan", exact=False).count() == 0  # not evaluated, not approved
     tiles, step = preview_tiles(j, n_rows=2, per_row=4)
     assert step >= 5  # 28-pixel scans shown at 140 pixels or more

@@ -389,7 +389,8 @@ def test_synthetic_scans_page_previews_the_demo_model_and_exports():
     assert at.selectbox[0].value.startswith("pneumoniamnist-stylegan2")
     assert "FID 46.2 (real-vs-real floor 11.3)" in at.selectbox[0].value  # its quality, on the label
     assert len(at.get("image")) >= 1  # the preview grid
-    assert not at.tabs  # a clinician gets no training tab at all (issue 19)
+    # a clinician gets no training tab at all (issue 19): the previews and the 3D volumes only
+    assert [t.label for t in at.tabs] == ["Preview and export", "3D volumes"]
     export = next(b for b in at.button if b.label == "Export the 8 previewed images")
     export.click().run()
     assert not at.exception, at.exception
@@ -404,7 +405,8 @@ def test_synthetic_scans_page_trains_a_generator_as_a_job_for_researchers_only()
     from app_helpers import finish_job, logged_in
 
     clinician = logged_in("pages/synthetic_scans.py", "clinician").run()
-    assert not clinician.tabs and not clinician.error  # no tab it cannot use, so no red refusal either
+    # no tab it cannot use, so no red refusal either
+    assert [t.label for t in clinician.tabs] == ["Preview and export", "3D volumes"] and not clinician.error
     assert not any(b.label == "Start training" for b in clinician.button)
 
     at = logged_in("pages/synthetic_scans.py", "researcher").run()
