@@ -37,7 +37,7 @@ def main() -> None:
     df[args.index] = pd.to_datetime(df[args.index], utc=True).dt.tz_localize(None)
     context = [c for c in args.context.split(",") if c]
     categorical = [c for c in args.categorical.split(",") if c]
-    metadata = Metadata.detect_from_dataframe(df, table_name="visits")
+    metadata = Metadata.detect_from_dataframes({"visits": df}, infer_keys=None)  # SDV 2.0
     metadata.update_column(args.key, sdtype="id", table_name="visits")
     metadata.set_sequence_key(args.key, table_name="visits")
     metadata.update_column(args.index, sdtype="datetime", table_name="visits")

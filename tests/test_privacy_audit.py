@@ -63,7 +63,7 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 
 #: every DP model; the marginal one compiles its graphical model (JAX) at each fit: slow on 2 cores
-DP_MODELS = ["ctgan", "tvae", pytest.param("mst", marks=pytest.mark.slow)]
+DP_MODELS = ["ctgan", "tvae", "argn", pytest.param("mst", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("model", DP_MODELS)
