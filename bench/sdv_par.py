@@ -51,10 +51,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     synth = PARSynthesizer(metadata, context_columns=context, epochs=args.epochs, verbose=False)
-    synth.fit(df)
+    synth.fit({"visits": df})  # SDV 2.0: tables by name
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = synth.sample(num_sequences=args.sequences)
+    out = synth.sample_sequences(args.sequences)["visits"]
     sample_s = time.perf_counter() - t0
     out.to_csv(args.out, index=False)
     print(json.dumps({"fit_seconds": fit_s, "sample_seconds": sample_s, "rows": len(out)}))
