@@ -31,7 +31,6 @@ networks nothing to learn (figures in docs/imaging_3d.md). The 2D GAN keeps its 
 from __future__ import annotations
 
 import functools
-import io
 import math
 import random
 import time
@@ -45,7 +44,6 @@ import torch
 import torch.nn.functional as F
 
 from medsyn_core.device import choose_device, seed_everything
-from medsyn_core.files import atomic_write_bytes
 from medsyn_imaging.networks.ldm import (
     LDMArch,
     build_networks,
@@ -460,10 +458,11 @@ class LDMTrainer:
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """The full training state, atomically (tensors and plain values: ``weights_only`` loadable)."""
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        return atomic_write_bytes(path, buf.getvalue())
+        """The full training state, atomically (tensors and plain values: ``weights_only`` loadable;
+        :func:`medsyn_core.training.write_checkpoint`)."""
+        from medsyn_core.training import write_checkpoint
+
+        return write_checkpoint(path, self.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -518,10 +517,9 @@ class LDMTrainer:
     ) -> LDMTrainer:
         """Rebuild a trainer from ``path`` to continue on ``data`` (optionally longer:
         ``diffusion_steps``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No checkpoint at {path}.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from medsyn_core.training import read_checkpoint
+
+        state = read_checkpoint(path)
         config = LDMConfig.from_dict(state["config"])
         if diffusion_steps is not None:
             config.diffusion_steps = int(diffusion_steps)

@@ -20,7 +20,6 @@ The sampled volumes carry the same grid: spacing, RAS orientation, centred at th
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +86,11 @@ class VolumeTrainingSet:
         return np.bincount(self.labels, minlength=self.n_classes).tolist()
 
     def fingerprint(self) -> str:
-        """SHA-256 of the volumes and labels (to refuse resuming on other data)."""
-        digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(self.volumes).tobytes())
-        digest.update(np.ascontiguousarray(self.labels).tobytes())
-        return digest.hexdigest()
+        """:func:`medsyn_core.training.fingerprint` of the volumes and labels (to refuse resuming on other
+        data)."""
+        from medsyn_core.training import fingerprint
+
+        return fingerprint(self.volumes, self.labels)
 
 
 def ras_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
