@@ -162,3 +162,18 @@ def test_the_monitor_stops_after_patience_or_once_the_best_epoch_is_doubled():
     assert "as many epochs as it took" in monitor.stopped_because
     patient = defaults.TrainingMonitor(iter([0.5] + [0.4] * 5).__next__, every_epoch=True)
     assert [patient(e) for e in range(1, 7)] == [False] * 5 + [True]  # epoch 6 < 2 x 1 + 10: patience
+
+
+def test_no_validation_check_before_the_warm_up():
+    """A TVAE kept its epoch-1 weights: on a small validation set a barely trained network scored best by
+    noise. The first check now comes after a third of the most epochs (at least 20, at most all)."""
+    warmups = (defaults.warmup_epochs(300), defaults.warmup_epochs(30), defaults.warmup_epochs(10))
+    assert warmups == (100, 20, 10)
+    scores = iter([0.9, 0.1, 0.1, 0.1, 0.1, 0.1])  # the first check would win by far
+    monitor = defaults.TrainingMonitor(lambda: next(scores), snapshot=lambda: {}, every_epoch=True,
+                                       warmup_epochs=5)
+    for epoch in range(1, 5):
+        assert not monitor(epoch)
+    assert monitor.checks == []  # nothing scored before epoch 5
+    monitor(5)
+    assert [c["epoch"] for c in monitor.checks] == [5] and monitor.best_epoch == 5
