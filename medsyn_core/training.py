@@ -138,3 +138,13 @@ class Checkpointer:
         self.written += 1
         if self.on_saved is not None:
             self.on_saved(self.path)
+
+
+def job_checkpointer(progress, params: dict[str, Any]) -> Checkpointer | None:
+    """The periodic checkpointer of a background training job (``progress``: the job's progress handle,
+    with its folder and ``checkpoint`` callback), or None under DP: the accountant's state is not saved, so a
+    DP run is never resumed. ``params["checkpoint_every_s"]``: seconds between writes (default 30)."""
+    if params.get("privacy"):
+        return None
+    return Checkpointer(progress.dir / "checkpoint.pt", every_s=float(params.get("checkpoint_every_s", 30.0)),
+                        on_saved=progress.checkpoint)

@@ -46,7 +46,7 @@ def save_upload(data: bytes, filename: str) -> Path:
 
 def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
     """Fit, save and register a synthesizer; returns ``{"model_path", "model_name", "dp_label", ...}``."""
-    from medsyn_core.training import Checkpointer
+    from medsyn_core.training import job_checkpointer
     from medsyn_tabular.synthesizer import TabularSynthesizer
 
     def whole(key: str) -> int | None:  # None: chosen by medsyn_tabular.defaults (from n and ε under DP)
@@ -66,11 +66,7 @@ def fit_table(params: dict[str, Any], progress, resume_from: str | None = None) 
         total = int(record.get("epochs") or synth.epochs or 1)  # MST/AIM count rounds, not epochs
         progress(record["epoch"] / total, f"epoch {record['epoch']} of {total}", {"losses": losses})
 
-    checkpointer = None
-    if not params.get("privacy"):
-        checkpointer = Checkpointer(progress.dir / "checkpoint.pt",
-                                    every_s=float(params.get("checkpoint_every_s", 30.0)),
-                                    on_saved=progress.checkpoint)
+    checkpointer = job_checkpointer(progress, params)
 
     replace = bool(params.get("replace"))
     name = params.get("name") or names.slugify(f"{params.get('source') or 'table'}-{synth.model_name}")

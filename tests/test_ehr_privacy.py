@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from ehr_helpers import one_thread, sample_data
+from privacy_helpers import saved_fields
 from safetensors.torch import load_file
 
 from medsyn_core.device import seed_everything
@@ -140,28 +141,6 @@ def test_a_dp_ehr_fit_cannot_be_replayed_from_the_released_folder_and_seed(tmp_p
 PUBLIC_N_OR_CLOCK = ("dataset_rows", "patients", "sample_rate", "steps", "planned_steps", "noise_multiplier",
                      "trained_at", "created", "seconds", "epsilon", "target_epsilon", "public", "dp_label",
                      "description", "delta")
-
-
-def saved_fields(folder) -> dict[str, object]:
-    out: dict[str, object] = {}
-
-    def walk(prefix, value):
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}/{k}", v)
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(f"{prefix}[{i}]", v)
-        else:
-            out[prefix] = value
-
-    for path in sorted(folder.rglob("*")):
-        if path.suffix == ".json":
-            walk(path.name, json.loads(path.read_text()))
-        elif path.suffix == ".safetensors":
-            for k, v in load_file(str(path)).items():
-                out[f"{path.name}/{k}"] = v.numpy().tobytes()
-    return out
 
 
 def unusual(real: EHRDataset) -> EHRDataset:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from privacy_helpers import saved_fields
 from safetensors.torch import load_file
 from tabular_helpers import one_torch_thread
 
@@ -114,31 +115,6 @@ DECLARATION = {"unit": "row", "phi": {"age": "age90"},
                "columns": {"age": {"kind": "integer", "min": 0, "max": 120}, "ward": {"kind": "categorical"},
                            "glucose": {"kind": "continuous", "min": 0, "max": 400},
                            "sex": {"kind": "categorical", "categories": ["F", "M"], "nullable": False}}}
-
-
-def saved_fields(folder: Path) -> dict[str, object]:
-    """Every leaf of every file in a model folder: JSON values by path, tensors by name, other bytes."""
-    out: dict[str, object] = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}/{k}", v)
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(f"{prefix}[{i}]", v)
-        else:
-            out[prefix] = value
-
-    for path in sorted(folder.rglob("*")):
-        if path.suffix == ".json":
-            walk(path.name, json.loads(path.read_text()))
-        elif path.suffix == ".safetensors":
-            for k, v in load_file(str(path)).items():
-                out[f"{path.name}/{k}"] = v.numpy().tobytes()
-        elif path.is_file():
-            out[path.name] = path.read_bytes()
-    return out
 
 
 @pytest.mark.parametrize("model", DP_MODELS)

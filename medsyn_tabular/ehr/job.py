@@ -25,7 +25,7 @@ MAX_LOSS_POINTS = 500
 
 def fit_ehr(params: dict[str, Any], progress, resume_from: str | None = None) -> dict[str, Any]:
     """Fit, save and register an EHR generator; returns ``{"model_path", "model_name", "dp_label", ...}``."""
-    from medsyn_core.training import Checkpointer
+    from medsyn_core.training import job_checkpointer
     from medsyn_tabular.ehr.dataset import read_source
     from medsyn_tabular.ehr.synthesizer import EHRSynthesizer
 
@@ -40,11 +40,7 @@ def fit_ehr(params: dict[str, Any], progress, resume_from: str | None = None) ->
                   for r in synth.loss_history[-MAX_LOSS_POINTS:]]
         progress(record["epoch"] / epochs, f"epoch {record['epoch']} of {epochs}", {"losses": losses})
 
-    checkpointer = None
-    if not params.get("privacy"):
-        checkpointer = Checkpointer(progress.dir / "checkpoint.pt",
-                                    every_s=float(params.get("checkpoint_every_s", 30.0)),
-                                    on_saved=progress.checkpoint)
+    checkpointer = job_checkpointer(progress, params)
     replace = bool(params.get("replace"))
     name = params.get("name") or names.slugify(f"{params.get('source') or 'ehr'}-ehr")
     path = names.model_dir(name)
